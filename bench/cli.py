@@ -1,0 +1,144 @@
+"""`ttsload`: one entry point with subcommands (run, models, strategies)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import __version__, corpus
+from bench.errors import UsageError
+
+EXIT_OK, EXIT_CELL_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return number
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="ttsload", description="Measure how to load and serve Coqui TTS models.")
+    top.add_argument("--version", action="version", version=f"ttsload {__version__}")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="measure strategies on a model, each repetition in a fresh process")
+    run.add_argument("--strategy", default="naive,singleton,mmap,quantized,subprocess-worker",
+                     help="comma list of presets or TOPOLOGY+LOADER (see `ttsload strategies`)")
+    run.add_argument("--model", default="vits", help="comma list of fixture names or Coqui model paths")
+    run.add_argument("--requests", type=_positive, default=10, help="requests per cell (default 10)")
+    run.add_argument("--repeat", type=_positive, default=3, help="fresh-process repetitions per cell (default 3)")
+    run.add_argument("--cache", choices=("warm", "cold"), default="warm", help="page cache of model files")
+    run.add_argument("--out", type=Path, help="results folder (default results/<date-time>)")
+    run.add_argument("--threads", type=_positive, help="torch threads per process (default: torch's own)")
+    run.add_argument("--timeout", type=float, default=900.0, help="deadline per cell in seconds")
+    run.add_argument("--interval", type=float, default=0.05, help="memory sampling interval in seconds")
+    run.add_argument("--corpus-seed", type=int, default=0, help="seed of the text corpus")
+
+    models = sub.add_parser("models", help="build or list the model fixtures")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    build = models_sub.add_parser("build", help="build fixtures (cached; identical bytes on rebuild)")
+    build.add_argument("names", nargs="+")
+    build.add_argument("--force", action="store_true", help="rebuild even if cached")
+    models_sub.add_parser("list", help="list fixtures and whether they are built")
+
+    sub.add_parser("strategies", help="list presets, topologies and loaders")
+    return top
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench import console as ui
+    from bench import environment, models, runner
+    from bench.results import ResultStore
+    from strategies.registry import UnknownStrategy, resolve
+
+    names = [s.strip() for s in args.strategy.split(",") if s.strip()]
+    try:
+        specs = [resolve(name) for name in names]
+    except UnknownStrategy as exc:
+        raise UsageError(str(exc)) from None
+    model_files = [models.resolve(m.strip()) for m in args.model.split(",") if m.strip()]
+    run_id = time.strftime("%Y%m%d-%H%M%S")
+    out = args.out or Path("results") / run_id
+    store = ResultStore(out)
+    texts = corpus.texts(args.requests, args.corpus_seed)
+    options = runner.CellOptions(texts, args.cache, args.threads, args.timeout, args.interval)
+    store.write_run(run_id, environment.collect(), {
+        **{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "strategies": {s.name: {"topology": s.topology, "loader": s.loader} for s in specs},
+        "models": [m.to_json() for m in model_files], "texts": texts,
+    })
+    cells = runner.plan([s.name for s in specs], model_files, args.repeat)
+    ui.console.print(f"ttsload run {run_id}: {len(cells)} cells -> {out}")
+    rows: list[dict[str, Any]] = []
+    with ui.progress() as bar:
+        task = bar.add_task("cells", total=len(cells), detail="")
+
+        def on_event(cell: runner.Cell, event: dict[str, Any]) -> None:
+            detail = event["event"] if event["event"] != "request_end" else f"request {event['index'] + 1}"
+            bar.update(task, detail=f"{cell.strategy} {cell.model.name} #{cell.repeat}: {detail}")
+
+        def on_done(cell: runner.Cell, row: dict[str, Any]) -> None:
+            bar.advance(task)
+            if row["status"] != "ok":
+                bar.console.print(f"[red]FAILED[/red] {cell.id}: {row['reason']}")
+
+        try:
+            rows = runner.run_cells(cells, options, store, run_id, on_event, on_done)
+        except KeyboardInterrupt:
+            bar.stop()
+            ui.console.print(f"interrupted: finished cells are kept in {out}")
+            rows = [r for r in store.cell_rows() if r.get("run_id") == run_id]
+            ui.console.print(ui.medians_table(rows))
+            return EXIT_INTERRUPTED
+    ui.console.print(ui.medians_table(rows))
+    ui.console.print(f"results: {store.path}\nsummary: {out / 'summary.csv'}")
+    return EXIT_CELL_FAILED if any(r["status"] != "ok" for r in rows) else EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from bench import models
+
+    if args.models_command == "list":
+        for row in models.listing():
+            state = f"built, {row['params'] / 1e6:.1f} M params, {row['bytes'] / 2**20:.1f} MiB" if row["built"] else "not built"
+            print(f"{row['name']:<12} {state:<40} {row['summary']}\n{'':<12} {row['path']}")
+        return EXIT_OK
+    for name in args.names:
+        start = time.monotonic()
+        files = models.build(name, force=args.force)
+        print(f"{name}: {files.checkpoint.parent} ({time.monotonic() - start:.1f} s)")
+    return EXIT_OK
+
+
+def cmd_strategies(args: argparse.Namespace) -> int:
+    from strategies.registry import PRESETS, loaders, topologies
+
+    print("presets:")
+    for name, (topology, loader) in PRESETS.items():
+        print(f"  {name:<18} = {topology}+{loader}")
+    print("topologies:")
+    for name, cls in topologies().items():
+        print(f"  {name:<18} {cls.summary}")
+    print("loaders:")
+    for name, cls in loaders().items():
+        print(f"  {name:<18} {cls.summary}")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    handlers = {"run": cmd_run, "models": cmd_models, "strategies": cmd_strategies}
+    try:
+        return handlers[args.command](args)
+    except UsageError as exc:
+        print(f"ttsload: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

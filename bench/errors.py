@@ -1,0 +1,5 @@
+"""Errors the CLI turns into one line and a non-zero exit."""
+
+
+class UsageError(Exception):
+    """Bad input from the user: a missing model, an unknown strategy, a bad flag value."""

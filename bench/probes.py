@@ -1,0 +1,96 @@
+"""Memory of a whole process tree, read from outside the measured processes.
+
+psutil finds the tree; /proc/PID/smaps_rollup gives in one read what psutil's memory_full_info
+reads too (RSS, PSS, USS) plus what it drops (Pss_Anon, Pss_File, Shared_*), so a mapped
+checkpoint shows up as file-backed memory rather than anonymous. Sum PSS and USS over a tree;
+RSS is reported summed only to show how much a naive sum over-counts shared pages.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import psutil
+
+_FIELDS = {
+    "Rss": "rss",
+    "Pss": "pss",
+    "Pss_Anon": "pss_anon",
+    "Pss_File": "pss_file",
+    "Shared_Clean": "shared_clean",
+    "Shared_Dirty": "shared_dirty",
+    "Private_Clean": "private_clean",
+    "Private_Dirty": "private_dirty",
+    "Swap": "swap",
+}
+TOTAL_KEYS = ("rss", "pss", "uss", "pss_anon", "pss_file", "swap")
+
+
+def read_process(pid: int) -> dict[str, int] | None:
+    """Bytes by kind for one process, or None if it is gone (or not readable)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            lines = handle.read().splitlines()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    reading = {key: 0 for key in _FIELDS.values()}
+    for line in lines[1:]:
+        name, _, rest = line.partition(":")
+        if name in _FIELDS:
+            reading[_FIELDS[name]] = int(rest.split()[0]) * 1024
+    reading["uss"] = reading["private_clean"] + reading["private_dirty"]
+    reading["pid"] = pid
+    return reading
+
+
+def tree_pids(root: int) -> list[int]:
+    try:
+        parent = psutil.Process(root)
+        return [root] + [child.pid for child in parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+@dataclass
+class TreeReading:
+    """One look at every process of a tree: per process, and summed."""
+
+    t: float
+    processes: list[dict[str, int]]
+    total: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"t": self.t, "processes": self.processes, "total": self.total, "n": len(self.processes)}
+
+
+def read_tree(root: int) -> TreeReading:
+    processes = [r for pid in tree_pids(root) if (r := read_process(pid)) is not None]
+    total = {key: sum(p[key] for p in processes) for key in TOTAL_KEYS}
+    return TreeReading(time.monotonic(), processes, total)
+
+
+class TreeSampler(threading.Thread):
+    """Reads a tree's memory on a fixed cadence until stopped; keeps every reading."""
+
+    def __init__(self, root: int, interval_s: float = 0.05):
+        super().__init__(name="ttsload-sampler", daemon=True)
+        self.root = root
+        self.interval_s = interval_s
+        self.readings: list[TreeReading] = []
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        next_at = time.monotonic()
+        while not self._stop_event.is_set():
+            reading = read_tree(self.root)
+            if reading.processes:
+                self.readings.append(reading)
+            next_at += self.interval_s
+            self._stop_event.wait(max(0.0, next_at - time.monotonic()))
+
+    def stop(self) -> list[TreeReading]:
+        self._stop_event.set()
+        self.join()
+        return self.readings

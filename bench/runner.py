@@ -1,0 +1,196 @@
+"""Orchestration: every repetition of every (strategy, model) cell runs in a fresh process.
+
+The runner starts the process, timestamps the start, samples the memory of its whole tree from a
+thread, reads the cell's events from a pipe under a deadline, takes the steady-state reading when
+the requests are done, and hands everything to the result store as soon as the cell ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import pagecache
+from bench.probes import TreeReading, TreeSampler, read_tree
+from strategies.base import ModelFiles
+
+SCENARIO = "single"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measured unit: a strategy serving a model, one repetition of it."""
+
+    strategy: str
+    model: ModelFiles
+    repeat: int
+    scenario: str = SCENARIO
+
+    @property
+    def id(self) -> str:
+        return f"{self.strategy}|{self.model.name}|{self.scenario}|{self.repeat}"
+
+
+@dataclass
+class CellOptions:
+    texts: list[str]
+    cache: str = "warm"
+    threads: int | None = None
+    timeout_s: float = 900.0
+    interval_s: float = 0.05
+
+
+@dataclass
+class CellOutcome:
+    """Everything observed of one cell, raw; `summary.summarize` turns it into a row."""
+
+    cell: Cell
+    t0: float
+    events: list[dict[str, Any]] = field(default_factory=list)
+    readings: list[TreeReading] = field(default_factory=list)
+    steady: TreeReading | None = None
+    status: str = "ok"
+    reason: str = ""
+    exit_code: int | None = None
+    log: str = ""
+
+    def records(self, run_id: str) -> list[dict[str, Any]]:
+        base = {"run_id": run_id, "cell": self.cell.id}
+        out = [{"type": "event", **base, **e, "t_rel": e["t"] - self.t0} for e in self.events]
+        out += [{"type": "sample", **base, **r.to_json(), "t_rel": r.t - self.t0} for r in self.readings]
+        if self.steady is not None:
+            out.append({"type": "sample", **base, **self.steady.to_json(), "t_rel": self.steady.t - self.t0,
+                        "steady": True})
+        out += [{"type": "request", **base, **{k: v for k, v in e.items() if k != "event"}}
+                for e in self.events if e["event"] == "request_end"]
+        if self.status != "ok":
+            out.append({"type": "failure", **base, "status": self.status, "reason": self.reason,
+                        "exit_code": self.exit_code, "log": self.log})
+        return out
+
+
+def run_cell(cell: Cell, options: CellOptions, log_path: Path,
+             on_event: Callable[[dict[str, Any]], None] = lambda e: None) -> CellOutcome:
+    """Run one cell in a new process group; never raises for a failing strategy, only records it."""
+    pagecache.prepare(cell.model.files(), options.cache)
+    spec = {"strategy": cell.strategy, "model": cell.model.to_json(), "texts": options.texts,
+            "threads": options.threads}
+    read_fd, write_fd = os.pipe()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.cell", json.dumps(spec), str(write_fd)],
+            pass_fds=(write_fd,), stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    os.close(write_fd)
+    outcome = CellOutcome(cell, t0)
+    sampler = TreeSampler(proc.pid, options.interval_s)
+    sampler.start()
+    try:
+        _follow(proc, read_fd, outcome, t0 + options.timeout_s, on_event)
+    finally:
+        os.close(read_fd)
+        outcome.readings = sampler.stop()
+        _kill_group(proc)
+    outcome.exit_code = proc.returncode
+    if outcome.status == "ok" and proc.returncode != 0:
+        outcome.status, outcome.reason = "failed", f"cell process exited with code {proc.returncode}"
+    if outcome.status != "ok":
+        outcome.log = _tail(log_path)
+    return outcome
+
+
+def _follow(proc: subprocess.Popen, fd: int, outcome: CellOutcome, deadline: float,
+            on_event: Callable[[dict[str, Any]], None]) -> None:
+    """Read events until the process closes the pipe, fails, or runs past its deadline."""
+    pending = b""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            outcome.status = "failed"
+            outcome.reason = f"deadline: cell still running after {deadline - outcome.t0:.0f} s"
+            return
+        ready, _, _ = select.select([fd], [], [], min(remaining, 1.0))
+        if not ready:
+            continue
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            event = json.loads(line)
+            outcome.events.append(event)
+            on_event(event)
+            if event["event"] == "requests_done":
+                outcome.steady = read_tree(proc.pid)
+                _release(proc)
+            elif event["event"] == "error":
+                outcome.status, outcome.reason = "failed", event.get("reason", "unknown error")
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        outcome.status, outcome.reason = "failed", "cell process did not exit after its last event"
+    if outcome.status == "ok" and outcome.steady is None:
+        outcome.status = "failed"
+        outcome.reason = f"cell process ended (code {proc.poll()}) before finishing its requests"
+
+
+def _release(proc: subprocess.Popen) -> None:
+    try:
+        proc.stdin.write(b"\n")
+        proc.stdin.close()
+    except (BrokenPipeError, OSError):
+        pass
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Nothing a cell started may outlive it: kill its whole process group."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+    if proc.stdin and not proc.stdin.closed:
+        proc.stdin.close()
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def plan(strategies: list[str], models: list[ModelFiles], repeat: int) -> list[Cell]:
+    """Repetitions interleaved (r0 of every strategy, then r1, ...), so drift hits all alike."""
+    return [Cell(s, m, r) for r in range(repeat) for m in models for s in strategies]
+
+
+
+def run_cells(cells: list[Cell], options: CellOptions, store: Any, run_id: str,
+              on_event: Callable[[Cell, dict[str, Any]], None] = lambda c, e: None,
+              on_done: Callable[[Cell, dict[str, Any]], None] = lambda c, r: None) -> list[dict[str, Any]]:
+    """Run cells one after another, writing each to the store as it ends. Returns the rows."""
+    from bench.summary import summarize
+
+    rows = []
+    for cell in cells:
+        log_path = store.out / "logs" / (cell.id.replace("|", "__").replace("/", "_") + f"__{run_id}.log")
+        outcome = run_cell(cell, options, log_path, lambda event, cell=cell: on_event(cell, event))
+        row = summarize(outcome, run_id, options.cache)
+        store.write_cell(outcome.records(run_id), row)
+        rows.append(row)
+        on_done(cell, row)
+    return rows

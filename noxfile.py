@@ -1,0 +1,79 @@
+"""Sessions: tests (the CI command), bench (the main job), lint.
+
+torch is installed first and pinned, so pip takes the CPU wheel instead of a multi-GB CUDA build.
+Virtualenvs are reused, and a stamp of the install inputs skips reinstalling when nothing changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import nox
+
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["tests"]
+
+TORCH = "torch==2.13.0"
+ROOT = Path(__file__).parent
+
+# PyPI's torchaudio 2.11 is a CUDA build: beside CPU torch its native extension fails to load.
+# torchaudio treats that extension as optional, so removing it leaves the pure-Python mode Coqui needs.
+FIX_TORCHAUDIO = """
+import glob, os, sys
+try:
+    import torchaudio  # noqa: F401
+except OSError as exc:
+    if "torchaudio" not in str(exc):
+        raise
+    import importlib.util
+    lib = os.path.join(os.path.dirname(importlib.util.find_spec("torchaudio").origin), "lib")
+    removed = [p for p in glob.glob(os.path.join(lib, "*.so")) if not os.remove(p)]
+    print(f"torchaudio: removed CUDA-only native extension ({len(removed)} files); pure-Python mode")
+"""
+
+
+def install(session: nox.Session, extras: str) -> None:
+    """Install torch first, then ttsload; skip both when the stamp says nothing changed."""
+    key = hashlib.sha256((TORCH + extras + (ROOT / "pyproject.toml").read_text()).encode()).hexdigest()
+    stamp = Path(session.virtualenv.location) / ".ttsload-installed"
+    if stamp.is_file() and stamp.read_text() == key:
+        session.log("dependencies unchanged since last install: skipping pip")
+        return
+    session.install(TORCH)
+    session.install("-e", f".[{extras}]")
+    session.run("python", "-c", FIX_TORCHAUDIO)
+    session.run("python", "-c", "import TTS.api, torchaudio")
+    stamp.write_text(key)
+
+
+@nox.session(python="3.11")
+def tests(session: nox.Session) -> None:
+    """The test suite on real tiny Coqui models (no mocks)."""
+    install(session, "test")
+    session.run("pytest", *(session.posargs or ["-q"]))
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """The five presets on the default `vits` model, warm cache, 3 fresh-process repetitions."""
+    install(session, "test")
+    session.run("ttsload", "models", "build", "vits")
+    out = ROOT / "results" / "bench-latest"
+    args = session.posargs or [
+        "--strategy", "naive,singleton,mmap,quantized,subprocess-worker",
+        "--model", "vits", "--requests", "10", "--repeat", "3", "--cache", "warm",
+    ]
+    if "--out" not in args:
+        import time
+
+        out = ROOT / "results" / time.strftime("bench-%Y%m%d-%H%M%S")
+        args = [*args, "--out", str(out)]
+    session.run("ttsload", "run", *args, success_codes=[0, 1])
+    session.log(f"results are in {out} (results.jsonl, summary.csv, logs/)")
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", ".")

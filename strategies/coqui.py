@@ -1,0 +1,154 @@
+"""The thin layer over Coqui TTS every loader shares: imports, construction modes, synthesis.
+
+All model classes, configs and the eager checkpoint loader are Coqui's own; this module only
+decides *how* a model object is constructed (Coqui's random init, init skipped, or on the meta
+device) and turns a request into float32 audio with a fixed seed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from strategies.base import Audio, StrategyError
+
+# Modules the first VITS construction imports lazily (librosa.filters pulls scipy.signal, ~1.3 s).
+# Importing them with the rest of the runtime makes "construct" measure construction alone, the
+# same way for every loader; cold start as a whole is unchanged (DESIGN.md §8).
+_RUNTIME_MODULES = (
+    "torch",
+    "TTS.config",
+    "TTS.tts.models",
+    "TTS.tts.models.vits",
+    "trainer.io",
+    "librosa.filters",
+    "scipy.signal",
+)
+
+
+def import_runtime(threads: int | None = None) -> dict[str, Any]:
+    """Import torch and Coqui up front; return facts about the runtime for the results."""
+    import importlib
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    for module in _RUNTIME_MODULES:
+        importlib.import_module(module)
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    # str(): torch.__version__ is a TorchVersion, and unpickling one imports all of torch.
+    return {"torch_threads": torch.get_num_threads(), "torch": str(torch.__version__)}
+
+
+def request_seed(text: str) -> int:
+    """Seed derived from the text alone, so the same text gives the same audio in any order."""
+    return zlib.crc32(text.encode("utf-8"))
+
+
+@dataclass
+class LoadedModel:
+    """A Coqui model ready for inference plus what the loader did to it."""
+
+    model: Any
+    config: Any
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.config.audio["sample_rate"])
+
+    def synthesize(self, text: str, seed: int) -> Audio:
+        """Run Coqui's own `synthesize` with a fixed seed; returns float32 audio."""
+        import torch
+
+        torch.manual_seed(seed)
+        with torch.inference_mode():
+            out = self.model.synthesize(text, use_griffin_lim=True)
+        wav = out.get("wav")
+        if wav is None:
+            raise StrategyError(f"{type(self.model).__name__}.synthesize returned no waveform")
+        wav = wav.float().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav)
+        return Audio(np.ascontiguousarray(wav, dtype=np.float32).reshape(-1), self.sample_rate)
+
+
+def load_coqui_config(path: Any) -> Any:
+    """Coqui's config loader, with its errors turned into one line naming the file."""
+    from TTS.config import load_config
+
+    try:
+        return load_config(str(path))
+    except Exception as exc:  # Coqui raises many types for a bad config
+        raise StrategyError(f"cannot read Coqui config {path}: {type(exc).__name__}: {exc}") from exc
+
+
+def construct(config: Any, mode: str = "init") -> Any:
+    """Build the model class Coqui's config names.
+
+    mode "init": Coqui's path, parameters randomly initialised (what `load_checkpoint` overwrites).
+    mode "skip": parameters allocated but not initialised: untouched `torch.empty` pages cost
+    almost nothing and are replaced by `load_state_dict(assign=True)`.
+    mode "meta": parameters on the meta device (accelerate.init_empty_weights), buffers real.
+    """
+    from TTS.tts.models import setup_model
+
+    if mode == "init":
+        return setup_model(config)
+    if mode == "skip":
+        with skip_parameter_init():
+            return setup_model(config)
+    if mode == "meta":
+        from accelerate import init_empty_weights
+
+        with init_empty_weights(include_buffers=False):
+            return setup_model(config)
+    raise ValueError(f"unknown construction mode {mode!r}")
+
+
+@contextlib.contextmanager
+def skip_parameter_init() -> Iterator[None]:
+    """Make torch.nn.init's in-place initialisers no-ops while a model is constructed."""
+    import torch.nn.init as init
+
+    names = [n for n in dir(init) if n.endswith("_") and not n.startswith("_") and callable(getattr(init, n))]
+    saved = {name: getattr(init, name) for name in names}
+
+    def keep(tensor: Any, *args: Any, **kwargs: Any) -> Any:
+        return tensor
+
+    try:
+        for name in names:
+            setattr(init, name, keep)
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(init, name, fn)
+
+
+def coqui_state_fixups(model: Any, state: dict[str, Any]) -> dict[str, Any]:
+    """What Coqui's VITS `load_checkpoint` does to a state dict before loading it.
+
+    Kept for the loaders that bypass `load_checkpoint` (mmap, safetensors), so they load the
+    same tensors: speaker-encoder weights are dropped (they are not part of the model).
+    """
+    return {k: v for k, v in state.items() if "speaker_encoder" not in k}
+
+
+def finish_for_inference(model: Any) -> Any:
+    """Switch to eval mode the way Coqui's `load_checkpoint(eval=True)` does."""
+    if getattr(getattr(model, "args", None), "encoder_sample_rate", None) is not None:
+        model.audio_resampler = None
+    model.eval()
+    return model
+
+
+def parameter_count(model: Any) -> int:
+    return sum(p.numel() for p in model.parameters())

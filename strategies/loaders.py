@@ -1,0 +1,165 @@
+"""Loaders: how the weights of a Coqui model reach memory.
+
+Every loader verifies the sha256 of the files it reads before reading them, never unpickles
+with weights_only=False, and emits load_start, verify_done, construct_done, weights_done.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from strategies import coqui, precision
+from strategies.base import Hook, Loader, ModelFiles, StrategyError
+from strategies.checkpoint import verify_files
+
+
+class _PhasedLoader(Loader):
+    """Template for the phases every loader goes through; subclasses fill in construct/weights."""
+
+    construct_mode: ClassVar[str] = "init"
+
+    def weight_files(self, files: ModelFiles) -> list[Path]:
+        return [files.checkpoint]
+
+    def load(self, files: ModelFiles, hook: Hook) -> coqui.LoadedModel:
+        hook("load_start", loader=self.name)
+        verify_files(files, [files.config, *self.weight_files(files)])
+        hook("verify_done")
+        config = coqui.load_coqui_config(files.config)
+        try:
+            model = coqui.construct(config, self.construct_mode)
+        except Exception as exc:
+            raise StrategyError(f"cannot construct the model of {files.config}: {type(exc).__name__}: {exc}") from exc
+        hook("construct_done", mode=self.construct_mode)
+        try:
+            model = self.fill(model, config, files)
+        except StrategyError:
+            raise
+        except Exception as exc:
+            path = self.weight_files(files)[0]
+            raise StrategyError(f"cannot load weights from {path}: {type(exc).__name__}: {exc}") from exc
+        info = {"params": coqui.parameter_count(model)}
+        info.update(self.convert(model))
+        hook("weights_done", **info)
+        return coqui.LoadedModel(model=model, config=config, info=info)
+
+    def fill(self, model: Any, config: Any, files: ModelFiles) -> Any:
+        raise NotImplementedError
+
+    def convert(self, model: Any) -> dict[str, Any]:
+        """Post-load conversion (precision); returns facts for the results."""
+        return {}
+
+
+class EagerLoader(_PhasedLoader):
+    """Coqui's own path: random init, then `model.load_checkpoint` (torch.load into RAM, copy)."""
+
+    name = "eager"
+    summary = "Coqui's load_checkpoint: random init, read whole file, copy into parameters"
+
+    def fill(self, model: Any, config: Any, files: ModelFiles) -> Any:
+        import trainer.io
+
+        if not getattr(trainer.io, "_WEIGHTS_ONLY", False):
+            raise StrategyError("this Coqui trainer would unpickle with weights_only=False; refusing to load")
+        model.load_checkpoint(config, str(files.checkpoint), eval=True)
+        return model
+
+
+class MmapLoader(_PhasedLoader):
+    """Construct without initialising, map the checkpoint, and assign its tensors (no copy)."""
+
+    name = "mmap"
+    summary = "skip param init + torch.load(mmap=True, weights_only=True) + load_state_dict(assign=True)"
+    construct_mode = "skip"
+
+    def fill(self, model: Any, config: Any, files: ModelFiles) -> Any:
+        import torch
+
+        checkpoint = torch.load(files.checkpoint, mmap=True, weights_only=True, map_location="cpu")
+        state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
+        if not isinstance(state, dict):
+            raise StrategyError(f"{files.checkpoint} holds no state dict (expected a 'model' entry)")
+        model.load_state_dict(coqui.coqui_state_fixups(model, state), strict=True, assign=True)
+        return coqui.finish_for_inference(model)
+
+
+class MetaMmapLoader(MmapLoader):
+    """As mmap, but parameters are created on the meta device (accelerate.init_empty_weights)."""
+
+    name = "mmap-meta"
+    summary = "meta-device construction + torch.load(mmap=True) + assign"
+    construct_mode = "meta"
+
+
+class SafetensorsLoader(_PhasedLoader):
+    """Construct without initialising and assign tensors from the safetensors file."""
+
+    name = "safetensors"
+    summary = "skip param init + safetensors.torch.load_file + load_state_dict(assign=True)"
+    construct_mode = "skip"
+
+    def weight_files(self, files: ModelFiles) -> list[Path]:
+        if files.safetensors is None:
+            raise StrategyError(f"model '{files.name}' has no safetensors file next to {files.checkpoint}")
+        return [files.safetensors]
+
+    def fill(self, model: Any, config: Any, files: ModelFiles) -> Any:
+        from safetensors.torch import load_file
+
+        state = load_file(str(files.safetensors), device="cpu")
+        model.load_state_dict(coqui.coqui_state_fixups(model, state), strict=True, assign=True)
+        return coqui.finish_for_inference(model)
+
+
+class Bf16Loader(EagerLoader):
+    """Coqui's load, then bf16 weights and compute; audio comes back as float32."""
+
+    name = "bf16"
+    summary = "eager load, then cast to bfloat16 compute"
+
+    def convert(self, model: Any) -> dict[str, Any]:
+        start = time.monotonic()
+        info = precision.to_bf16(model)
+        return {**info, "convert_s": time.monotonic() - start}
+
+
+class Int8DynamicLoader(EagerLoader):
+    """Coqui's load, then int8 dynamic quantization of Linear/LSTM layers (a no-op without them)."""
+
+    name = "int8"
+    summary = "eager load, then torch.ao quantize_dynamic on Linear/LSTM"
+
+    def convert(self, model: Any) -> dict[str, Any]:
+        start = time.monotonic()
+        info = precision.to_int8_dynamic(model)
+        return {**info, "convert_s": time.monotonic() - start}
+
+
+class Int8Bf16Loader(EagerLoader):
+    """int8 dynamic where Linear/LSTM exist, bf16 for the rest: the 'quantized' preset."""
+
+    name = "int8-bf16"
+    summary = "int8 dynamic on Linear/LSTM + bf16 compute elsewhere"
+
+    def convert(self, model: Any) -> dict[str, Any]:
+        start = time.monotonic()
+        info = precision.to_int8_dynamic(model)
+        info.update(precision.to_bf16(model))
+        return {**info, "convert_s": time.monotonic() - start}
+
+
+LOADERS: dict[str, type[Loader]] = {
+    cls.name: cls
+    for cls in (
+        EagerLoader,
+        MmapLoader,
+        MetaMmapLoader,
+        SafetensorsLoader,
+        Bf16Loader,
+        Int8DynamicLoader,
+        Int8Bf16Loader,
+    )
+}

@@ -1,0 +1,96 @@
+"""Reduced-precision conversions, each reporting how much of the model it really converted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _count(module: Any) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def to_int8_dynamic(model: Any) -> dict[str, Any]:
+    """Quantize Linear/LSTM layers to int8 in place; report the fraction of parameters they held.
+
+    A model without such layers (VITS is all convolutions) converts nothing and says so:
+    int8_fraction = 0.0 makes the no-op visible instead of implying a saving.
+    """
+    import torch
+    from torch import nn
+
+    total = _count(model)
+    targets = {nn.Linear, nn.LSTM}
+    quantizable = [m for m in model.modules() if type(m) in targets]
+    converted = sum(_count(m) for m in quantizable)
+    if quantizable:
+        from torch.ao.quantization import quantize_dynamic
+
+        quantize_dynamic(model, {nn.Linear, nn.LSTM}, dtype=torch.qint8, inplace=True)
+        _wrap_float32_islands(model)
+    return {"int8_fraction": converted / total if total else 0.0, "int8_layers": len(quantizable)}
+
+
+def to_bf16(model: Any) -> dict[str, Any]:
+    """Cast float parameters and buffers to bfloat16; outputs of `inference` go back to float32."""
+    import torch
+
+    total = _count(model)
+    before = sum(p.numel() for p in model.parameters() if p.dtype == torch.float32)
+    for module in model.modules():
+        if getattr(module, "_ttsload_fp32_island", False):
+            continue
+        for name, param in list(module.named_parameters(recurse=False)):
+            if param.dtype == torch.float32:
+                param.data = param.data.to(torch.bfloat16)
+        for name, buf in list(module.named_buffers(recurse=False)):
+            if buf is not None and buf.dtype == torch.float32:
+                setattr(module, name, buf.to(torch.bfloat16))
+    after = sum(p.numel() for p in model.parameters() if p.dtype == torch.float32)
+    _return_float32(model)
+    return {"bf16_fraction": (before - after) / total if total else 0.0}
+
+
+def _return_float32(model: Any) -> None:
+    """Wrap `model.inference` so floating outputs come back as float32 (numpy has no bf16)."""
+    import torch
+
+    inner = model.inference
+
+    def to_float(value: Any) -> Any:
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            return value.float()
+        if isinstance(value, dict):
+            return {k: to_float(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(to_float(v) for v in value)
+        return value
+
+    def inference(*args: Any, **kwargs: Any) -> Any:
+        return to_float(inner(*args, **kwargs))
+
+    model.inference = inference
+
+
+def _wrap_float32_islands(model: Any) -> None:
+    """Dynamic-quantized layers take float32 input: cast around them if the rest turns bf16."""
+    import torch
+    from torch import nn
+
+    class Float32Island(nn.Module):
+        _ttsload_fp32_island = True
+
+        def __init__(self, inner: nn.Module):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args: Any) -> Any:
+            dtypes = {a.dtype for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()}
+            out = self.inner(*(a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args))
+            back = dtypes.pop() if len(dtypes) == 1 else torch.float32
+            return out.to(back) if isinstance(out, torch.Tensor) else out
+
+    quantized_types = ("DynamicQuantizedLinear", "DynamicQuantizedLSTM", "Linear", "LSTM")
+    for parent in list(model.modules()):
+        for child_name, child in list(parent.named_children()):
+            if type(child).__module__.startswith("torch.ao.nn.quantized") and type(child).__name__ in quantized_types:
+                setattr(parent, child_name, Float32Island(child))

@@ -1,0 +1,81 @@
+"""Strategy names: the five presets, TOPOLOGY+LOADER combinations, and third-party entries.
+
+A third party registers more through the entry-point groups `ttsload.loaders` and
+`ttsload.topologies` (each entry a Loader or Topology subclass).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import entry_points
+
+from strategies.base import Hook, Loader, ModelFiles, Topology
+
+PRESETS: dict[str, tuple[str, str]] = {
+    "naive": ("per_request", "eager"),
+    "singleton": ("resident", "eager"),
+    "mmap": ("resident", "mmap"),
+    "quantized": ("resident", "int8-bf16"),
+    "subprocess-worker": ("worker", "eager"),
+}
+
+
+class UnknownStrategy(ValueError):
+    """A strategy name that is neither a preset nor a TOPOLOGY+LOADER combination."""
+
+
+@cache
+def loaders() -> dict[str, type[Loader]]:
+    from strategies.loaders import LOADERS
+
+    found = dict(LOADERS)
+    for entry in entry_points(group="ttsload.loaders"):
+        found[entry.name] = entry.load()
+    return found
+
+
+@cache
+def topologies() -> dict[str, type[Topology]]:
+    from strategies.topologies import TOPOLOGIES
+
+    found = dict(TOPOLOGIES)
+    for entry in entry_points(group="ttsload.topologies"):
+        found[entry.name] = entry.load()
+    return found
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """A resolved strategy: the name the user gave and the topology and loader it means."""
+
+    name: str
+    topology: str
+    loader: str
+
+    def build(self, files: ModelFiles, hook: Hook, threads: int | None = None) -> Topology:
+        return topologies()[self.topology](make_loader(self.loader), files, hook, threads)
+
+
+def make_loader(name: str) -> Loader:
+    return loaders()[name]()
+
+
+def _alias(part: str) -> str:
+    return part.strip().replace("-", "_") if part.strip().replace("-", "_") in topologies() else part.strip()
+
+
+def resolve(name: str) -> StrategySpec:
+    """Turn 'naive', 'worker+mmap' or 'mmap+worker' into a StrategySpec, or raise UnknownStrategy."""
+    name = name.strip()
+    if name in PRESETS:
+        return StrategySpec(name, *PRESETS[name])
+    parts = [_alias(p) for p in name.split("+")]
+    topology = [p for p in parts if p in topologies()]
+    loader = [p for p in parts if p in loaders()]
+    if len(parts) == 2 and len(topology) == 1 and len(loader) == 1:
+        return StrategySpec(name, topology[0], loader[0])
+    raise UnknownStrategy(
+        f"unknown strategy '{name}': use a preset ({', '.join(PRESETS)}) or TOPOLOGY+LOADER with "
+        f"topologies {', '.join(topologies())} and loaders {', '.join(loaders())}"
+    )
