@@ -105,7 +105,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     if args.models_command == "list":
         for row in models.listing():
-            state = f"built, {row['params'] / 1e6:.1f} M params, {row['bytes'] / 2**20:.1f} MiB" if row["built"] else "not built"
+            state = "not built"
+            if row["built"]:
+                state = f"built, {row['params'] / 1e6:.1f} M params, {row['bytes'] / 2**20:.1f} MiB"
             print(f"{row['name']:<12} {state:<40} {row['summary']}\n{'':<12} {row['path']}")
         return EXIT_OK
     for name in args.names:

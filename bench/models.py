@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,7 @@ def _build_vits(fixture: Fixture, out: Path) -> None:
         run_name=fixture.name,
     )
     torch.manual_seed(fixture.seed)
-    model = Vits.init_from_config(config)
+    model = Vits(config)
     config.save_json(str(out / CONFIG))
     # trainer's own save_model writes Coqui's checkpoint format; a fixed date keeps the bytes stable.
     save_model(config, model, str(out / CHECKPOINT), current_step=0, epoch=0, date="ttsload fixture")
@@ -180,8 +180,10 @@ def resolve(spec: str) -> ModelFiles:
     if checkpoint is None:
         checkpoint = _find_checkpoint(folder)
     if (folder / MANIFEST).is_file():
-        return read_manifest(folder, checkpoint)
-    return _trust_on_first_use(folder, checkpoint)
+        files = read_manifest(folder, checkpoint)
+    else:
+        files = _trust_on_first_use(folder, checkpoint)
+    return replace(files, name=spec)  # a model given by path is named by that path in the results
 
 
 def _find_checkpoint(folder: Path) -> Path:

@@ -111,7 +111,7 @@ class Topology(abc.ABC):
     def synthesize(self, text: str, seed: int) -> Audio:
         """Serve one request; the same (text, seed) must give the same audio for fp32 loaders."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op unless a topology holds resources
         """Release the model and any helper processes."""
 
     def __enter__(self) -> Topology:

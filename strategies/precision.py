@@ -39,7 +39,7 @@ def to_bf16(model: Any) -> dict[str, Any]:
     for module in model.modules():
         if getattr(module, "_ttsload_fp32_island", False):
             continue
-        for name, param in list(module.named_parameters(recurse=False)):
+        for param in module.parameters(recurse=False):
             if param.dtype == torch.float32:
                 param.data = param.data.to(torch.bfloat16)
         for name, buf in list(module.named_buffers(recurse=False)):

@@ -137,9 +137,7 @@ class Worker(Topology):
                 has_message = False
             if not has_message:
                 if not self._process.is_alive():
-                    raise StrategyError(
-                        f"worker process {self._process.pid} died (exit code {self._process.exitcode})"
-                    ) from None
+                    raise StrategyError(self._death()) from None
                 continue
             if message_kind == "event":
                 event, t, fields = payload
@@ -151,9 +149,16 @@ class Worker(Topology):
             elif message_kind == kind and message_id == request_id:
                 return payload
 
+    def _death(self) -> str:
+        self._process.join(timeout=5)
+        return f"worker process {self._process.pid} died (exit code {self._process.exitcode})"
+
     def synthesize(self, text: str, seed: int) -> Audio:
         request_id, self._next_id = self._next_id, self._next_id + 1
-        self._conn.send((request_id, text, seed))
+        try:
+            self._conn.send((request_id, text, seed))
+        except OSError:
+            raise StrategyError(self._death()) from None
         wav, rate = self._wait_for("audio", request_id)
         return Audio(wav, rate)
 

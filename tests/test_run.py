@@ -1,0 +1,129 @@
+"""`ttsload run` end to end on the tiny model: fresh processes, sane summary, failures recorded."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import ttsload
+
+PRESETS = "naive,singleton,mmap,quantized,subprocess-worker"
+REQUESTS = 3
+PHASES = ("import_s", "verify_s", "construct_s", "weights_s", "first_audio_s")
+
+
+def rows(out: Path) -> list[dict[str, str]]:
+    with open(out / "summary.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def preset_run(tiny, tmp_path_factory) -> tuple[Path, object]:
+    out = tmp_path_factory.mktemp("run") / "presets"
+    done = ttsload("run", "--strategy", PRESETS, "--model", "vits-tiny", "--requests", str(REQUESTS),
+                   "--repeat", "1", "--out", str(out))
+    return out, done
+
+
+def test_run_succeeds_and_prints_the_table(preset_run):
+    out, done = preset_run
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "medians over repetitions" in done.stderr
+    for preset in PRESETS.split(","):
+        assert preset in done.stderr
+
+
+def test_summary_fields_present_positive_and_consistent(preset_run):
+    out, _ = preset_run
+    table = rows(out)
+    assert {r["strategy"] for r in table} == set(PRESETS.split(","))
+    for row in table:
+        assert row["status"] == "ok" and row["scenario"] == "single" and row["cache"] == "warm"
+        values = {k: float(row[k]) for k in ("cold_start_s", "rss_mb", "pss_mb", "uss_mb", "peak_pss_mb",
+                                              "latency_p50_s", "latency_p90_s", "latency_p99_s", "rtf", *PHASES)}
+        assert all(v > 0 for v in values.values()), values
+        assert values["uss_mb"] <= values["pss_mb"] <= values["rss_mb"]
+        assert sum(values[p] for p in PHASES) <= values["cold_start_s"]
+        assert values["latency_p50_s"] <= values["latency_p90_s"] <= values["latency_p99_s"]
+        assert int(row["requests"]) == REQUESTS
+
+
+def test_loads_counted_per_topology(preset_run):
+    by_strategy = {r["strategy"]: r for r in rows(preset_run[0])}
+    assert int(by_strategy["naive"]["loads"]) == REQUESTS
+    assert all(int(by_strategy[s]["loads"]) == 1 for s in ("singleton", "mmap", "quantized", "subprocess-worker"))
+
+
+def test_fp32_presets_agree_and_quantized_differs(preset_run):
+    by_strategy = {r["strategy"]: r["output_digest"] for r in rows(preset_run[0])}
+    assert len({by_strategy[s] for s in ("naive", "singleton", "mmap", "subprocess-worker")}) == 1
+    assert by_strategy["quantized"] != by_strategy["naive"]
+
+
+def test_worker_tree_is_measured_as_a_tree(preset_run):
+    by_strategy = {r["strategy"]: r for r in rows(preset_run[0])}
+    assert int(by_strategy["subprocess-worker"]["processes"]) >= 2
+    assert int(by_strategy["singleton"]["processes"]) == 1
+
+
+def test_results_jsonl_has_every_record_type(preset_run):
+    out, _ = preset_run
+    recs = records(out)
+    kinds = {r["type"] for r in recs}
+    assert {"run", "event", "sample", "request", "cell"} <= kinds
+    run = next(r for r in recs if r["type"] == "run")
+    assert run["schema"] == 1 and run["environment"]["packages"]["coqui-tts"] == "0.28.0"
+    assert sum(1 for r in recs if r["type"] == "request") == REQUESTS * len(PRESETS.split(","))
+    assert any(r.get("steady") for r in recs if r["type"] == "sample")
+
+
+def test_a_broken_model_fails_its_cells_and_the_others_still_run(tiny, tiny_copy, tmp_path):
+    checkpoint = tiny_copy / "model_file.pth"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:-100])
+    out = tmp_path / "mixed"
+    done = ttsload("run", "--strategy", "singleton,mmap", "--model", f"{tiny_copy},vits-tiny",
+                   "--requests", "1", "--repeat", "1", "--out", str(out))
+    assert done.returncode == 1
+    table = rows(out)
+    broken = [r for r in table if r["model"] != "vits-tiny"]
+    assert len(broken) == 2 and all(r["status"] == "failed" for r in broken)
+    assert all("sha256 mismatch" in r["reason"] and "model_file.pth" in r["reason"] for r in broken)
+    assert all(r["status"] == "ok" for r in table if r["model"] == "vits-tiny")
+    assert "FAILED" in done.stderr and "sha256 mismatch" in done.stderr
+
+
+def test_a_cell_past_its_deadline_is_killed_with_its_tree(tiny, tmp_path):
+    out = tmp_path / "deadline"
+    before = {p.pid for p in psutil.process_iter()}
+    done = ttsload("run", "--strategy", "subprocess-worker", "--model", "vits-tiny", "--requests", "1",
+                   "--repeat", "1", "--timeout", "0.5", "--out", str(out))
+    assert done.returncode == 1
+    (row,) = rows(out)
+    assert row["status"] == "failed" and row["reason"].startswith("deadline")
+    leftovers = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in before
+                 and "bench.cell" in " ".join(p.info["cmdline"] or [])]
+    assert leftovers == []
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--strategy", "naive,warp-drive"], "unknown strategy 'warp-drive'"),
+        (["--model", "/no/such/model"], "model not found: '/no/such/model'"),
+        (["--requests", "0"], "must be at least 1"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(tiny, tmp_path, args, message):
+    done = ttsload("run", "--model", "vits-tiny", *args, "--out", str(tmp_path / "x"))
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert len([line for line in done.stderr.splitlines() if "error" in line]) == 1
+    assert not (tmp_path / "x" / "results.jsonl").exists()
