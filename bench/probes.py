@@ -25,7 +25,7 @@ _FIELDS = {
     "Private_Dirty": "private_dirty",
     "Swap": "swap",
 }
-TOTAL_KEYS = ("rss", "pss", "uss", "pss_anon", "pss_file", "swap")
+TOTAL_KEYS = ("rss", "pss", "uss", "pss_anon", "pss_file", "swap", "rss_hwm")
 
 
 def read_process(pid: int) -> dict[str, int] | None:
@@ -41,8 +41,21 @@ def read_process(pid: int) -> dict[str, int] | None:
         if name in _FIELDS:
             reading[_FIELDS[name]] = int(rest.split()[0]) * 1024
     reading["uss"] = reading["private_clean"] + reading["private_dirty"]
+    reading["rss_hwm"] = _rss_high_water_mark(pid)
     reading["pid"] = pid
     return reading
+
+
+def _rss_high_water_mark(pid: int) -> int:
+    """The kernel's exact peak RSS of a process (VmHWM): a peak no sampling cadence can miss."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return 0
 
 
 def tree_pids(root: int) -> list[int]:

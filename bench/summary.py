@@ -22,6 +22,7 @@ COLUMNS = [
     "run_id", "strategy", "model", "scenario", "repeat", "status", "reason",
     "cold_start_s", "import_s", "verify_s", "construct_s", "weights_s", "first_audio_s",
     "rss_mb", "pss_mb", "uss_mb", "pss_anon_mb", "pss_file_mb", "peak_pss_mb", "peak_rss_mb",
+    "rss_hwm_mb",
     "processes", "latency_p50_s", "latency_p90_s", "latency_p99_s", "rtf", "audio_s",
     "requests", "loads", "torch_threads", "cache", "int8_fraction", "bf16_fraction", "output_digest",
 ]
@@ -66,7 +67,7 @@ def summarize(outcome: CellOutcome, run_id: str = "", cache: str = "") -> dict[s
     row["torch_threads"] = _first_fields(events, "imports_done").get("torch_threads")
 
     steady = outcome.steady.total if outcome.steady else {}
-    for key in ("rss", "pss", "uss", "pss_anon", "pss_file"):
+    for key in ("rss", "pss", "uss", "pss_anon", "pss_file", "rss_hwm"):
         row[f"{key}_mb"] = steady[key] / MB if key in steady else None
     row["processes"] = len(outcome.steady.processes) if outcome.steady else None
     load_end = at.get("first_audio", float("inf"))

@@ -7,6 +7,7 @@ with weights_only=False, and emits load_start, verify_done, construct_done, weig
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -114,41 +115,41 @@ class SafetensorsLoader(_PhasedLoader):
         return coqui.finish_for_inference(model)
 
 
-class Bf16Loader(EagerLoader):
-    """Coqui's load, then bf16 weights and compute; audio comes back as float32."""
+class _ConvertingLoader(EagerLoader):
+    """Coqui's load followed by precision conversions; each reports what it converted."""
+
+    conversions: ClassVar[tuple[Callable[[Any], dict[str, Any]], ...]] = ()
+
+    def convert(self, model: Any) -> dict[str, Any]:
+        start = time.monotonic()
+        info: dict[str, Any] = {}
+        for conversion in self.conversions:
+            info.update(conversion(model))
+        return {**info, "convert_s": time.monotonic() - start}
+
+
+class Bf16Loader(_ConvertingLoader):
+    """bf16 weights and compute; audio comes back as float32."""
 
     name = "bf16"
     summary = "eager load, then cast to bfloat16 compute"
-
-    def convert(self, model: Any) -> dict[str, Any]:
-        start = time.monotonic()
-        info = precision.to_bf16(model)
-        return {**info, "convert_s": time.monotonic() - start}
+    conversions = (precision.to_bf16,)
 
 
-class Int8DynamicLoader(EagerLoader):
-    """Coqui's load, then int8 dynamic quantization of Linear/LSTM layers (a no-op without them)."""
+class Int8DynamicLoader(_ConvertingLoader):
+    """int8 dynamic quantization of Linear/LSTM layers (a visible no-op without them)."""
 
     name = "int8"
     summary = "eager load, then torch.ao quantize_dynamic on Linear/LSTM"
-
-    def convert(self, model: Any) -> dict[str, Any]:
-        start = time.monotonic()
-        info = precision.to_int8_dynamic(model)
-        return {**info, "convert_s": time.monotonic() - start}
+    conversions = (precision.to_int8_dynamic,)
 
 
-class Int8Bf16Loader(EagerLoader):
+class Int8Bf16Loader(_ConvertingLoader):
     """int8 dynamic where Linear/LSTM exist, bf16 for the rest: the 'quantized' preset."""
 
     name = "int8-bf16"
     summary = "int8 dynamic on Linear/LSTM + bf16 compute elsewhere"
-
-    def convert(self, model: Any) -> dict[str, Any]:
-        start = time.monotonic()
-        info = precision.to_int8_dynamic(model)
-        info.update(precision.to_bf16(model))
-        return {**info, "convert_s": time.monotonic() - start}
+    conversions = (precision.to_int8_dynamic, precision.to_bf16)
 
 
 LOADERS: dict[str, type[Loader]] = {

@@ -25,24 +25,25 @@ class UnknownStrategy(ValueError):
     """A strategy name that is neither a preset nor a TOPOLOGY+LOADER combination."""
 
 
+def _with_entry_points(builtin: dict[str, type], group: str) -> dict[str, type]:
+    found = dict(builtin)
+    for entry in entry_points(group=group):
+        found[entry.name] = entry.load()
+    return found
+
+
 @cache
 def loaders() -> dict[str, type[Loader]]:
     from strategies.loaders import LOADERS
 
-    found = dict(LOADERS)
-    for entry in entry_points(group="ttsload.loaders"):
-        found[entry.name] = entry.load()
-    return found
+    return _with_entry_points(LOADERS, "ttsload.loaders")
 
 
 @cache
 def topologies() -> dict[str, type[Topology]]:
     from strategies.topologies import TOPOLOGIES
 
-    found = dict(TOPOLOGIES)
-    for entry in entry_points(group="ttsload.topologies"):
-        found[entry.name] = entry.load()
-    return found
+    return _with_entry_points(TOPOLOGIES, "ttsload.topologies")
 
 
 @dataclass(frozen=True)

@@ -48,9 +48,11 @@ def test_summary_fields_present_positive_and_consistent(preset_run):
     for row in table:
         assert row["status"] == "ok" and row["scenario"] == "single" and row["cache"] == "warm"
         values = {k: float(row[k]) for k in ("cold_start_s", "rss_mb", "pss_mb", "uss_mb", "peak_pss_mb",
+                                              "peak_rss_mb", "rss_hwm_mb",
                                               "latency_p50_s", "latency_p90_s", "latency_p99_s", "rtf", *PHASES)}
         assert all(v > 0 for v in values.values()), values
         assert values["uss_mb"] <= values["pss_mb"] <= values["rss_mb"]
+        assert values["rss_hwm_mb"] >= max(values["rss_mb"], values["peak_rss_mb"])  # kernel peak bounds samples
         assert sum(values[p] for p in PHASES) <= values["cold_start_s"]
         assert values["latency_p50_s"] <= values["latency_p90_s"] <= values["latency_p99_s"]
         assert int(row["requests"]) == REQUESTS
