@@ -84,8 +84,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         def on_done(cell: runner.Cell, row: dict[str, Any]) -> None:
             bar.advance(task)
+            done = f"[{int(bar.tasks[0].completed)}/{len(cells)}] {cell.id}"
             if row["status"] != "ok":
-                bar.console.print(f"[red]FAILED[/red] {cell.id}: {row['reason']}")
+                bar.console.print(f"{done}: [red]FAILED[/red] {row['reason']}")
+            else:  # one line per cell, so a log (CI, nox) shows progress too
+                bar.console.print(f"{done}: ok, cold start {row['cold_start_s']:.2f} s, "
+                                  f"PSS {row['pss_mb']:.0f} MiB, p50 {row['latency_p50_s']:.2f} s")
 
         try:
             rows = runner.run_cells(cells, options, store, run_id, on_event, on_done)
