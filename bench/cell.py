@@ -15,6 +15,7 @@ import os
 import sys
 import time
 import traceback
+from pathlib import Path
 from typing import Any, TextIO
 
 
@@ -28,6 +29,13 @@ class EventPipe:
         record = {"event": event, "t": t if t is not None else time.monotonic(), "pid": os.getpid(), **fields}
         self.stream.write(json.dumps(record, default=str) + "\n")
         self.stream.flush()
+
+
+def save_audio(folder: Path, index: int, wav: Any) -> None:
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / f"{index:04d}.npy", wav)
 
 
 def serve(spec: dict[str, Any], hook: EventPipe) -> None:
@@ -54,6 +62,8 @@ def serve(spec: dict[str, Any], hook: EventPipe) -> None:
         )
         if index == 0:
             hook("first_audio")
+        if spec.get("audio_dir"):  # after the timed part: kept for the quality comparison
+            save_audio(Path(spec["audio_dir"]), index, audio.wav)
     hook("requests_done")
     sys.stdin.readline()  # the runner reads steady-state memory, then lets us go
     topology.close()

@@ -52,9 +52,9 @@ def parser() -> argparse.ArgumentParser:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bench import console as ui
-    from bench import environment, models, runner
+    from bench import environment, models, quality, runner
     from bench.results import ResultStore
-    from strategies.registry import UnknownStrategy, resolve
+    from strategies.registry import UnknownStrategy, loaders, resolve
 
     names = [s.strip() for s in args.strategy.split(",") if s.strip()]
     try:
@@ -66,7 +66,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = args.out or Path("results") / run_id
     store = ResultStore(out)
     texts = corpus.texts(args.requests, args.corpus_seed)
-    options = runner.CellOptions(texts, args.cache, args.threads, args.timeout, args.interval)
+    options = runner.CellOptions(
+        texts, args.cache, args.threads, args.timeout, args.interval,
+        audio_dir=lambda cell: quality.audio_dir(out, cell.strategy, cell.model.name) if cell.repeat == 0 else None,
+    )
     store.write_run(run_id, environment.collect(), {
         **{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "strategies": {s.name: {"topology": s.topology, "loader": s.loader} for s in specs},
@@ -100,6 +103,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             ui.console.print(ui.medians_table(rows))
             return EXIT_INTERRUPTED
     ui.console.print(ui.medians_table(rows))
+    exact = {s.name: loaders()[s.loader].exact for s in specs}
+    ok_cells = [(r["strategy"], r["model"], exact[r["strategy"]]) for r in rows if r["status"] == "ok"]
+    qualities = quality.compare(out, run_id, list(dict.fromkeys(ok_cells)))
+    if qualities:
+        store.append(qualities)
+        ui.console.print(ui.quality_table(qualities))
     ui.console.print(f"results: {store.path}\nsummary: {out / 'summary.csv'}")
     return EXIT_CELL_FAILED if any(r["status"] != "ok" for r in rows) else EXIT_OK
 

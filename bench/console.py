@@ -59,6 +59,21 @@ def medians_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
+def quality_table(records: list[dict[str, Any]]) -> Table:
+    """Output of each strategy against the run's fp32 reference, same texts and seeds."""
+    table = Table(title="output vs fp32 reference (repetition 0, same texts and seeds)")
+    for header in ("strategy", "model", "reference", "identical", "SNR dB median", "SNR dB min", "length ratio"):
+        table.add_column(header, justify="right" if "SNR" in header or "ratio" in header else "left")
+    for q in records:
+        table.add_row(q["strategy"], q["model"], q["reference"], "yes" if q["identical"] else "no",
+                      _db(q["snr_db_median"]), _db(q["snr_db_min"]), f"{q['length_ratio_median']:.3f}")
+    return table
+
+
+def _db(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def _number(value: Any) -> float | None:
     try:
         return float(value) if value not in (None, "") else None

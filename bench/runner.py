@@ -47,6 +47,7 @@ class CellOptions:
     threads: int | None = None
     timeout_s: float = 900.0
     interval_s: float = 0.05
+    audio_dir: Callable[[Cell], Path | None] | None = None  # where a cell keeps its audio, if anywhere
 
 
 @dataclass
@@ -82,8 +83,9 @@ def run_cell(cell: Cell, options: CellOptions, log_path: Path,
              on_event: Callable[[dict[str, Any]], None] = lambda e: None) -> CellOutcome:
     """Run one cell in a new process group; never raises for a failing strategy, only records it."""
     pagecache.prepare(cell.model.files(), options.cache)
+    audio = options.audio_dir(cell) if options.audio_dir else None
     spec = {"strategy": cell.strategy, "model": cell.model.to_json(), "texts": options.texts,
-            "threads": options.threads}
+            "threads": options.threads, "audio_dir": str(audio) if audio else None}
     read_fd, write_fd = os.pipe()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:

@@ -85,6 +85,7 @@ class Loader(abc.ABC):
 
     name: ClassVar[str]
     summary: ClassVar[str]
+    exact: ClassVar[bool] = True  # fp32 weights and compute: output bit-identical to Coqui's own path
 
     @abc.abstractmethod
     def load(self, files: ModelFiles, hook: Hook) -> LoadedModel:

@@ -119,6 +119,7 @@ class _ConvertingLoader(EagerLoader):
     """Coqui's load followed by precision conversions; each reports what it converted."""
 
     conversions: ClassVar[tuple[Callable[[Any], dict[str, Any]], ...]] = ()
+    exact = False
 
     def convert(self, model: Any) -> dict[str, Any]:
         start = time.monotonic()

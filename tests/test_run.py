@@ -130,3 +130,15 @@ def test_usage_errors_exit_2_with_one_line(tiny, tmp_path, args, message):
     assert message in done.stderr
     assert len([line for line in done.stderr.splitlines() if "error" in line]) == 1
     assert not (tmp_path / "x" / "results.jsonl").exists()
+
+
+def test_quality_of_each_strategy_against_the_fp32_reference(preset_run):
+    out, done = preset_run
+    quality = {r["strategy"]: r for r in records(out) if r["type"] == "quality"}
+    assert set(quality) == set(PRESETS.split(","))
+    assert quality["quantized"]["reference"] in ("naive", "singleton", "mmap", "subprocess-worker")
+    for strategy in ("naive", "singleton", "mmap", "subprocess-worker"):
+        assert quality[strategy]["identical"] and quality[strategy]["requests"] == REQUESTS
+    assert not quality["quantized"]["identical"]
+    assert quality["quantized"]["snr_db_min"] >= 20.0  # the bound tests/test_strategies.py states for bf16
+    assert "output vs fp32 reference" in done.stderr
