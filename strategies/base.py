@@ -98,11 +98,13 @@ class Topology(abc.ABC):
     name: ClassVar[str]
     summary: ClassVar[str]
 
-    def __init__(self, loader: Loader, files: ModelFiles, hook: Hook, threads: int | None = None):
+    def __init__(self, loader: Loader, files: ModelFiles, hook: Hook, threads: int | None = None,
+                 workers: int = 1):
         self.loader = loader
         self.files = files
         self.hook = hook
         self.threads = threads
+        self.workers = workers  # serving processes; only multi-process topologies (prefork) use it
 
     @abc.abstractmethod
     def start(self) -> None:

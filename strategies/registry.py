@@ -54,8 +54,8 @@ class StrategySpec:
     topology: str
     loader: str
 
-    def build(self, files: ModelFiles, hook: Hook, threads: int | None = None) -> Topology:
-        return topologies()[self.topology](make_loader(self.loader), files, hook, threads)
+    def build(self, files: ModelFiles, hook: Hook, threads: int | None = None, workers: int = 1) -> Topology:
+        return topologies()[self.topology](make_loader(self.loader), files, hook, threads, workers)
 
 
 def make_loader(name: str) -> Loader:

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import ttsload
 
-PRESETS = "naive,singleton,mmap,quantized,subprocess-worker"
+PRESETS = "naive,singleton,mmap,quantized,subprocess-worker,prefork+eager"
 REQUESTS = 3
 PHASES = ("import_s", "verify_s", "construct_s", "weights_s", "first_audio_s")
 
@@ -61,18 +61,20 @@ def test_summary_fields_present_positive_and_consistent(preset_run):
 def test_loads_counted_per_topology(preset_run):
     by_strategy = {r["strategy"]: r for r in rows(preset_run[0])}
     assert int(by_strategy["naive"]["loads"]) == REQUESTS
-    assert all(int(by_strategy[s]["loads"]) == 1 for s in ("singleton", "mmap", "quantized", "subprocess-worker"))
+    assert all(int(by_strategy[s]["loads"]) == 1
+               for s in ("singleton", "mmap", "quantized", "subprocess-worker", "prefork+eager"))
 
 
 def test_fp32_presets_agree_and_quantized_differs(preset_run):
     by_strategy = {r["strategy"]: r["output_digest"] for r in rows(preset_run[0])}
-    assert len({by_strategy[s] for s in ("naive", "singleton", "mmap", "subprocess-worker")}) == 1
+    assert len({by_strategy[s] for s in ("naive", "singleton", "mmap", "subprocess-worker", "prefork+eager")}) == 1
     assert by_strategy["quantized"] != by_strategy["naive"]
 
 
 def test_worker_tree_is_measured_as_a_tree(preset_run):
     by_strategy = {r["strategy"]: r for r in rows(preset_run[0])}
     assert int(by_strategy["subprocess-worker"]["processes"]) >= 2
+    assert int(by_strategy["prefork+eager"]["processes"]) == 2  # the loaded parent and one forked worker
     assert int(by_strategy["singleton"]["processes"]) == 1
 
 
@@ -136,7 +138,7 @@ def test_quality_of_each_strategy_against_the_fp32_reference(preset_run):
     out, done = preset_run
     quality = {r["strategy"]: r for r in records(out) if r["type"] == "quality"}
     assert set(quality) == set(PRESETS.split(","))
-    assert quality["quantized"]["reference"] in ("naive", "singleton", "mmap", "subprocess-worker")
+    assert quality["quantized"]["reference"] in ("naive", "singleton", "mmap", "subprocess-worker", "prefork+eager")
     for strategy in ("naive", "singleton", "mmap", "subprocess-worker"):
         assert quality[strategy]["identical"] and quality[strategy]["requests"] == REQUESTS
     assert not quality["quantized"]["identical"]

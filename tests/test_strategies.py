@@ -116,7 +116,7 @@ def test_worker_serves_many_requests_in_one_process(tiny):
         for text in TEXTS * 3:
             topology.synthesize(text, request_seed(text))
         worker_pid = dict(hook.events)["worker_spawned"]["worker_pid"]
-        assert topology._process.pid == worker_pid
+        assert topology._host.pid == worker_pid
     assert hook.count("weights_done") == 1
     assert {f["pid"] for e, f in hook.events if e in ("imports_done", "weights_done")} == {worker_pid}
 
@@ -139,8 +139,8 @@ def test_a_dead_worker_is_reported(tiny):
 
     topology = resolve("subprocess-worker").build(tiny, null_hook)
     topology.start()
-    os.kill(topology._process.pid, signal.SIGKILL)
-    topology._process.join()
+    os.kill(topology._host.pid, signal.SIGKILL)
+    topology._host.process.join()
     with pytest.raises(StrategyError, match="died"):
         topology.synthesize("Hello there.", 1)
     topology.close()
@@ -179,3 +179,20 @@ def test_unknown_strategy_names_the_choices(name):
 def test_combinations_resolve_in_either_order():
     assert resolve("worker+mmap") == resolve("mmap+worker").__class__("worker+mmap", "worker", "mmap")
     assert resolve("per-request+eager").topology == "per_request"
+
+
+
+def test_prefork_workers_serve_from_the_parents_model(tiny):
+    """Forked from a fresh process, as in a real cell (forking after torch ran would hang libgomp)."""
+    code = (
+        "from bench.models import resolve; from strategies.registry import resolve as strategy\n"
+        "events = []\n"
+        "hook = lambda e, t=None, **f: events.append((e, f))\n"
+        f"t = strategy('prefork+mmap').build(resolve({str(tiny.checkpoint.parent)!r}), hook, threads=1, workers=3)\n"
+        "t.start(); [t.synthesize('Hello there, friend.', 1) for _ in range(4)]; trims = t.trim(); t.close()\n"
+        "print(sum(e == 'weights_done' for e, _ in events), len({f['worker_pid'] for e, f in events\n"
+        "      if e == 'worker_forked'}), all(isinstance(x, bool) for x in trims))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["1", "3", "True"]  # loaded once in the parent, three forked workers

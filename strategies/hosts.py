@@ -1,0 +1,241 @@
+"""Processes that host a model and answer requests over a pipe: spawned or forked.
+
+One message protocol for both, so the subprocess worker, the prefork topology and the
+scenario engine's worker pools share one client and one serve loop:
+  child -> parent: ("event", None, (name, t, fields)), ("ready"|"failed"|"audio"|"error"|"trimmed", id, payload)
+  parent -> child: (id, text, seed), ("trim", id), or None to stop.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import queue
+import time
+from typing import Any
+
+from strategies.base import Audio, Hook, ModelFiles, StrategyError
+
+
+def malloc_trim() -> bool:
+    """Ask glibc to give freed heap back to the OS; tells allocator retention apart from leaks."""
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
+def serve_loop(synthesize: Any, conn: Any) -> None:
+    """Answer tasks until told to stop; `synthesize(text, seed) -> Audio`."""
+    conn.send(("ready", None, os.getpid()))
+    while (task := conn.recv()) is not None:
+        if task[0] == "trim":
+            conn.send(("trimmed", task[1], malloc_trim()))
+            continue
+        request_id, text, seed = task
+        try:
+            audio = synthesize(text, seed)
+            conn.send(("audio", request_id, (audio.wav, audio.sample_rate)))
+        except Exception as exc:
+            conn.send(("error", request_id, f"{type(exc).__name__}: {exc}"))
+
+
+def pipe_hook(conn: Any, worker: int | None = None) -> Hook:
+    """A hook that sends events to the parent, stamped with this process's pid and time."""
+
+    def hook(event: str, t: float | None = None, **fields: Any) -> None:
+        fields.setdefault("pid", os.getpid())
+        if worker is not None:
+            fields.setdefault("worker", worker)
+        conn.send(("event", None, (event, t if t is not None else time.monotonic(), fields)))
+
+    return hook
+
+
+def serve_strategy(strategy: str, files_json: dict[str, Any], threads: int | None, conn: Any,
+                   worker: int | None = None) -> None:
+    """Body of a spawned host: build a strategy from the registry, start it, serve."""
+    from strategies.registry import resolve
+
+    hook = pipe_hook(conn, worker)
+    try:
+        topology = resolve(strategy).build(ModelFiles.from_json(files_json), hook, threads)
+        topology.start()
+    except Exception as exc:  # reported to the parent, which raises it there
+        reason = str(exc) if isinstance(exc, StrategyError) else f"{type(exc).__name__}: {exc}"
+        conn.send(("failed", None, reason))
+        return
+    serve_loop(topology.synthesize, conn)
+    topology.close()
+
+
+class PipeClient:
+    """The parent's side of one host: send a task, relay events until the answer comes."""
+
+    poll_s = 0.5
+
+    def __init__(self, conn: Any, pid: int, hook: Hook):
+        self.conn, self.pid, self.hook = conn, pid, hook
+        self._next_id = 0
+
+    def alive(self) -> bool:
+        raise NotImplementedError
+
+    def exit_code(self) -> int | None:
+        raise NotImplementedError
+
+    def death(self) -> str:
+        return f"worker process {self.pid} died (exit code {self.exit_code()})"
+
+    def wait_for(self, kind: str, request_id: int | None) -> Any:
+        while True:
+            try:
+                has_message = self.conn.poll(self.poll_s)
+                message_kind, message_id, payload = self.conn.recv() if has_message else (None, None, None)
+            except (EOFError, OSError):
+                has_message = False
+            if not has_message:
+                if not self.alive():
+                    raise StrategyError(self.death()) from None
+                continue
+            if message_kind == "event":
+                event, t, fields = payload
+                self.hook(event, t=t, **fields)
+            elif message_kind == "failed":
+                raise StrategyError(payload)
+            elif message_kind == "error" and message_id == request_id:
+                raise StrategyError(f"worker {self.pid} failed request {request_id}: {payload}")
+            elif message_kind == kind and message_id == request_id:
+                return payload
+
+    def _send(self, message: Any) -> None:
+        try:
+            self.conn.send(message)
+        except OSError:
+            raise StrategyError(self.death()) from None
+
+    def synthesize(self, text: str, seed: int) -> Audio:
+        request_id, self._next_id = self._next_id, self._next_id + 1
+        self._send((request_id, text, seed))
+        wav, rate = self.wait_for("audio", request_id)
+        return Audio(wav, rate)
+
+    def trim(self) -> bool:
+        request_id, self._next_id = self._next_id, self._next_id + 1
+        self._send(("trim", request_id))
+        return self.wait_for("trimmed", request_id)
+
+
+class SpawnedHost(PipeClient):
+    """A fresh interpreter (multiprocessing spawn) hosting a whole strategy."""
+
+    def __init__(self, strategy: str, files: ModelFiles, hook: Hook, threads: int | None, worker: int | None = None):
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        conn, child_conn = ctx.Pipe(duplex=True)
+        self.process = ctx.Process(target=serve_strategy, name="ttsload-worker", daemon=True,
+                                   args=(strategy, files.to_json(), threads, child_conn, worker))
+        self.process.start()
+        child_conn.close()
+        super().__init__(conn, self.process.pid, hook)
+        hook("worker_spawned", worker_pid=self.pid, worker=worker)
+
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+    def exit_code(self) -> int | None:
+        self.process.join(timeout=5)
+        return self.process.exitcode
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
+            self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+
+
+class ForkedHost(PipeClient):
+    """A child forked from a parent that already holds the model (copy-on-write sharing)."""
+
+    def __init__(self, synthesize: Any, hook: Hook, threads: int | None, worker: int):
+        import multiprocessing
+
+        conn, child_conn = multiprocessing.Pipe(duplex=True)
+        pid = os.fork()
+        if pid == 0:  # child: serve with the inherited model, never return into the parent's code
+            code = 0
+            try:
+                conn.close()
+                if threads:
+                    import torch
+
+                    torch.set_num_threads(threads)
+                serve_loop(synthesize, child_conn)
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        child_conn.close()
+        super().__init__(conn, pid, hook)
+        self._status: int | None = None
+        hook("worker_forked", worker_pid=pid, worker=worker)
+
+    def alive(self) -> bool:
+        if self._status is None:
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+            if done:
+                self._status = os.waitstatus_to_exitcode(status)
+        return self._status is None
+
+    def exit_code(self) -> int | None:
+        self.alive()
+        return self._status
+
+    def close(self) -> None:
+        if self.alive():
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
+            deadline = time.monotonic() + 10
+            while self.alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        if self.alive():
+            os.kill(self.pid, 9)
+            os.waitpid(self.pid, 0)
+        self.conn.close()
+
+
+class Dispatcher:
+    """Hands each request to an idle host, like a pre-forking server's accept loop; thread-safe."""
+
+    def __init__(self, hosts: list[PipeClient]):
+        self.hosts = hosts
+        self._idle: queue.Queue[PipeClient] = queue.Queue()
+        for host in hosts:
+            self._idle.put(host)
+
+    def add(self, host: PipeClient) -> None:
+        self.hosts.append(host)
+        self._idle.put(host)
+
+    def synthesize(self, text: str, seed: int) -> Audio:
+        host = self._idle.get()
+        try:
+            return host.synthesize(text, seed)
+        finally:
+            self._idle.put(host)
+
+    def trim(self) -> list[bool]:
+        return [host.trim() for host in self.hosts]
+
+    def close(self) -> None:
+        for host in self.hosts:
+            host.close()
