@@ -48,7 +48,7 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
     main = tables.main_table(long, data)
     failures = tables.failures_table(data)
     seeds = [{"model": m, "scenario": s, "comparison": seed_comparison(data, long, m, s)}
-             for m, s in dict.fromkeys(zip(long["model"], long["scenario"], strict=True))]
+             for m, s in dict.fromkeys(zip(data.ok["model"], data.ok["scenario"], strict=True))]
     figures = plots.all_plots(data)
 
     _write_table(target.parent / "medians", main, long)

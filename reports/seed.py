@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from reports.load import RunData
-from reports.tables import BY_COLUMN, fmt, fmt_interval
+from reports.tables import BY_COLUMN, MIN_COVERAGE, fmt, fmt_interval
 
 # Seed 001 §4 as published: (columns: native load, async+mmap, quantized+async+mmap).
 SEED_SETTING = "Intel i7-11800H, 32 GB, NVMe SSD, a 480 MB VITS (EN-LJSpeech); MOS from 20 listeners"
@@ -118,20 +118,22 @@ def _median(long: pd.DataFrame, strategy: str, column: str) -> pd.Series | None:
     return rows.iloc[0] if len(rows) else None
 
 
-def _change(long: pd.DataFrame, strategy: str, base: str, column: str) -> tuple[float, bool] | None:
-    """Relative change of strategy vs base (medians) and whether their intervals are apart."""
+def _change(long: pd.DataFrame, strategy: str, base: str, column: str) -> tuple[float, str] | None:
+    """Relative change of strategy vs base (medians), and what the intervals say about it."""
     ours, ref = _median(long, strategy, column), _median(long, base, column)
     if ours is None or ref is None or not ref["median"]:
         return None
+    if min(ours["coverage"], ref["coverage"]) < MIN_COVERAGE:
+        return ours["median"] / ref["median"] - 1, "too few repetitions to tell"
     apart = ours["high"] < ref["low"] or ours["low"] > ref["high"]
-    return ours["median"] / ref["median"] - 1, bool(apart and min(ours["n"], ref["n"]) >= 2)
+    return ours["median"] / ref["median"] - 1, "" if apart else "intervals overlap: no clear difference"
 
 
-def _say(change: tuple[float, bool] | None) -> str:
+def _say(change: tuple[float, str] | None) -> str:
     if change is None:
         return "not measured here"
-    value, apart = change
-    return f"{value:+.0%}" + ("" if apart else " (within the intervals: no real difference)")
+    value, caveat = change
+    return f"{value:+.0%}" + (f" ({caveat})" if caveat else "")
 
 
 def _notes(data: RunData, long: pd.DataFrame, cells: pd.DataFrame, model: str, mapping: dict[str, str]) -> list[str]:
@@ -171,7 +173,7 @@ def _why(long: pd.DataFrame, cells: pd.DataFrame, base: str, mmap: str, quant: s
     if phases["cold_start_s"] is not None and weights is not None and imports is not None:
         total = phases["cold_start_s"]["median"]
         first = phases["first_audio_s"]["median"] if phases["first_audio_s"] is not None else float("nan")
-        out.append(f"Why cold start moves less than the seed says: in `{base}` reading the weights takes "
+        out.append(f"What cold start is made of here: in `{base}` reading the weights takes "
                    f"{weights / total:.0%} of cold start, imports {imports / total:.0%} and the first synthesis "
                    f"{first / total:.0%}. A loader can only shrink its own phase; mmap's lazy page faults move into "
                    "the first synthesis.")
