@@ -50,6 +50,7 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
     seeds = [{"model": m, "scenario": s, "comparison": seed_comparison(data, long, m, s)}
              for m, s in dict.fromkeys(zip(data.ok["model"], data.ok["scenario"], strict=True))]
     figures = plots.all_plots(data)
+    shown, scope = tables.without_constant_keys(main)
 
     _write_table(target.parent / "medians", main, long)
     _write_table(target.parent / "failures", failures)
@@ -61,7 +62,7 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
 
     target.write_text(html.render({
         **_status(data), "folder": str(folder), "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "recommendations": tables.recommendations(long), "main_table": main,
+        "recommendations": tables.recommendations(long), "main_table": shown, "main_scope": scope,
         "coverage_note": tables.coverage_note(long), "failures": failures, "seeds": seeds, "plots": figures,
         "environment": _environment(data), "model_rows": _models(data), "options": _options(data),
         "methodology": [p.format(interval=data.run.get("options", {}).get("interval", "?")) for p in METHODOLOGY],
@@ -81,7 +82,8 @@ def _status(data: RunData) -> dict[str, Any]:
     complete = unfinished == 0 and bool(data.runs)
     status = f"{finished} cells finished" + (f", {failed} failed" if failed else "")
     status = status if complete else f"partial: {finished} of {finished + unfinished} planned cells finished"
-    return {"run_id": data.run.get("run_id", data.folder.name), "complete": complete, "status": status,
+    status_class = ("with-failures" if failed else "complete") if complete else "partial"
+    return {"run_id": data.run.get("run_id", data.folder.name), "status_class": status_class, "status": status,
             "models": list(dict.fromkeys(data.cells["model"])) or _planned_models(data),
             "strategies": data.strategies, "scenarios": list(dict.fromkeys(data.cells["scenario"])) or ["-"]}
 

@@ -18,10 +18,11 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def table_html(frame: pd.DataFrame) -> Markup:
+def table_html(frame: pd.DataFrame, extra_class: str = "") -> Markup:
     if not len(frame):
         return Markup("<p class='muted'>(none)</p>")
-    return Markup(frame.to_html(index=False, border=0, classes="data", escape=True, na_rep="-"))
+    classes = ["data", extra_class] if extra_class else ["data"]
+    return Markup(frame.to_html(index=False, border=0, classes=classes, escape=True, na_rep="-"))
 
 
 def strong(text: str) -> Markup:

@@ -25,7 +25,8 @@ from bench.stats import median_interval  # noqa: E402
 from reports.load import PHASE_COLUMNS, RunData  # noqa: E402
 
 PHASE_LABELS = {"import_s": "imports", "verify_s": "verify sha256", "construct_s": "construct",
-                "weights_s": "weights", "first_audio_s": "first synthesis", "other": "between phases"}
+                "weights_s": "weights", "first_audio_s": "first synthesis",
+                "other": "rest of the median total"}
 PHASE_ALPHA = {"import_s": 1.0, "verify_s": 0.3, "construct_s": 0.75, "weights_s": 0.5, "first_audio_s": 0.9,
                "other": 0.15}
 PHASE_HATCH = {"import_s": "", "verify_s": "", "construct_s": "//", "weights_s": "..", "first_audio_s": "xx",

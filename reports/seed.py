@@ -27,8 +27,7 @@ SEED_CLAIMS = {  # row -> the three published values, in the units the seed prin
     "first-utterance latency": (30, 35, 38, "ms"),
     "quality": (4.3, 4.3, 4.0, "MOS"),
 }
-NOT_MEASURED_WORKERS = "not measured in this run (needs the workers scenario)"
-NOT_MEASURED_SHORT = "not measured"
+NOT_MEASURED = "not measured in this run"
 
 
 @dataclass
@@ -71,8 +70,9 @@ def _four_process(data: RunData, model: str, strategies: list[str]) -> dict[str,
     """Summed RSS and summed PSS of four workers, from a workers scenario when the run has one."""
     rss_row, pss_row = "four-process memory, summed RSS (MiB)", "four-process memory, summed PSS (MiB)"
     if not data.has_column("workers"):
-        first = {s: NOT_MEASURED_WORKERS if i == 0 else NOT_MEASURED_SHORT for i, s in enumerate(strategies)}
-        return {rss_row: first, pss_row: dict(first)}
+        needs = " — needs the workers scenario"
+        return {rss_row + needs: dict.fromkeys(strategies, NOT_MEASURED),
+                pss_row + needs: dict.fromkeys(strategies, NOT_MEASURED)}
     four = data.ok[(data.ok["model"] == model) & (data.ok["workers"] == 4)]
     out: dict[str, dict[str, str]] = {rss_row: {}, pss_row: {}}
     for row, column in ((rss_row, "rss_sum_mb"), (pss_row, "pss_total_mb")):
@@ -106,8 +106,8 @@ def _quality(data: RunData, cells: pd.DataFrame, model: str, strategies: list[st
             out[strategy] = "fp32 reference"
         elif strategy in digests and reference in digests and digests[strategy] and digests[reference]:
             same = digests[strategy] == digests[reference]
-            out[strategy] = ("bit-identical to the reference (same audio digest)" if same
-                             else "audio differs from the reference (SNR not measured in this run)")
+            out[strategy] = ("bit-identical (same audio digest)" if same
+                             else "audio differs (SNR not measured in this run)")
         else:
             out[strategy] = "not measured"
     return out
