@@ -86,41 +86,59 @@ def _subplots(count: int, width: float = 9.0, height: float = 4.0, **kwargs) -> 
     return figure, list(axes[:, 0])
 
 
-def cold_start_phases(data: RunData, colour: dict) -> Plot:
-    plot = Plot("cold_start_phases", "Cold start by phase",
-                "Median of each phase per strategy, stacked; the whisker is the interval of the median cold start "
-                "(process start → first audio) over repetitions.")
+def _bars_per_strategy(data: RunData, colour: dict, draw: Callable[[plt.Axes, int, str, pd.DataFrame], None],
+                       ylabel: str) -> Figure | None:
+    """One panel per model x scenario, one bar per strategy (x-label in its colour); `draw` draws a bar."""
     groups = _groups(data)
     if not groups:
-        return plot
+        return None
     figure, axes = _subplots(len(groups))
     for ax, (model, scenario) in zip(axes, groups, strict=True):
         cells = data.ok[(data.ok["model"] == model) & (data.ok["scenario"] == scenario)]
         names = _strategies_in(data, cells)
         for x, name in enumerate(names):
-            mine = cells[cells["strategy"] == name]
-            phases = {p: float(mine[p].median()) if mine[p].notna().any() else 0.0 for p in PHASE_COLUMNS}
-            total = median_interval(mine["cold_start_s"].dropna().tolist())
-            phases["other"] = max(0.0, total[0] - sum(phases.values())) if total else 0.0
-            bottom = 0.0
-            for phase, seconds in phases.items():
-                ax.bar(x, seconds, bottom=bottom, color=colour[name], alpha=PHASE_ALPHA[phase],
-                       hatch=PHASE_HATCH[phase], edgecolor="white", linewidth=0.5)
-                bottom += seconds
-            if total:
-                ax.errorbar(x, total[0], yerr=[[total[0] - total[1]], [total[2] - total[0]]], color="black",
-                            capsize=6, linewidth=1.2)
+            draw(ax, x, name, cells[cells["strategy"] == name])
         ax.set_xticks(range(len(names)), names)
         for label, name in zip(ax.get_xticklabels(), names, strict=True):
             label.set_color(colour[name])
-        ax.set_ylabel("time since process start (s)")
+        ax.set_ylabel(ylabel)
         ax.set_xlabel("strategy")
         ax.set_title(f"{model} / {scenario}")
-        ax.legend(handles=[Patch(facecolor="grey", alpha=PHASE_ALPHA[p], hatch=PHASE_HATCH[p], label=label,
-                                 edgecolor="#333333") for p, label in PHASE_LABELS.items()],
-                  loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, title="phase (shade)")
         ax.margins(y=0.08)
-    plot.png = _png(figure)
+    return figure
+
+
+def _whisker(ax: plt.Axes, x: float, values: pd.Series) -> tuple[float, float, float, float] | None:
+    """The interval of the median as a black whisker at the median; returns (median, low, high, coverage)."""
+    found = median_interval(values.dropna().tolist())
+    if found:
+        median, low, high, _ = found
+        ax.errorbar(x, median, yerr=[[median - low], [high - median]], color="black", capsize=6, linewidth=1.2)
+    return found
+
+
+def cold_start_phases(data: RunData, colour: dict) -> Plot:
+    plot = Plot("cold_start_phases", "Cold start by phase",
+                "Median of each phase per strategy, stacked; the whisker is the interval of the median cold start "
+                "(process start → first audio) over repetitions.")
+
+    def draw(ax: plt.Axes, x: int, name: str, mine: pd.DataFrame) -> None:
+        phases = {p: float(mine[p].median()) if mine[p].notna().any() else 0.0 for p in PHASE_COLUMNS}
+        total = _whisker(ax, x, mine["cold_start_s"])
+        phases["other"] = max(0.0, total[0] - sum(phases.values())) if total else 0.0
+        bottom = 0.0
+        for phase, seconds in phases.items():
+            ax.bar(x, seconds, bottom=bottom, color=colour[name], alpha=PHASE_ALPHA[phase],
+                   hatch=PHASE_HATCH[phase], edgecolor="white", linewidth=0.5)
+            bottom += seconds
+
+    figure = _bars_per_strategy(data, colour, draw, "time since process start (s)")
+    if figure is not None:
+        for ax in figure.axes:
+            ax.legend(handles=[Patch(facecolor="grey", alpha=PHASE_ALPHA[p], hatch=PHASE_HATCH[p], label=label,
+                                     edgecolor="#333333") for p, label in PHASE_LABELS.items()],
+                      loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, title="phase (shade)")
+        plot.png = _png(figure)
     return plot
 
 
@@ -128,30 +146,18 @@ def memory_by_strategy(data: RunData, colour: dict) -> Plot:
     plot = Plot("memory_by_strategy", "Steady memory of the process tree",
                 "PSS after the requests, split into anonymous (solid) and file-backed (hatched, e.g. mapped weights), "
                 "median over repetitions with its interval; ◆ USS, ▲ peak PSS during load.")
-    groups = _groups(data)
-    if not groups:
-        return plot
-    figure, axes = _subplots(len(groups))
-    for ax, (model, scenario) in zip(axes, groups, strict=True):
-        cells = data.ok[(data.ok["model"] == model) & (data.ok["scenario"] == scenario)]
-        names = _strategies_in(data, cells)
-        for x, name in enumerate(names):
-            mine = cells[cells["strategy"] == name]
-            anon, file = mine["pss_anon_mb"].median(), mine["pss_file_mb"].median()
-            ax.bar(x, anon, color=colour[name])
-            ax.bar(x, file, bottom=anon, color=colour[name], alpha=0.45, hatch="//", edgecolor="white")
-            pss = median_interval(mine["pss_mb"].dropna().tolist())
-            if pss:
-                ax.errorbar(x, pss[0], yerr=[[pss[0] - pss[1]], [pss[2] - pss[0]]], color="black", capsize=6)
-            ax.plot(x + 0.3, mine["uss_mb"].median(), "D", color=colour[name], markeredgecolor="black")
-            ax.plot(x + 0.3, mine["peak_pss_mb"].median(), "^", color=colour[name], markeredgecolor="black")
-        ax.set_xticks(range(len(names)), names)
-        for label, name in zip(ax.get_xticklabels(), names, strict=True):
-            label.set_color(colour[name])
-        ax.set_ylabel("memory (MiB)")
-        ax.set_xlabel("strategy")
-        ax.set_title(f"{model} / {scenario}")
-    plot.png = _png(figure)
+
+    def draw(ax: plt.Axes, x: int, name: str, mine: pd.DataFrame) -> None:
+        anon, file = mine["pss_anon_mb"].median(), mine["pss_file_mb"].median()
+        ax.bar(x, anon, color=colour[name])
+        ax.bar(x, file, bottom=anon, color=colour[name], alpha=0.45, hatch="//", edgecolor="white")
+        _whisker(ax, x, mine["pss_mb"])
+        ax.plot(x + 0.3, mine["uss_mb"].median(), "D", color=colour[name], markeredgecolor="black")
+        ax.plot(x + 0.3, mine["peak_pss_mb"].median(), "^", color=colour[name], markeredgecolor="black")
+
+    figure = _bars_per_strategy(data, colour, draw, "memory (MiB)")
+    if figure is not None:
+        plot.png = _png(figure)
     return plot
 
 
