@@ -261,7 +261,7 @@ def timeline(data: RunData, colour: dict) -> Plot:
     first = first[first["cell"].isin(set(data.samples["cell"]))]
     if not len(first):
         return plot
-    figure, axes = _subplots(len(first), height=2.6, sharex=True)
+    figure, axes = _subplots(len(first), height=2.8)  # own time axis each: cold starts differ a lot
     styles = dict(zip(TIMELINE_EVENTS, ("--", "-.", ":", "-"), strict=True))
     for ax, (_, cell) in zip(axes, first.iterrows(), strict=True):
         name = cell["strategy"]
@@ -278,10 +278,11 @@ def timeline(data: RunData, colour: dict) -> Plot:
         for t in events[events["event"] == "request_end"]["t_rel"]:
             ax.plot(t, 0, "|", color="black", markersize=10, clip_on=False)
         ax.set_ylabel("PSS (MiB)")
+        ax.set_xlabel("time since the harness started the process (s)", fontsize=9)
         ax.set_ylim(bottom=0)
         ax.set_title(f"{name} · {cell['model']} / {cell['scenario']} · repetition {int(cell['repeat'])}",
                      color=colour[name], fontsize=10, loc="left")
     axes[0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
-    axes[-1].set_xlabel("time since the harness started the process (s)")
+    figure.tight_layout()
     plot.png = _png(figure)
     return plot
