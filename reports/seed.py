@@ -57,7 +57,13 @@ def seed_comparison(data: RunData, long: pd.DataFrame, model: str, scenario: str
     quoted = pd.DataFrame({seed: [f"{v[i]} {v[3]}" for v in SEED_CLAIMS.values()]
                            for i, seed in enumerate(SEED_COLUMNS)}, index=list(SEED_CLAIMS))
     quoted = quoted.rename_axis("metric (seed §4)").reset_index()
-    return SeedComparison(table, quoted, mapping, _notes(data, long, cells, model, mapping))
+    notes = _notes(data, long, cells, model, mapping)
+    quality = rows["quality vs fp32"]
+    seed_mos = SEED_CLAIMS["quality"]
+    notes.append(f"Quality: the seed reports MOS {seed_mos[0]} → {seed_mos[2]} for quantization (20 listeners, not "
+                 "repeatable); measured here against the fp32 output for the same seeded texts: "
+                 + "; ".join(f"{s}: {quality[s]}" for s in mapping.values() if s and s in quality) + ".")
+    return SeedComparison(table, quoted, mapping, notes)
 
 
 def _values(long: pd.DataFrame, strategies: list[str], column: str) -> dict[str, str]:
@@ -93,7 +99,8 @@ def _quality(data: RunData, cells: pd.DataFrame, model: str, strategies: list[st
              mapping: dict[str, str]) -> dict[str, str]:
     """SNR from quality records when the run wrote them; else whether the output bits equal the reference's."""
     reference = next(iter(mapping.values())) or (strategies[0] if strategies else "")
-    quality = data.quality[data.quality["model"] == model].set_index("strategy") if len(data.quality) else None
+    quality = (data.quality[data.quality["model"] == model].drop_duplicates("strategy", keep="last")
+               .set_index("strategy") if len(data.quality) else None)  # the latest record per strategy
     digests = cells.groupby("strategy")["output_digest"].agg(lambda d: set(d.dropna()))
     out = {}
     for strategy in strategies:
