@@ -26,7 +26,7 @@ METHODOLOGY = [
     "sharing it in equal parts, so summed PSS is the memory a tree really costs; USS counts only private pages; "
     "RSS counts shared pages in full in every process, so summed RSS over-counts.",
     "Request latency is timed inside the serving process around one synthesis call; RTF = latency / seconds of "
-    "audio produced. Requests use a fixed, seeded corpus of varied text lengths, the shortest first.",
+    "audio produced. Requests use a fixed, seeded corpus of varied text lengths (see Run options).",
     "Medians over repetitions with distribution-free intervals (order statistics of the repetitions); a "
     "recommendation is stated only when the intervals do not overlap. Failed cells are kept with their reason and "
     "left out of the medians.",
