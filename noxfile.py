@@ -59,18 +59,20 @@ def bench(session: nox.Session) -> None:
     """The five presets on the default `vits` model, warm cache, 3 fresh-process repetitions."""
     install(session, "test")
     session.run("ttsload", "models", "build", "vits")
-    out = ROOT / "results" / "bench-latest"
     args = session.posargs or [
         "--strategy", "naive,singleton,mmap,quantized,subprocess-worker",
         "--model", "vits", "--requests", "10", "--repeat", "3", "--cache", "warm",
     ]
-    if "--out" not in args:
+    if "--out" in args:
+        out = Path(args[args.index("--out") + 1])
+    else:
         import time
 
         out = ROOT / "results" / time.strftime("bench-%Y%m%d-%H%M%S")
         args = [*args, "--out", str(out)]
     session.run("ttsload", "run", *args, success_codes=[0, 1])
     session.log(f"results are in {out} (results.jsonl, summary.csv, logs/)")
+    session.run("ttsload", "report", str(out))  # prints the report's path
 
 
 @nox.session(python="3.11")

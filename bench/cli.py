@@ -1,4 +1,4 @@
-"""`ttsload`: one entry point with subcommands (run, models, strategies)."""
+"""`ttsload`: one entry point with subcommands (run, report, models, strategies)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=900.0, help="deadline per cell in seconds")
     run.add_argument("--interval", type=float, default=0.05, help="memory sampling interval in seconds")
     run.add_argument("--corpus-seed", type=int, default=0, help="seed of the text corpus")
+
+    report = sub.add_parser("report", help="build the HTML report (plus CSV/Markdown tables) of a results folder")
+    report.add_argument("folder", type=Path, help="results folder (holds results.jsonl); may be partial")
+    report.add_argument("--out", type=Path, help="HTML file or folder (default FOLDER/report/report.html)")
 
     models = sub.add_parser("models", help="build or list the model fixtures")
     models_sub = models.add_subparsers(dest="models_command", required=True)
@@ -113,6 +117,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_CELL_FAILED if any(r["status"] != "ok" for r in rows) else EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from reports.build import build_report
+
+    print(f"report: {build_report(args.folder, args.out)}")
+    return EXIT_OK
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from bench import models
 
@@ -147,7 +158,7 @@ def cmd_strategies(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    handlers = {"run": cmd_run, "models": cmd_models, "strategies": cmd_strategies}
+    handlers = {"run": cmd_run, "report": cmd_report, "models": cmd_models, "strategies": cmd_strategies}
     try:
         return handlers[args.command](args)
     except UsageError as exc:

@@ -1,0 +1,131 @@
+"""`ttsload report`: a results folder in, one HTML file plus CSV/Markdown tables and PNGs out."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from reports import html, plots, tables
+from reports.load import RunData, load_run
+from reports.seed import seed_comparison
+
+REPORT = "report.html"
+METHODOLOGY = [
+    "Every repetition of every cell (strategy × model × scenario) ran in a fresh Python process started by the "
+    "harness, so imports, allocator state and threads never carry over between measurements.",
+    "Cold start = from the moment the harness started the process to the first audio returned. Its phases: "
+    "imports (interpreter + torch + Coqui), sha256 verification of the model files, model construction, reading "
+    "the weights, and the first synthesis. Lazy loaders (mmap) pay their page faults in the first synthesis, so "
+    "only the whole span is comparable between strategies.",
+    "Memory is read from outside the measured processes, from `/proc/PID/smaps_rollup` of every process of the "
+    "cell's tree, every {interval} s by a sampler thread in the harness, and once more after the last request "
+    "(the steady reading in the tables). PSS (proportional set size) charges each shared page to the processes "
+    "sharing it in equal parts, so summed PSS is the memory a tree really costs; USS counts only private pages; "
+    "RSS counts shared pages in full in every process, so summed RSS over-counts.",
+    "Request latency is timed inside the serving process around one synthesis call; RTF = latency / seconds of "
+    "audio produced. Requests use a fixed, seeded corpus of varied text lengths (see Run options).",
+    "Medians over repetitions with distribution-free intervals (order statistics of the repetitions); a "
+    "recommendation is stated only when the intervals do not overlap. Failed cells are kept with their reason and "
+    "left out of the medians.",
+]
+
+
+def output_paths(folder: Path, out: Path | None) -> Path:
+    """--out may name the HTML file or a folder to put it in; default DIR/report/report.html."""
+    if out is None:
+        return folder / "report" / REPORT
+    return out if out.suffix.lower() in (".html", ".htm") else out / REPORT
+
+
+def build_report(folder: Path, out: Path | None = None) -> Path:
+    data = load_run(folder)
+    target = output_paths(folder, out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    long = tables.intervals(data)
+    main = tables.main_table(long, data)
+    failures = tables.failures_table(data)
+    seeds = [{"model": m, "scenario": s, "comparison": seed_comparison(data, long, m, s)}
+             for m, s in dict.fromkeys(zip(data.ok["model"], data.ok["scenario"], strict=True))]
+    figures = plots.all_plots(data)
+    shown, scope = tables.without_constant_keys(main)
+
+    _write_table(target.parent / "medians", main, long)
+    _write_table(target.parent / "failures", failures)
+    for seed in seeds:
+        _write_table(target.parent / f"seed-{seed['model']}-{seed['scenario']}", seed["comparison"].table)
+    for figure in figures:
+        if figure.png:
+            (target.parent / f"{figure.name}.png").write_bytes(figure.png)
+
+    target.write_text(html.render({
+        **_status(data), "folder": str(folder), "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "recommendations": tables.recommendations(long), "main_table": shown, "main_scope": scope,
+        "coverage_note": tables.coverage_note(long), "failures": failures, "seeds": seeds, "plots": figures,
+        "environment": _environment(data), "model_rows": _models(data), "options": _options(data),
+        "methodology": [p.format(interval=data.run.get("options", {}).get("interval", "?")) for p in METHODOLOGY],
+    }), encoding="utf-8")
+    return target
+
+
+def _write_table(stem: Path, frame: pd.DataFrame, numbers: pd.DataFrame | None = None) -> None:
+    """Markdown for people; CSV for machines (the long, numeric form when there is one)."""
+    (numbers if numbers is not None else frame).to_csv(stem.with_suffix(".csv"), index=False)
+    stem.with_suffix(".md").write_text(tables.to_markdown(frame) + "\n", encoding="utf-8")
+
+
+def _status(data: RunData) -> dict[str, Any]:
+    finished, unfinished = len(data.cells), len(data.unfinished)
+    failed = len(data.failed)
+    complete = unfinished == 0 and bool(data.runs)
+    status = f"{finished} cells finished" + (f", {failed} failed" if failed else "")
+    status = status if complete else f"partial: {finished} of {finished + unfinished} planned cells finished"
+    status_class = ("with-failures" if failed else "complete") if complete else "partial"
+    return {"run_id": data.run.get("run_id", data.folder.name), "status_class": status_class, "status": status,
+            "models": list(dict.fromkeys(data.cells["model"])) or _planned_models(data),
+            "strategies": data.strategies, "scenarios": list(dict.fromkeys(data.cells["scenario"])) or ["-"]}
+
+
+def _planned_models(data: RunData) -> list[str]:
+    return [m.get("name", "?") for m in data.run.get("options", {}).get("models", [])]
+
+
+def _environment(data: RunData) -> list[tuple[str, Any]]:
+    env = data.run.get("environment", {})
+    threads = sorted({int(t) for t in data.cells["torch_threads"].dropna()})
+    caches = sorted(set(data.cells["cache"].dropna())) or [data.run.get("options", {}).get("cache", "?")]
+    packages = ", ".join(f"{k} {v}" for k, v in env.get("packages", {}).items() if v)
+    return [("run ids", ", ".join(r.get("run_id", "?") for r in data.runs)), ("git sha", env.get("git_sha")),
+            ("python", env.get("python")), ("packages", packages), ("platform", env.get("platform")),
+            ("CPU", env.get("cpu")),
+            ("cores (logical / physical)", f"{env.get('cores_logical')} / {env.get('cores_physical')}"),
+            ("torch threads per process", ", ".join(map(str, threads)) or "-"),
+            ("memory total", f"{env.get('memory_total_mb', 0) / 1024:.1f} GiB"),
+            ("load average at start", ", ".join(f"{x:.2f}" for x in env.get("load_average", []))),
+            ("page cache", ", ".join(caches))]
+
+
+def _models(data: RunData) -> pd.DataFrame:
+    rows = []
+    for model in data.run.get("options", {}).get("models", []):
+        meta = model.get("meta", {})
+        for name, digest in model.get("sha256", {}).items():
+            size = meta.get("files", {}).get(name, {}).get("bytes")
+            rows.append({"model": model.get("name"), "params (M)": f"{meta['params'] / 1e6:.2f}"
+                         if meta.get("params") else "-", "file": name,
+                         "size (MiB)": f"{size / 2**20:.2f}" if size else "-", "sha256": digest})
+    return pd.DataFrame(rows)
+
+
+def _options(data: RunData) -> list[tuple[str, Any]]:
+    options = data.run.get("options", {})
+    shown = ("strategy", "model", "requests", "repeat", "cache", "threads", "timeout", "interval", "corpus_seed")
+    rows = [(key, options.get(key)) for key in shown if key in options]
+    rows += [(f"strategy {name}", f"{s.get('topology')} + {s.get('loader')}")
+             for name, s in (options.get("strategies") or {}).items()]
+    texts = options.get("texts") or []
+    if texts:
+        rows.append(("texts", f"{len(texts)} texts, {min(map(len, texts))}–{max(map(len, texts))} characters"))
+    return rows

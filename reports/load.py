@@ -1,0 +1,137 @@
+"""Read a results folder (results.jsonl alone) into pandas frames the tables and plots share.
+
+Works on a run that is still going or was killed: a torn last line is skipped by
+`bench.results.load_records`, cells that were planned but have no cell record yet are listed as
+"not finished", and failed cells keep their reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.errors import UsageError
+from bench.results import RESULTS, load_records
+from bench.runner import SCENARIO
+from bench.summary import COLUMNS, PHASES
+
+MB = 1024 * 1024
+CELL_KEYS = ["model", "scenario", "strategy"]
+NUMERIC = [c for c in COLUMNS if c.endswith(("_s", "_mb", "_fraction")) or c in ("rtf", "processes", "requests",
+                                                                                      "loads", "torch_threads")]
+PHASE_COLUMNS = [column for column, _, _ in PHASES]
+
+
+@dataclass
+class RunData:
+    """Everything a report shows, as frames; empty frames (with their columns) when a kind is absent."""
+
+    folder: Path
+    runs: list[dict[str, Any]]
+    cells: pd.DataFrame  # one row per finished cell: the summary.csv columns (+ any a scenario adds)
+    unfinished: pd.DataFrame  # planned cells with no cell record: strategy, model, scenario, repeat, reason
+    samples: pd.DataFrame  # one row per memory reading of a cell's tree (MiB)
+    processes: pd.DataFrame  # one row per process per reading: pid, pss_mb, uss_mb, rss_mb
+    events: pd.DataFrame  # cell, event, t_rel, pid, index
+    requests: pd.DataFrame  # cell, index, chars, latency_s, audio_s
+    quality: pd.DataFrame  # records of type "quality", if the run wrote any
+    strategies: list[str] = field(default_factory=list)  # in the run's order: fixes each one's colour
+
+    @property
+    def run(self) -> dict[str, Any]:
+        """The latest run record (a resumed folder may hold several)."""
+        return self.runs[-1] if self.runs else {}
+
+    @property
+    def ok(self) -> pd.DataFrame:
+        return self.cells[self.cells["status"] == "ok"]
+
+    @property
+    def failed(self) -> pd.DataFrame:
+        return self.cells[self.cells["status"] != "ok"]
+
+    def has_column(self, column: str) -> bool:
+        return column in self.cells and self.cells[column].notna().any()
+
+
+def load_run(folder: Path) -> RunData:
+    if not (folder / RESULTS).is_file():
+        raise UsageError(f"no {RESULTS} in {folder}: not a ttsload results folder")
+    records = load_records(folder)
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        by_type.setdefault(record.get("type", ""), []).append(record)
+    runs = by_type.get("run", [])
+    cells = _cells(by_type.get("cell", []))
+    samples, processes = _samples(by_type.get("sample", []))
+    events = _frame(by_type.get("event", []), ["cell", "event", "t_rel", "pid", "index"])
+    requests = _frame(by_type.get("request", []), ["cell", "index", "chars", "latency_s", "audio_s", "pid"])
+    quality = _frame(by_type.get("quality", []), ["model", "strategy", "reference", "requests", "snr_db_median",
+                                                  "snr_db_min", "length_ratio_median", "identical"])
+    strategies = list(dict.fromkeys([*_planned_strategies(runs), *cells["strategy"].tolist()]))
+    return RunData(folder, runs, cells, _unfinished(runs, cells, events), samples, processes, events, requests,
+                   quality, strategies)
+
+
+def _frame(records: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame(records)
+    for column in columns:
+        if column not in frame:
+            frame[column] = pd.Series(dtype=float)
+    return frame
+
+
+def _cells(records: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = _frame(records, COLUMNS)
+    for column in NUMERIC + [c for c in ("workers", "pss_total_mb", "rss_sum_mb") if c in frame]:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    frame["cell"] = frame.apply(_cell_id, axis=1) if len(frame) else pd.Series(dtype=str)
+    frame["reason"] = frame["reason"].fillna("")
+    return frame.drop(columns=[c for c in ("type", "schema") if c in frame])
+
+
+def _cell_id(row: pd.Series) -> str:
+    """The runner's cell id (strategy|model|scenario|repeat): the key of its events and samples."""
+    return f"{row['strategy']}|{row['model']}|{row['scenario']}|{int(row['repeat'])}"
+
+
+def _samples(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows, per_process = [], []
+    for record in records:
+        total = record.get("total", {})
+        base = {"cell": record["cell"], "t_rel": record["t_rel"], "steady": bool(record.get("steady"))}
+        rows.append({**base, "n": record.get("n"), **{f"{k}_mb": v / MB for k, v in total.items()}})
+        for process in record.get("processes", []):
+            per_process.append({**base, "pid": process["pid"],
+                                **{f"{k}_mb": process[k] / MB for k in ("rss", "pss", "uss") if k in process}})
+    columns = ["cell", "t_rel", "steady", "n", "rss_mb", "pss_mb", "uss_mb"]
+    return _frame(rows, columns), _frame(per_process, ["cell", "t_rel", "steady", "pid", "pss_mb", "uss_mb"])
+
+
+def _planned_strategies(runs: list[dict[str, Any]]) -> list[str]:
+    return [name for run in runs for name in (run.get("options", {}).get("strategies") or {})]
+
+
+def _unfinished(runs: list[dict[str, Any]], cells: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+    """Cells the run planned (strategies x models x repeats) that have no cell record yet."""
+    done = set(cells["cell"])
+    started = set(events["cell"])
+    rows = []
+    for run in runs:
+        options = run.get("options", {})
+        models = [m.get("name") for m in options.get("models", [])]
+        scenarios = [s.get("name") if isinstance(s, dict) else s for s in options.get("scenarios") or [SCENARIO]]
+        for repeat in range(int(options.get("repeat") or 0)):
+            for model, scenario, strategy in product(models, scenarios, options.get("strategies") or {}):
+                cell = f"{strategy}|{model}|{scenario}|{repeat}"
+                if cell not in done:
+                    reason = ("interrupted: started, no result written" if cell in started
+                              else "not run (run interrupted or still going)")
+                    rows.append({"strategy": strategy, "model": model, "scenario": scenario, "repeat": repeat,
+                                 "cell": cell, "reason": reason})
+    frame = _frame(rows, ["strategy", "model", "scenario", "repeat", "cell", "reason"])
+    return frame.drop_duplicates("cell")

@@ -1,0 +1,288 @@
+"""Plots of a run (matplotlib, Agg, PNG): one colour per strategy in every plot, units on every axis.
+
+A plot whose data this run does not hold (worker counts, a soak's leak slope) is not drawn: it comes
+back with `missing` saying which scenario would provide it, and the report prints that instead.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+from scipy import stats as scipy_stats  # noqa: E402
+
+from bench.stats import median_interval  # noqa: E402
+from reports.load import PHASE_COLUMNS, RunData  # noqa: E402
+
+PHASE_LABELS = {"import_s": "imports", "verify_s": "verify sha256", "construct_s": "construct",
+                "weights_s": "weights", "first_audio_s": "first synthesis",
+                "other": "rest of the median total"}
+PHASE_ALPHA = {"import_s": 1.0, "verify_s": 0.3, "construct_s": 0.75, "weights_s": 0.5, "first_audio_s": 0.9,
+               "other": 0.15}
+PHASE_HATCH = {"import_s": "", "verify_s": "", "construct_s": "//", "weights_s": "..", "first_audio_s": "xx",
+               "other": ""}
+TIMELINE_EVENTS = {"imports_done": "imports done", "weights_done": "weights loaded", "first_audio": "first audio",
+                   "requests_done": "requests done"}
+LEAK_MIN_REQUESTS = 50  # below this a per-1000-requests slope is an extrapolation, not a measurement
+DPI = 100
+
+
+@dataclass
+class Plot:
+    name: str  # file stem
+    title: str
+    caption: str
+    png: bytes | None = None
+    missing: str = ""  # why it is not drawn
+
+
+def colours(strategies: list[str]) -> dict[str, tuple[float, ...]]:
+    """Fixed per run: a strategy keeps its colour in every plot (tab10, in the run's own order)."""
+    palette = plt.get_cmap("tab10").colors
+    return {name: palette[i % len(palette)] for i, name in enumerate(strategies)}
+
+
+def all_plots(data: RunData) -> list[Plot]:
+    colour = colours(data.strategies)
+    makers: list[Callable[[RunData, dict], Plot]] = [
+        cold_start_phases, memory_by_strategy, memory_against_workers, latency_cdf, memory_per_request, timeline]
+    plots = []
+    for make in makers:
+        plot = make(data, colour)
+        if plot.png is None and not plot.missing:
+            plot.missing = "no successful cell in this run"
+        plots.append(plot)
+    return plots
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _groups(data: RunData) -> list[tuple[str, str]]:
+    return list(dict.fromkeys(zip(data.ok["model"], data.ok["scenario"], strict=True)))
+
+
+def _strategies_in(data: RunData, frame: pd.DataFrame) -> list[str]:
+    present = set(frame["strategy"])
+    return [s for s in data.strategies if s in present]
+
+
+def _subplots(count: int, width: float = 9.0, height: float = 4.0, **kwargs) -> tuple[Figure, list]:
+    figure, axes = plt.subplots(count, 1, figsize=(width, height * count), squeeze=False, **kwargs)
+    return figure, list(axes[:, 0])
+
+
+def _bars_per_strategy(data: RunData, colour: dict, draw: Callable[[plt.Axes, int, str, pd.DataFrame], None],
+                       ylabel: str) -> Figure | None:
+    """One panel per model x scenario, one bar per strategy (x-label in its colour); `draw` draws a bar."""
+    groups = _groups(data)
+    if not groups:
+        return None
+    figure, axes = _subplots(len(groups))
+    for ax, (model, scenario) in zip(axes, groups, strict=True):
+        cells = data.ok[(data.ok["model"] == model) & (data.ok["scenario"] == scenario)]
+        names = _strategies_in(data, cells)
+        for x, name in enumerate(names):
+            draw(ax, x, name, cells[cells["strategy"] == name])
+        ax.set_xticks(range(len(names)), names)
+        for label, name in zip(ax.get_xticklabels(), names, strict=True):
+            label.set_color(colour[name])
+        ax.set_ylabel(ylabel)
+        ax.set_xlabel("strategy")
+        ax.set_title(f"{model} / {scenario}")
+        ax.margins(y=0.08)
+    return figure
+
+
+def _whisker(ax: plt.Axes, x: float, values: pd.Series) -> tuple[float, float, float, float] | None:
+    """The interval of the median as a black whisker at the median; returns (median, low, high, coverage)."""
+    found = median_interval(values.dropna().tolist())
+    if found:
+        median, low, high, _ = found
+        ax.errorbar(x, median, yerr=[[median - low], [high - median]], color="black", capsize=6, linewidth=1.2)
+    return found
+
+
+def cold_start_phases(data: RunData, colour: dict) -> Plot:
+    plot = Plot("cold_start_phases", "Cold start by phase",
+                "Median of each phase per strategy, stacked; the whisker is the interval of the median cold start "
+                "(process start → first audio) over repetitions.")
+
+    def draw(ax: plt.Axes, x: int, name: str, mine: pd.DataFrame) -> None:
+        phases = {p: float(mine[p].median()) if mine[p].notna().any() else 0.0 for p in PHASE_COLUMNS}
+        total = _whisker(ax, x, mine["cold_start_s"])
+        phases["other"] = max(0.0, total[0] - sum(phases.values())) if total else 0.0
+        bottom = 0.0
+        for phase, seconds in phases.items():
+            ax.bar(x, seconds, bottom=bottom, color=colour[name], alpha=PHASE_ALPHA[phase],
+                   hatch=PHASE_HATCH[phase], edgecolor="white", linewidth=0.5)
+            bottom += seconds
+
+    figure = _bars_per_strategy(data, colour, draw, "time since process start (s)")
+    if figure is not None:
+        for ax in figure.axes:
+            ax.legend(handles=[Patch(facecolor="grey", alpha=PHASE_ALPHA[p], hatch=PHASE_HATCH[p], label=label,
+                                     edgecolor="#333333") for p, label in PHASE_LABELS.items()],
+                      loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, title="phase (shade)")
+        plot.png = _png(figure)
+    return plot
+
+
+def memory_by_strategy(data: RunData, colour: dict) -> Plot:
+    plot = Plot("memory_by_strategy", "Steady memory of the process tree",
+                "PSS after the requests, split into anonymous (solid) and file-backed (hatched, e.g. mapped weights), "
+                "median over repetitions with its interval; ◆ USS, ▲ peak PSS during load.")
+
+    def draw(ax: plt.Axes, x: int, name: str, mine: pd.DataFrame) -> None:
+        anon, file = mine["pss_anon_mb"].median(), mine["pss_file_mb"].median()
+        ax.bar(x, anon, color=colour[name])
+        ax.bar(x, file, bottom=anon, color=colour[name], alpha=0.45, hatch="//", edgecolor="white")
+        _whisker(ax, x, mine["pss_mb"])
+        ax.plot(x + 0.3, mine["uss_mb"].median(), "D", color=colour[name], markeredgecolor="black")
+        ax.plot(x + 0.3, mine["peak_pss_mb"].median(), "^", color=colour[name], markeredgecolor="black")
+
+    figure = _bars_per_strategy(data, colour, draw, "memory (MiB)")
+    if figure is not None:
+        plot.png = _png(figure)
+    return plot
+
+
+def memory_against_workers(data: RunData, colour: dict) -> Plot:
+    plot = Plot("memory_against_workers", "Total PSS and USS against worker count",
+                "Summed over every process of the tree: PSS (solid) and USS (dashed), median per worker count.")
+    if not data.has_column("workers") or data.ok["workers"].nunique() < 2:
+        plot.missing = "not in this run: needs the workers scenario (cells at several worker counts)"
+        return plot
+    figure, axes = _subplots(1)
+    ax = axes[0]
+    pss_column = "pss_total_mb" if data.has_column("pss_total_mb") else "pss_mb"
+    for name in _strategies_in(data, data.ok):
+        by_workers = data.ok[data.ok["strategy"] == name].groupby("workers")
+        ax.plot(by_workers[pss_column].median(), "o-", color=colour[name], label=f"{name} PSS")
+        ax.plot(by_workers["uss_mb"].median(), "s--", color=colour[name], label=f"{name} USS")
+    ax.set_xlabel("workers (processes)")
+    ax.set_ylabel("memory summed over the tree (MiB)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
+    plot.png = _png(figure)
+    return plot
+
+
+def _ok_requests(data: RunData) -> pd.DataFrame:
+    keys = data.ok[["cell", "strategy", "model", "scenario", "repeat"]]
+    return data.requests.merge(keys, on="cell")
+
+
+def latency_cdf(data: RunData, colour: dict) -> Plot:
+    plot = Plot("latency_cdf", "Request latency (CDF)",
+                "Every request of every successful repetition; dotted lines mark each strategy's p50 and p90.")
+    requests = _ok_requests(data)
+    groups = list(dict.fromkeys(zip(requests["model"], requests["scenario"], strict=True)))
+    if not groups:
+        return plot
+    figure, axes = _subplots(len(groups))
+    for ax, (model, scenario) in zip(axes, groups, strict=True):
+        mine = requests[(requests["model"] == model) & (requests["scenario"] == scenario)]
+        for name in _strategies_in(data, mine):
+            latency = np.sort(mine[mine["strategy"] == name]["latency_s"].to_numpy(dtype=float))
+            ax.step(latency, np.arange(1, len(latency) + 1) / len(latency), where="post", color=colour[name],
+                    label=f"{name} (n={len(latency)})", linewidth=1.8)
+            for q in (50, 90):
+                ax.axvline(np.percentile(latency, q), color=colour[name], linestyle=":", linewidth=1)
+        ax.set_xlabel("latency per request (s)")
+        ax.set_ylabel("fraction of requests (0–1)")
+        ax.set_ylim(0, 1.02)
+        ax.set_title(f"{model} / {scenario}")
+        ax.legend(loc="lower right", fontsize=9)
+    plot.png = _png(figure)
+    return plot
+
+
+def _memory_after_requests(data: RunData) -> pd.DataFrame:
+    """USS of the tree at the first reading after each request ended (per cell)."""
+    ends = data.events[data.events["event"] == "request_end"][["cell", "index", "t_rel"]].sort_values("t_rel")
+    samples = data.samples[["cell", "t_rel", "uss_mb", "pss_mb"]].sort_values("t_rel")
+    if not len(ends) or not len(samples):
+        return pd.DataFrame(columns=["cell", "index", "uss_mb", "strategy"])
+    merged = pd.merge_asof(ends, samples, on="t_rel", by="cell", direction="forward")
+    return merged.merge(data.ok[["cell", "strategy", "model", "scenario"]], on="cell").dropna(subset=["uss_mb"])
+
+
+def memory_per_request(data: RunData, colour: dict) -> Plot:
+    plot = Plot("memory_per_request", "Memory against request index",
+                "USS of the process tree right after each request (each repetition a line).")
+    points = _memory_after_requests(data)
+    if not len(points):
+        return plot
+    figure, axes = _subplots(1)
+    ax = axes[0]
+    slopes = []
+    for name in _strategies_in(data, points):
+        for i, (_, cell) in enumerate(points[points["strategy"] == name].groupby("cell")):
+            ax.plot(cell["index"], cell["uss_mb"], "o-", color=colour[name], alpha=0.7, markersize=3,
+                    label=name if i == 0 else None)
+        mine = points[(points["strategy"] == name) & (points["index"] > 0)]  # request 0 is warm-up
+        if mine["index"].nunique() >= LEAK_MIN_REQUESTS:
+            slope, intercept, low, high = scipy_stats.theilslopes(mine["uss_mb"], mine["index"])
+            ax.plot(mine["index"], intercept + slope * mine["index"], color=colour[name], linewidth=2.5)
+            slopes.append(f"{name}: {slope * 1000:+.1f} MiB per 1000 requests [{low * 1000:+.1f}, {high * 1000:+.1f}]")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("request index (0 = first request)")
+    ax.set_ylabel("USS of the tree (MiB)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
+    requests = int(points.groupby("cell")["index"].nunique().max())
+    if slopes:
+        plot.caption += " Theil–Sen leak slopes (95 % interval), first request excluded: " + "; ".join(slopes) + "."
+    else:
+        plot.caption += (f" No leak slope fitted: {requests} requests per cell (a slope needs ≥ {LEAK_MIN_REQUESTS};"
+                         " not in this run: needs the soak scenario).")
+    plot.png = _png(figure)
+    return plot
+
+
+def timeline(data: RunData, colour: dict) -> Plot:
+    plot = Plot("timeline", "Timeline of one repetition per strategy",
+                "PSS of each process of the tree (thin: one line per process) and their sum (thick) from the "
+                "moment the harness started the process; vertical lines mark phase events, ticks mark requests.")
+    first = data.ok.sort_values("repeat").drop_duplicates(["strategy", "model", "scenario"])
+    first = first[first["cell"].isin(set(data.samples["cell"]))]
+    if not len(first):
+        return plot
+    figure, axes = _subplots(len(first), height=2.8)  # own time axis each: cold starts differ a lot
+    styles = dict(zip(TIMELINE_EVENTS, ("--", "-.", ":", "-"), strict=True))
+    for ax, (_, cell) in zip(axes, first.iterrows(), strict=True):
+        name = cell["strategy"]
+        samples = data.samples[data.samples["cell"] == cell["cell"]].sort_values("t_rel")
+        processes = data.processes[data.processes["cell"] == cell["cell"]].sort_values("t_rel")
+        if processes["pid"].nunique() > 1:
+            for _, process in processes.groupby("pid"):
+                ax.plot(process["t_rel"], process["pss_mb"], color=colour[name], linewidth=0.8, alpha=0.6)
+        ax.plot(samples["t_rel"], samples["pss_mb"], color=colour[name], linewidth=2)
+        events = data.events[data.events["cell"] == cell["cell"]]
+        for event, label in TIMELINE_EVENTS.items():
+            for t in events[events["event"] == event]["t_rel"].head(1):
+                ax.axvline(t, color="black", linestyle=styles[event], linewidth=0.9, label=label)
+        for t in events[events["event"] == "request_end"]["t_rel"]:
+            ax.plot(t, 0, "|", color="black", markersize=10, clip_on=False)
+        ax.set_ylabel("PSS (MiB)")
+        ax.set_xlabel("time since the harness started the process (s)", fontsize=9)
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"{name} · {cell['model']} / {cell['scenario']} · repetition {int(cell['repeat'])}",
+                     color=colour[name], fontsize=10, loc="left")
+    axes[0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
+    figure.tight_layout()
+    plot.png = _png(figure)
+    return plot

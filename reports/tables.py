@@ -1,0 +1,146 @@
+"""Tables of a run: medians with intervals per model x scenario x strategy, failures, and the
+recommendation per scenario (stated only where the intervals do not overlap).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from bench.stats import median_interval
+from reports.load import CELL_KEYS, RunData
+
+# Below this coverage an interval is too weak to call a winner (2 repetitions: [min, max] covers 50 %).
+MIN_COVERAGE = 0.75
+
+
+@dataclass(frozen=True)
+class Metric:
+    column: str
+    label: str
+    unit: str
+    decimals: int
+
+
+METRICS = [
+    Metric("cold_start_s", "cold start", "s", 2),
+    Metric("first_audio_s", "first synthesis", "s", 2),
+    Metric("pss_mb", "PSS (tree)", "MiB", 0),
+    Metric("uss_mb", "USS (tree)", "MiB", 0),
+    Metric("rss_mb", "RSS (summed)", "MiB", 0),
+    Metric("peak_pss_mb", "peak PSS during load", "MiB", 0),
+    Metric("latency_p50_s", "latency p50", "s", 2),
+    Metric("latency_p90_s", "latency p90", "s", 2),
+    Metric("rtf", "RTF", "", 2),
+]
+BY_COLUMN = {m.column: m for m in METRICS}
+# The page's table stays readable at a glance; medians.csv (long form) keeps every metric above.
+MAIN_METRICS = [BY_COLUMN[c] for c in ("cold_start_s", "pss_mb", "uss_mb", "peak_pss_mb", "latency_p50_s",
+                                       "latency_p90_s", "rtf")]
+# What "wins" means per criterion: lower is better for all three.
+CRITERIA = {"memory": "pss_mb", "cold start": "cold_start_s", "latency": "latency_p50_s"}
+
+
+def intervals(data: RunData, metrics: list[Metric] = METRICS) -> pd.DataFrame:
+    """Long table: one row per model x scenario x strategy x metric, over the repetitions that succeeded."""
+    rows = []
+    for keys, group in data.cells.groupby(CELL_KEYS, sort=False):
+        ok = group[group["status"] == "ok"]
+        for metric in metrics:
+            if metric.column not in ok:
+                continue
+            found = median_interval(ok[metric.column].dropna().tolist())
+            median, low, high, coverage = found if found else (None, None, None, None)
+            rows.append({**dict(zip(CELL_KEYS, keys, strict=True)), "metric": metric.column, "unit": metric.unit,
+                         "median": median, "low": low, "high": high, "coverage": coverage,
+                         "n": int(ok[metric.column].notna().sum()), "cells": len(group)})
+    columns = [*CELL_KEYS, "metric", "unit", "median", "low", "high", "coverage", "n", "cells"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def fmt(value: float | None, decimals: int) -> str:
+    return "-" if value is None or pd.isna(value) else f"{value:.{decimals}f}"
+
+
+def fmt_interval(row: pd.Series | dict, decimals: int) -> str:
+    """`median [low–high]`; the bracket is left out when there is a single repetition."""
+    if row["median"] is None or pd.isna(row["median"]):
+        return "-"
+    if row["n"] < 2:
+        return fmt(row["median"], decimals)
+    return f"{fmt(row['median'], decimals)} [{fmt(row['low'], decimals)}–{fmt(row['high'], decimals)}]"
+
+
+def main_table(long: pd.DataFrame, data: RunData, metrics: list[Metric] = MAIN_METRICS) -> pd.DataFrame:
+    """What a reader scans: one row per model x scenario x strategy, each metric as median [interval]."""
+    rows = []
+    for keys, group in long.groupby(CELL_KEYS, sort=False):
+        by_metric = {r["metric"]: r for _, r in group.iterrows()}
+        row = dict(zip(CELL_KEYS, keys, strict=True))
+        cells = data.cells[(data.cells[CELL_KEYS] == pd.Series(dict(zip(CELL_KEYS, keys, strict=True)))).all(axis=1)]
+        row["ok / cells"] = f"{int((cells['status'] == 'ok').sum())}/{len(cells)}"
+        for metric in metrics:
+            header = f"{metric.label} ({metric.unit})" if metric.unit else metric.label
+            row[header] = fmt_interval(by_metric[metric.column], metric.decimals) if metric.column in by_metric else "-"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def without_constant_keys(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """For the page: drop model/scenario columns that hold one value, and name that value in the heading."""
+    constant = [k for k in ("model", "scenario") if k in frame and frame[k].nunique() == 1]
+    scope = " / ".join(str(frame[k].iloc[0]) for k in constant)
+    return frame.drop(columns=constant), scope
+
+
+def coverage_note(long: pd.DataFrame) -> str:
+    """One sentence on what the brackets are, with the coverage they really have in this run."""
+    levels = sorted({round(c, 3) for c in long["coverage"].dropna() if c > 0})
+    if not levels:
+        return "Single repetitions: no intervals (repeat cells to get them)."
+    shown = ", ".join(f"{c:.0%}" for c in levels)
+    return (f"Brackets: distribution-free interval of the median over repetitions (order statistics); it covers "
+            f"the true median with probability {shown} at these repetition counts (95 % needs at least 6).")
+
+
+def failures_table(data: RunData) -> pd.DataFrame:
+    """Failed cells with their reason, then cells the run planned but never finished."""
+    failed = data.failed[["strategy", "model", "scenario", "repeat", "status", "reason"]]
+    unfinished = data.unfinished.assign(status="not finished")[
+        ["strategy", "model", "scenario", "repeat", "status", "reason"]]
+    return pd.concat([failed, unfinished], ignore_index=True).astype({"repeat": int})
+
+
+def recommendations(long: pd.DataFrame) -> list[str]:
+    """One line per model x scenario: the winner per criterion, only when its interval clears every other."""
+    lines = []
+    for (model, scenario), group in long.groupby(["model", "scenario"], sort=False):
+        calls = []
+        for criterion, column in CRITERIA.items():
+            calls.append(_call(criterion, group[(group["metric"] == column) & group["median"].notna()]))
+        lines.append(f"{model} / {scenario}: " + "; ".join(calls) + ".")
+    return lines
+
+
+def _call(criterion: str, rows: pd.DataFrame) -> str:
+    metric = BY_COLUMN[rows["metric"].iloc[0]] if len(rows) else None
+    if len(rows) < 2:
+        return f"{criterion}: nothing to compare"
+    ranked = rows.sort_values("median")
+    best, rest = ranked.iloc[0], ranked.iloc[1:]
+    weak = ranked[ranked["coverage"] < MIN_COVERAGE]
+    if len(weak):
+        return f"{criterion}: no call (fewer than 3 successful repetitions for {', '.join(weak['strategy'])})"
+    if best["high"] < rest["low"].min():
+        runner_up = rest.iloc[0]
+        return (f"{criterion}: **{best['strategy']}** ({fmt(best['median'], metric.decimals)} {metric.unit} vs "
+                f"{fmt(runner_up['median'], metric.decimals)} {metric.unit} for {runner_up['strategy']}, "
+                f"intervals apart)")
+    overlapping = rest[rest["low"] <= best["high"]]["strategy"].tolist()
+    return (f"{criterion}: no clear winner ({best['strategy']} lowest, interval overlaps "
+            f"{', '.join(overlapping)})")
+
+
+def to_markdown(frame: pd.DataFrame) -> str:
+    return frame.to_markdown(index=False) if len(frame) else "_(none)_"

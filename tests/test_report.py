@@ -1,0 +1,239 @@
+"""`ttsload report` on a small real run of the tiny VITS: tables, plots, one self-contained HTML, a browser."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from scipy import stats as scipy_stats
+
+from bench.stats import median_interval
+from reports import tables
+from tests.conftest import ttsload
+
+STRATEGIES = ("singleton", "mmap", "quantized")
+PLOTS = ("cold_start_phases", "memory_by_strategy", "latency_cdf", "memory_per_request", "timeline")
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny, tmp_path_factory) -> Path:
+    """One real run: three strategies on the tiny model plus a corrupted copy of it (those cells fail)."""
+    broken = tmp_path_factory.mktemp("broken") / "broken-model"
+    shutil.copytree(tiny.checkpoint.parent, broken)
+    checkpoint = broken / "model_file.pth"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:-100])
+    out = tmp_path_factory.mktemp("report-run") / "run"
+    done = ttsload("run", "--strategy", ",".join(STRATEGIES), "--model", f"vits-tiny,{broken}",
+                   "--requests", "2", "--repeat", "2", "--out", str(out))
+    assert done.returncode == 1, done.stderr[-3000:]  # the broken model's cells fail, the others run
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(run_dir) -> Path:
+    done = ttsload("report", str(run_dir))
+    assert done.returncode == 0, done.stderr[-3000:]
+    path = run_dir / "report" / "report.html"
+    assert f"report: {path}" in done.stdout
+    return path
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+class Links(HTMLParser):
+    """Every URL-bearing attribute of a page, and the tags that could fetch something."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[tuple[str, str, str]] = []
+        self.images: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("src", "href", "srcset", "data", "action", "poster", "background") and value is not None:
+                self.urls.append((tag, name, value))
+            if tag == "img" and name == "src":
+                self.images.append(value or "")
+
+
+def decode_png(uri: str) -> Image.Image:
+    assert uri.startswith("data:image/png;base64,"), uri[:60]
+    image = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1], validate=True)))
+    image.load()
+    return image
+
+
+def test_every_strategy_and_scenario_appears_in_the_tables(run_dir, report):
+    folder = report.parent
+    medians = read_csv(folder / "medians.csv")
+    seen = {(r["model"], r["scenario"], r["strategy"]) for r in medians}
+    cells = read_csv(run_dir / "summary.csv")
+    assert seen == {(r["model"], r["scenario"], r["strategy"]) for r in cells}
+    assert {s for _, _, s in seen} == set(STRATEGIES)
+    ok = [r for r in medians if r["model"] == "vits-tiny" and r["metric"] == "cold_start_s"]
+    assert all(r["n"] == "2" and float(r["low"]) <= float(r["median"]) <= float(r["high"]) for r in ok)
+    markdown = (folder / "medians.md").read_text()
+    html = report.read_text()
+    for strategy in STRATEGIES:
+        assert f"| {strategy} " in markdown
+        assert f"<td>{strategy}</td>" in html
+    assert "Medians per strategy × scenario (single)</h2>" in html  # one scenario: named in the heading
+
+
+def test_seed_table_is_rebuilt_from_the_run(report):
+    seed = read_csv(report.parent / "seed-vits-tiny-single.csv")
+    by_metric = {r["metric"]: r for r in seed}
+    four = by_metric["four-process memory, summed PSS (MiB) — needs the workers scenario"]
+    assert four["singleton (seed: native load)"] == "not measured in this run"
+    assert by_metric["quality vs fp32"]["mmap (seed: async+mmap)"].startswith("bit-identical")
+    assert by_metric["quality vs fp32"]["quantized (seed: quantized+async+mmap)"].startswith("audio differs")
+    summary = read_csv(report.parent.parent / "summary.csv")
+    singleton = [float(r["cold_start_s"]) for r in summary if r["strategy"] == "singleton" and r["status"] == "ok"]
+    low, high = min(singleton), max(singleton)
+    assert by_metric["cold start (s)"]["singleton (seed: native load)"] == (
+        f"{np.median(singleton):.2f} [{low:.2f}–{high:.2f}]")
+    assert "Where the seed&#39;s numbers and ours differ" in report.read_text() or \
+        "Where the seed's numbers and ours differ" in report.read_text()
+
+
+def test_each_plot_is_a_valid_image_and_absent_data_is_named(report):
+    for name in PLOTS:
+        image = Image.open(report.parent / f"{name}.png")
+        image.verify()
+        image = Image.open(report.parent / f"{name}.png").convert("L")
+        assert image.width > 300 and image.height > 200
+        assert np.asarray(image).std() > 10, f"{name}.png is blank"
+    assert not (report.parent / "memory_against_workers.png").exists()
+    assert "not in this run: needs the workers scenario" in report.read_text()
+
+
+def test_html_is_one_self_contained_file(report):
+    html = report.read_text()
+    links = Links()
+    links.feed(html)
+    assert "http://" not in html and "https://" not in html
+    assert all(value.startswith(("data:", "#")) for _, _, value in links.urls), links.urls
+    assert "<script" not in html and "<link" not in html and "@import" not in html and "url(" not in html
+    assert len(links.images) == len(PLOTS)
+    for uri in links.images:
+        assert decode_png(uri).format == "PNG"
+
+
+def test_failed_cells_appear_with_their_reason(report):
+    failures = read_csv(report.parent / "failures.csv")
+    broken = [r for r in failures if r["model"].endswith("broken-model")]  # a path model is named by its path
+    assert len(broken) == len(STRATEGIES) * 2
+    assert all(r["status"] == "failed" and "sha256 mismatch" in r["reason"] for r in broken)
+    html = report.read_text()
+    assert "Failed or unfinished cells" in html and "sha256 mismatch" in html
+    assert "0/2" in (report.parent / "medians.md").read_text()  # the broken model's rows: no successful cell
+
+
+def test_a_truncated_run_still_reports_what_it_has(run_dir, tmp_path):
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    text = (run_dir / "results.jsonl").read_bytes()
+    cut = len(text) // 2
+    while text[cut - 1:cut] == b"\n":  # make sure the cut is mid-line
+        cut += 1
+    (partial / "results.jsonl").write_bytes(text[:cut])
+    done = ttsload("report", str(partial), "--out", str(tmp_path / "out.html"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    html = (tmp_path / "out.html").read_text()
+    assert "partial:" in html and "not finished" in html
+    unfinished = [r for r in read_csv(tmp_path / "failures.csv") if r["status"] == "not finished"]
+    finished = len(read_csv(tmp_path / "medians.csv"))
+    assert unfinished and finished > 0
+
+
+def test_report_of_a_folder_without_results_is_a_usage_error(tmp_path):
+    done = ttsload("report", str(tmp_path))
+    assert done.returncode == 2
+    assert f"ttsload: error: no results.jsonl in {tmp_path}" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_median_interval_matches_scipys_quantile_interval():
+    rng = np.random.default_rng(0)
+    for n in range(6, 40):
+        values = rng.lognormal(size=n)
+        _, low, high, coverage = median_interval(list(values))
+        expected = scipy_stats.quantile_test(values, q=np.median(values), p=0.5).confidence_interval(0.95)
+        assert (low, high) == (expected.low, expected.high) and coverage >= 0.95
+    assert median_interval([3.0, 1.0, 2.0]) == (2.0, 1.0, 3.0, 0.75)  # too few for 95 %: [min, max], 75 %
+
+
+def _long(rows: list[tuple[str, float, float, float, float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"model": "m", "scenario": "s", "strategy": s, "metric": "pss_mb", "median": m, "low": lo,
+                          "high": hi, "coverage": c, "n": 3} for s, m, lo, hi, c in rows])
+
+
+def test_a_winner_is_named_only_beyond_the_intervals():
+    apart = tables.recommendations(_long([("a", 100, 90, 110, 0.75), ("b", 200, 150, 250, 0.75)]))
+    assert "memory: **a**" in apart[0]
+    overlapping = tables.recommendations(_long([("a", 100, 90, 160, 0.75), ("b", 200, 150, 250, 0.75)]))
+    assert "memory: no clear winner (a lowest, interval overlaps b)" in overlapping[0]
+    weak = tables.recommendations(_long([("a", 100, 90, 110, 0.5), ("b", 200, 150, 250, 0.5)]))
+    assert "memory: no call" in weak[0]
+
+
+# --- the browser: headless Chromium renders the page from disk -------------------------------------------------
+
+CHECK_IMAGES = """<script>
+window.addEventListener("load", () => {
+  const images = [...document.images];
+  const broken = images.filter(i => !i.complete || i.naturalWidth === 0).length;
+  const marker = document.createElement("div");
+  marker.id = "image-check";
+  marker.textContent = `images=${images.length} broken=${broken}`;
+  document.body.appendChild(marker);
+});
+</script>"""
+
+
+def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
+    binary = shutil.which("chromium")
+    return subprocess.run([binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
+                          text=True, timeout=180)
+
+
+def image_check(page: Path, tmp_path: Path) -> tuple[int, int]:
+    """Load a copy of the page with a checker script; returns (images, broken) as the browser saw them."""
+    probe = tmp_path / f"probe-{page.stem}.html"
+    probe.write_text(page.read_text().replace("</body>", CHECK_IMAGES + "</body>"))
+    done = chromium("--virtual-time-budget=10000", "--dump-dom", probe.as_uri(), profile=tmp_path / "profile-dom")
+    found = re.search(r'id="image-check">images=(\d+) broken=(\d+)<', done.stdout)
+    assert found, f"the checker did not run: {done.stderr[-2000:]}"
+    return int(found.group(1)), int(found.group(2))
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None,
+                    reason="chromium not installed (Debian: apt-get install chromium; .ci/run installs it)")
+def test_the_page_renders_in_a_real_browser(report, tmp_path):
+    shot = tmp_path / "screenshot.png"
+    done = chromium(f"--screenshot={shot}", "--window-size=1280,4000", report.as_uri(),
+                    profile=tmp_path / "profile-shot")
+    assert shot.is_file(), done.stderr[-2000:]
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.std() > 20, "the screenshot is blank"
+    assert (pixels < 128).mean() > 0.01, "hardly any dark pixels: no text or plots rendered"
+    assert image_check(report, tmp_path) == (len(PLOTS), 0)
+    # The check can fail: the same page with one image's bytes damaged shows one broken image.
+    damaged = tmp_path / "damaged.html"
+    damaged.write_text(report.read_text().replace("data:image/png;base64,iVBOR", "data:image/png;base64,AAAAA", 1))
+    assert image_check(damaged, tmp_path) == (len(PLOTS), 1)
