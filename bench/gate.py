@@ -23,7 +23,7 @@ ALPHA = 0.05
 DEFAULT_SPEC = "cold_start_s:median:+35%,pss_mb:median:+5%,peak_pss_mb:median:+5%"
 ENVIRONMENT_KEYS = (("cpu",), ("cores_logical",), ("python",), ("packages", "torch"), ("packages", "coqui-tts"))
 
-_RULE = re.compile(r"^(?P<metric>[A-Za-z0-9_]+):(?P<stat>[a-z]+):(?P<sign>[+-]?)(?P<number>\d+(?:\.\d+)?)(?P<pct>%?)$")
+_RULE = re.compile(r"^(?P<metric>[A-Za-z0-9_]+):(?P<stat>[A-Za-z0-9]+):(?P<sign>[+-]?)(?P<number>\d+(?:\.\d+)?)(?P<pct>%?)$")
 
 
 @dataclass(frozen=True)
