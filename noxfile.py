@@ -112,10 +112,16 @@ def baseline(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def microbench(session: nox.Session) -> None:
-    """pytest-benchmark: each loader's load and one synthesis, saved and compared with the last saved run."""
+    """pytest-benchmark: each loader's load and one synthesis, saved and compared with the last saved run.
+
+    Not in CI: on the shared 2-core machine the minimum of one benchmark moved up to 4x between two
+    runs (baselines/README.md), so only a quiet machine can use a tight `--benchmark-compare-fail`.
+    Arguments replace the default check, e.g. `nox -s microbench -- --benchmark-compare-fail=min:20%`.
+    """
     install(session, "test")
-    session.run("pytest", "tests/benchmarks", "--benchmark-autosave", "--benchmark-compare",
-                "--benchmark-compare-fail=min:50%", "--benchmark-sort=name", *session.posargs)
+    check = session.posargs or ["--benchmark-compare-fail=min:100%"]
+    session.run("pytest", "tests/benchmarks", "--benchmark-autosave", "--benchmark-compare", "--benchmark-sort=name",
+                *check)
 
 
 @nox.session(python="3.11")
