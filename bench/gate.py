@@ -212,8 +212,9 @@ def markdown(outcome: Outcome, baseline: ResultSet, current: ResultSet, alpha: f
                      f"| {format_change(c)} | {c.threshold} | {p} | {c.n_baseline}/{c.n_current} | {verdict} |")
     if outcome.new_cells:
         lines += ["", f"not gated (no baseline): {', '.join(outcome.new_cells)}"]
+    lines += [""] if regressions else []
     for c in regressions:
-        lines.append(f"\nREGRESSION {c.cell}: {c.metric} {c.rule.split(':')[1]} {_fmt(c.baseline)} -> "
+        lines.append(f"REGRESSION {c.cell}: {c.metric} {c.rule.split(':')[1]} {_fmt(c.baseline)} -> "
                      f"{_fmt(c.current)} ({format_change(c)}, threshold {c.threshold}, p={c.p_value:.3f})")
     return "\n".join(lines) + "\n"
 
