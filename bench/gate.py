@@ -168,10 +168,15 @@ def environment_warnings(baseline: ResultSet, current: ResultSet) -> list[str]:
         old, new = _lookup(baseline.environment, path), _lookup(current.environment, path)
         if old != new:
             differences.append(f"{'.'.join(path)} {old!r} -> {new!r}")
-    if not differences:
-        return []
-    return [f"the baseline was measured in a different environment ({'; '.join(differences)}): "
-            "differences below may be the machine, not the code"]
+    warnings = []
+    if differences:
+        warnings.append(f"the baseline was measured in a different environment ({'; '.join(differences)}): "
+                        "differences below may be the machine, not the code")
+    loads = [(side.environment.get("load_average") or [None])[0] for side in (baseline, current)]
+    if None not in loads and max(loads) > 2 * max(min(loads), 0.5):
+        warnings.append(f"the runs started at load averages {loads[0]:.1f} (baseline) and {loads[1]:.1f} "
+                        "(current): timings moved with the machine's other work, not only with the code")
+    return warnings
 
 
 def _option_warnings(baseline: ResultSet, current: ResultSet) -> list[str]:
