@@ -1,4 +1,4 @@
-"""`ttsload`: one entry point with subcommands (run, report, models, strategies)."""
+"""`ttsload`: one entry point with subcommands (run, report, models, strategies, gate, baseline, history)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=900.0, help="deadline per cell in seconds")
     run.add_argument("--interval", type=float, default=0.05, help="memory sampling interval in seconds")
     run.add_argument("--corpus-seed", type=int, default=0, help="seed of the text corpus")
+    run.add_argument("--history", type=Path, help="history store to append to (default $TTSLOAD_HOME/history.jsonl)")
+    run.add_argument("--no-history", action="store_true", help="do not append this run to the history store")
 
     report = sub.add_parser("report", help="build the HTML report (plus CSV/Markdown tables) of a results folder")
     report.add_argument("folder", type=Path, help="results folder (holds results.jsonl); may be partial")
@@ -51,6 +53,28 @@ def parser() -> argparse.ArgumentParser:
     models_sub.add_parser("list", help="list fixtures and whether they are built")
 
     sub.add_parser("strategies", help="list presets, topologies and loaders")
+
+    gate = sub.add_parser("gate", help="compare two runs cell by cell; exit 1 on a significant regression")
+    gate.add_argument("--baseline", type=Path, required=True, help="results folder or saved baseline .json")
+    gate.add_argument("--current", type=Path, required=True, help="results folder or saved baseline .json")
+    gate.add_argument("--fail", metavar="SPEC", help="METRIC:STAT:THRESHOLD[,...], e.g. cold_start_s:median:+10%% "
+                      "(default: the thresholds chosen for the CI machine, see baselines/README.md)")
+    gate.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    gate.add_argument("--json", type=Path, help="also write the verdict as JSON here")
+
+    baseline = sub.add_parser("baseline", help="save a results folder as a compact baseline to commit")
+    baseline_sub = baseline.add_subparsers(dest="baseline_command", required=True)
+    save = baseline_sub.add_parser("save", help="write baselines/NAME.json from a results folder")
+    save.add_argument("folder", type=Path)
+    save.add_argument("name")
+    save.add_argument("--dir", type=Path, default=Path("baselines"), help="where baselines live (default baselines/)")
+
+    history = sub.add_parser("history", help="plot a metric across commits per strategy, marking steps")
+    history.add_argument("metric")
+    history.add_argument("--history", type=Path, help="history store (default $TTSLOAD_HOME/history.jsonl)")
+    history.add_argument("--model", help="only this model")
+    history.add_argument("--threshold", default="10%", help="smallest step worth marking (default 10%%)")
+    history.add_argument("--out", type=Path, help="plot file (default reports/out/history-METRIC.png)")
     return top
 
 
@@ -114,6 +138,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         store.append(qualities)
         ui.console.print(ui.quality_table(qualities))
     ui.console.print(f"results: {store.path}\nsummary: {out / 'summary.csv'}")
+    if not args.no_history and any(r["status"] == "ok" for r in rows):
+        from bench import history
+
+        ui.console.print(f"history: appended to {history.append(out, args.history)}")
     return EXIT_CELL_FAILED if any(r["status"] != "ok" for r in rows) else EXIT_OK
 
 
@@ -156,9 +184,41 @@ def cmd_strategies(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_gate(args: argparse.Namespace) -> int:
+    import json
+
+    from bench import baseline, gate
+
+    rules = gate.parse_spec(args.fail or gate.DEFAULT_SPEC)
+    old, new = baseline.load(args.baseline), baseline.load(args.current)
+    outcome = gate.compare(old, new, rules, args.alpha)
+    for warning in outcome.warnings:
+        print(f"ttsload gate: WARNING: {warning}", file=sys.stderr)
+    print(gate.markdown(outcome, old, new, args.alpha), end="")
+    if args.json:
+        args.json.write_text(json.dumps(gate.verdict_json(outcome, old, new, rules, args.alpha), indent=1) + "\n")
+    return outcome.exit_code
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from bench import baseline
+
+    target = baseline.save(args.folder, args.name, args.dir)
+    print(f"baseline '{args.name}': {target} ({target.stat().st_size / 1024:.0f} KiB)")
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from bench import history
+
+    print(history.show(args.metric, args.history, args.model, args.threshold, args.out), end="")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    handlers = {"run": cmd_run, "report": cmd_report, "models": cmd_models, "strategies": cmd_strategies}
+    handlers = {"run": cmd_run, "report": cmd_report, "models": cmd_models, "strategies": cmd_strategies,
+                "gate": cmd_gate, "baseline": cmd_baseline, "history": cmd_history}
     try:
         return handlers[args.command](args)
     except UsageError as exc:

@@ -39,3 +39,43 @@ def median_interval(values: Sequence[float | None], level: float = 0.95) -> tupl
         k += 1
         coverage = 1 - 2 * binom.cdf(k - 1, n, 0.5)
     return float(np.median(clean)), float(clean[k - 1]), float(clean[n - k]), float(max(coverage, 0.0))
+
+
+# --- comparing repetitions: what the gate, baselines and history share -----------------------------
+
+MIN_REPETITIONS = 3  # below this a rank test cannot reach significance: say so instead of guessing
+STATISTICS = {"median": np.median, "mean": np.mean, "min": np.min, "max": np.max}
+
+
+def statistic(values: Sequence[float], name: str) -> float:
+    return float(STATISTICS[name](np.asarray(values, dtype=float)))
+
+
+def p_worse(current: Sequence[float], baseline: Sequence[float], higher_is_worse: bool = True) -> float:
+    """One-sided Mann–Whitney U p-value that `current` tends to be worse than `baseline`.
+
+    Rank-based, so one slow outlier among the repetitions cannot make a regression on its own.
+    Exact for small samples (scipy picks the method); 1.0 when both sides are all the same value.
+    """
+    from scipy.stats import mannwhitneyu
+
+    current_a, baseline_a = np.asarray(current, dtype=float), np.asarray(baseline, dtype=float)
+    if np.ptp(np.concatenate([current_a, baseline_a])) == 0:
+        return 1.0
+    alternative = "greater" if higher_is_worse else "less"
+    return float(mannwhitneyu(current_a, baseline_a, alternative=alternative).pvalue)
+
+
+def bootstrap_interval(values: Sequence[float], name: str = "median",
+                       confidence: float = 0.95) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of a statistic (seeded, so saving a baseline twice gives one file)."""
+    from scipy.stats import bootstrap
+
+    data = np.asarray(values, dtype=float)
+    if len(data) < 2:
+        return None
+    if np.ptp(data) == 0:
+        return float(data[0]), float(data[0])
+    result = bootstrap((data,), STATISTICS[name], confidence_level=confidence, n_resamples=1000,
+                       method="percentile", rng=np.random.default_rng(0))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)

@@ -1,11 +1,13 @@
 """Strategy names: the five presets, TOPOLOGY+LOADER combinations, and third-party entries.
 
 A third party registers more through the entry-point groups `ttsload.loaders` and
-`ttsload.topologies` (each entry a Loader or Topology subclass).
+`ttsload.topologies` (each entry a Loader or Topology subclass). Test-only loaders with planted
+faults (strategies/testing.py) exist only when TTSLOAD_TEST_STRATEGIES=1.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
@@ -36,7 +38,12 @@ def _with_entry_points(builtin: dict[str, type], group: str) -> dict[str, type]:
 def loaders() -> dict[str, type[Loader]]:
     from strategies.loaders import LOADERS
 
-    return _with_entry_points(LOADERS, "ttsload.loaders")
+    found = _with_entry_points(LOADERS, "ttsload.loaders")
+    if os.environ.get("TTSLOAD_TEST_STRATEGIES") == "1":
+        from strategies.testing import with_planted_faults
+
+        found = with_planted_faults(found)
+    return found
 
 
 @cache
@@ -69,6 +76,7 @@ def _alias(part: str) -> str:
 def resolve(name: str) -> StrategySpec:
     """Turn 'naive', 'worker+mmap' or 'mmap+worker' into a StrategySpec, or raise UnknownStrategy."""
     name = name.strip()
+    loaders()  # raises on a misconfigured planted fault before any cell starts
     if name in PRESETS:
         return StrategySpec(name, *PRESETS[name])
     parts = [_alias(p) for p in name.split("+")]

@@ -1,0 +1,56 @@
+"""Planted faults for testing the harness itself: loaders that are worse than `eager` on purpose.
+
+Never visible in normal use: `strategies.registry.loaders()` adds them only when the environment has
+TTSLOAD_TEST_STRATEGIES=1 (inherited by cell processes). With TTSLOAD_TEST_PLANT=NAME as well, the
+named fault also stands in for `eager`, so every eager-based preset regresses under its usual name,
+just as a slow change committed to the eager loader would.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from strategies.base import Loader, ModelFiles
+from strategies.loaders import EagerLoader
+
+
+class SlowEagerLoader(EagerLoader):
+    """eager, plus a fixed sleep in the weights phase (TTSLOAD_TEST_SLEEP_S, default 2 s)."""
+
+    name = "slow-eager"
+    summary = "TEST ONLY: eager + a fixed sleep while loading weights"
+
+    def fill(self, model: Any, config: Any, files: ModelFiles) -> Any:
+        time.sleep(float(os.environ.get("TTSLOAD_TEST_SLEEP_S", "2")))
+        return super().fill(model, config, files)
+
+
+class CopyEagerLoader(EagerLoader):
+    """eager, plus one extra full copy of the weights kept alive with the model (memory grows by its size)."""
+
+    name = "copy-eager"
+    summary = "TEST ONLY: eager + one extra copy of the weights kept alive"
+
+    def fill(self, model: Any, config: Any, files: ModelFiles) -> Any:
+        model = super().fill(model, config, files)
+        copy = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+        object.__setattr__(model, "_ttsload_planted_copy", copy)  # lives and dies with the model
+        return model
+
+
+PLANTED: dict[str, type[Loader]] = {cls.name: cls for cls in (SlowEagerLoader, CopyEagerLoader)}
+
+
+def with_planted_faults(found: dict[str, type[Loader]]) -> dict[str, type[Loader]]:
+    """The loaders plus the planted ones; TTSLOAD_TEST_PLANT=NAME makes NAME stand in for `eager`."""
+    found = {**found, **PLANTED}
+    plant = os.environ.get("TTSLOAD_TEST_PLANT")
+    if plant:
+        if plant not in PLANTED:
+            from strategies.registry import UnknownStrategy
+
+            raise UnknownStrategy(f"TTSLOAD_TEST_PLANT='{plant}' is not a planted fault ({', '.join(PLANTED)})")
+        found["eager"] = PLANTED[plant]
+    return found

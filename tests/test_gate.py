@@ -1,0 +1,169 @@
+"""The regression gate on real runs of the tiny model: quiet on repeats, loud on planted faults."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ttsload
+
+CELL = "singleton/vits-tiny/single"
+RUN = ("run", "--strategy", "singleton", "--model", "vits-tiny", "--requests", "1", "--repeat", "3")
+# Absolute thresholds above the noise measured for the 6 MiB model (cell medians of weights_s moved
+# < 0.6 s between runs, of pss_anon_mb < 1.6 MiB) and below the planted faults: slow-eager sleeps 2 s
+# in its weights phase; copy-eager's extra copy of the weights added ~4 MiB of anonymous memory
+# (not all of its 5.7 MiB: part reuses heap the allocator kept from reading the checkpoint).
+PLANT_SPEC = "weights_s:median:1,pss_anon_mb:median:2.5"
+
+
+def run(out: Path, history: Path, plant: str | None = None) -> Path:
+    env = {"TTSLOAD_TEST_STRATEGIES": "1", "TTSLOAD_TEST_PLANT": plant} if plant else {}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        done = ttsload(*RUN, "--out", str(out), "--history", str(history))
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tiny, tmp_path_factory) -> dict[str, Path]:
+    """Three runs of one config, then the same config with each planted fault standing in for eager."""
+    root = tmp_path_factory.mktemp("gate")
+    history = root / "history.jsonl"
+    found = {name: run(root / name, history) for name in ("same1", "same2", "same3")}
+    found["slow"] = run(root / "slow", history, plant="slow-eager")
+    found["copy"] = run(root / "copy", history, plant="copy-eager")
+    found["history"] = history
+    return found
+
+
+def gate(baseline: Path, current: Path, *args: str):
+    return ttsload("gate", "--baseline", str(baseline), "--current", str(current), *args)
+
+
+@pytest.mark.parametrize("spec", [None, PLANT_SPEC])
+def test_identical_runs_never_fail_the_gate(runs, spec):
+    fail = ("--fail", spec) if spec else ()
+    for baseline, current in (("same1", "same2"), ("same1", "same3"), ("same2", "same3")):
+        done = gate(runs[baseline], runs[current], *fail)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "ttsload gate: pass" in done.stdout and CELL in done.stdout
+
+
+def test_a_planted_slow_load_fails_naming_metric_and_cell(runs, tmp_path):
+    verdict = tmp_path / "verdict.json"
+    done = gate(runs["same1"], runs["slow"], "--fail", PLANT_SPEC, "--json", str(verdict))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"REGRESSION {CELL}: weights_s median" in done.stdout
+    data = json.loads(verdict.read_text())
+    assert data["verdict"] == "regression" and data["exit_code"] == 1
+    failing = {(c["cell"], c["metric"]) for c in data["checks"] if c["verdict"] == "REGRESSION"}
+    assert failing == {(CELL, "weights_s")}  # memory did not move: only the slow phase is flagged
+
+
+def test_a_planted_weight_copy_fails_on_memory(runs):
+    done = gate(runs["same1"], runs["copy"], "--fail", PLANT_SPEC)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"REGRESSION {CELL}: pss_anon_mb median" in done.stdout
+    assert f"REGRESSION {CELL}: weights_s" not in done.stdout
+
+
+def test_saved_baseline_is_compact_and_gates_like_its_folder(runs, tmp_path):
+    done = ttsload("baseline", "save", str(runs["same1"]), "tiny", "--dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    saved = tmp_path / "tiny.json"
+    data = json.loads(saved.read_text())
+    assert saved.stat().st_size < 20_000
+    (cell,) = data["cells"]
+    cold = cell["metrics"]["cold_start_s"]
+    assert len(cold["values"]) == 3 and cold["ci95"][0] <= cold["median"] <= cold["ci95"][1]
+    assert data["environment"]["packages"]["coqui-tts"] == "0.28.0"
+    assert gate(saved, runs["same2"]).returncode == 0
+    assert gate(saved, runs["slow"], "--fail", PLANT_SPEC).returncode == 1
+
+
+def _edited_baseline(runs, tmp_path, edit) -> Path:
+    assert ttsload("baseline", "save", str(runs["same1"]), "b", "--dir", str(tmp_path)).returncode == 0
+    path = tmp_path / "b.json"
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _one_error_line(done) -> str:
+    errors = [line for line in done.stderr.splitlines() if "error" in line]
+    assert done.returncode == 2 and len(errors) == 1, done.stdout + done.stderr
+    return errors[0]
+
+
+def test_a_cell_missing_from_current_is_unusable_input(runs, tmp_path):
+    def add_cell(data):
+        data["cells"].append({**data["cells"][0], "strategy": "mmap"})
+
+    line = _one_error_line(gate(_edited_baseline(runs, tmp_path, add_cell), runs["same2"]))
+    assert "1 baseline cell(s) missing" in line and "mmap/vits-tiny/single" in line
+
+
+def test_a_baseline_of_another_format_version_is_unusable(runs, tmp_path):
+    path = _edited_baseline(runs, tmp_path, lambda data: data.update(version=99))
+    assert "format version 99" in _one_error_line(gate(path, runs["same2"]))
+
+
+def test_too_few_repetitions_are_said_not_judged(runs, tmp_path):
+    def keep_two(data):
+        for entry in data["cells"][0]["metrics"].values():
+            entry["values"] = entry["values"][:2]
+
+    done = gate(_edited_baseline(runs, tmp_path, keep_two), runs["slow"], "--fail", PLANT_SPEC)
+    assert done.returncode == 2
+    assert "insufficient repetitions" in done.stdout and "REGRESSION" not in done.stdout
+
+
+def test_a_different_environment_warns_but_still_compares(runs, tmp_path):
+    path = _edited_baseline(runs, tmp_path, lambda data: data["environment"].update(cpu="Some Other CPU"))
+    done = gate(path, runs["same2"])
+    assert done.returncode == 0
+    assert "WARNING" in done.stderr and "Some Other CPU" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--fail", "cold_start_s:median"], "bad --fail item 'cold_start_s:median'"),
+        (["--fail", "cold_start_s:p95:+10%"], "statistic 'p95' is not one of"),
+        (["--fail", "no_such_metric:median:+10%"], "metric 'no_such_metric' is not in"),
+        (["--fail", "pss_total_mb:median:+5%"], "metric 'pss_total_mb' is not in"),
+    ],
+)
+def test_bad_specs_exit_2_with_one_line(runs, args, message):
+    assert message in _one_error_line(gate(runs["same1"], runs["same2"], *args))
+
+
+def test_bad_inputs_exit_2_with_one_line(runs, tmp_path):
+    assert "no such results folder" in _one_error_line(gate(tmp_path / "nope", runs["same1"]))
+    assert "not a ttsload results folder" in _one_error_line(gate(tmp_path, runs["same1"]))
+    junk = tmp_path / "junk.json"
+    junk.write_text("{not json")
+    assert "is not valid JSON" in _one_error_line(gate(junk, runs["same1"]))
+
+
+def test_history_marks_the_planted_step_and_nothing_else(runs, tmp_path):
+    plot = tmp_path / "weights.png"
+    done = ttsload("history", "weights_s", "--history", str(runs["history"]), "--threshold", "1",
+                   "--out", str(plot))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"{CELL}:"
+    points = [line for line in lines if "median" in line]
+    assert len(points) == 5  # same1, same2, same3, slow, copy in date order
+    assert ["<- step" in line for line in points[:4]] == [False, False, False, True]
+    assert "<- step: regression" in points[3]
+    assert plot.stat().st_size > 10_000
