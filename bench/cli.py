@@ -1,4 +1,4 @@
-"""`ttsload`: one entry point with subcommands (run, models, strategies)."""
+"""`ttsload`: one entry point with subcommands (run, profile, models, strategies)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,18 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=900.0, help="deadline per cell in seconds")
     run.add_argument("--interval", type=float, default=0.05, help="memory sampling interval in seconds")
     run.add_argument("--corpus-seed", type=int, default=0, help="seed of the text corpus")
+    run.add_argument("--profile", help="comma list of profilers (memray, py-spy): after the timed cells, "
+                                       "one profiling pass per strategy and model, never timed")
+
+    prof = sub.add_parser("profile", help="run cells under memray or py-spy, apart from any timed run")
+    prof.add_argument("--tool", required=True, help="memray or py-spy (or a comma list)")
+    prof.add_argument("--strategy", required=True, help="comma list of presets or TOPOLOGY+LOADER")
+    prof.add_argument("--model", default="vits", help="comma list of fixture names or Coqui model paths")
+    prof.add_argument("--scenario", default="single", help="scenario to profile (default single)")
+    prof.add_argument("--out", type=Path, help="results folder (default results/<date-time>)")
+    prof.add_argument("--threads", type=_positive, help="torch threads per process (default: torch's own)")
+    prof.add_argument("--timeout", type=float, default=900.0, help="deadline per profiled cell in seconds")
+    prof.add_argument("--corpus-seed", type=int, default=0, help="seed of the text corpus")
 
     models = sub.add_parser("models", help="build or list the model fixtures")
     models_sub = models.add_subparsers(dest="models_command", required=True)
@@ -50,9 +62,19 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _run_options(args: argparse.Namespace, specs: list[Any], model_files: list[Any],
+                 texts: list[str]) -> dict[str, Any]:
+    """What the run record keeps of the command line, resolved."""
+    return {
+        **{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "strategies": {s.name: {"topology": s.topology, "loader": s.loader} for s in specs},
+        "models": [m.to_json() for m in model_files], "texts": texts,
+    }
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bench import console as ui
-    from bench import environment, models, quality, runner
+    from bench import environment, models, profile, quality, runner
     from bench.results import ResultStore
     from strategies.registry import UnknownStrategy, loaders, resolve
 
@@ -61,6 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         specs = [resolve(name) for name in names]
     except UnknownStrategy as exc:
         raise UsageError(str(exc)) from None
+    tools = profile.parse_tools(args.profile) if args.profile else []
     model_files = [models.resolve(m.strip()) for m in args.model.split(",") if m.strip()]
     run_id = time.strftime("%Y%m%d-%H%M%S")
     out = args.out or Path("results") / run_id
@@ -69,12 +92,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = runner.CellOptions(
         texts, args.cache, args.threads, args.timeout, args.interval,
         audio_dir=lambda cell: quality.audio_dir(out, cell.strategy, cell.model.name) if cell.repeat == 0 else None,
+        on_deadline=profile.deadline_evidence(out),
     )
-    store.write_run(run_id, environment.collect(), {
-        **{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "strategies": {s.name: {"topology": s.topology, "loader": s.loader} for s in specs},
-        "models": [m.to_json() for m in model_files], "texts": texts,
-    })
+    for tool in tools:  # said now, not after the timed cells; the run goes on without that tool
+        if problem := profile.unavailable(tool):
+            ui.console.print(f"ttsload: {problem}; the timed run continues without {tool}")
+    store.write_run(run_id, environment.collect(), _run_options(args, specs, model_files, texts))
     cells = runner.plan([s.name for s in specs], model_files, args.repeat)
     ui.console.print(f"ttsload run {run_id}: {len(cells)} cells -> {out}")
     rows: list[dict[str, Any]] = []
@@ -109,8 +132,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     if qualities:
         store.append(qualities)
         ui.console.print(ui.quality_table(qualities))
+    if tools:  # after every timed cell: a profiler's overhead never lands in timings
+        options = runner.CellOptions(texts[:1], "warm", args.threads, args.timeout, on_deadline=options.on_deadline)
+        profile.profile_cells(tools, specs, model_files, "single", out, run_id, options, store,
+                              lambda record: [ui.console.print(line) for line in profile.describe(record, out)])
     ui.console.print(f"results: {store.path}\nsummary: {out / 'summary.csv'}")
     return EXIT_CELL_FAILED if any(r["status"] != "ok" for r in rows) else EXIT_OK
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from bench import console as ui
+    from bench import environment, models, profile, runner
+    from bench.results import ResultStore
+    from strategies.registry import UnknownStrategy, resolve
+
+    tools = profile.parse_tools(args.tool)
+    scenario = profile.check_scenario(args.scenario)
+    try:
+        specs = [resolve(name) for name in args.strategy.split(",") if name.strip()]
+    except UnknownStrategy as exc:
+        raise UsageError(str(exc)) from None
+    if problems := [p for tool in tools if (p := profile.unavailable(tool))]:
+        print(f"ttsload: error: {problems[0]}", file=sys.stderr)
+        return EXIT_CELL_FAILED
+    model_files = [models.resolve(m.strip()) for m in args.model.split(",") if m.strip()]
+    run_id = time.strftime("%Y%m%d-%H%M%S")
+    out = args.out or Path("results") / run_id
+    store = ResultStore(out)
+    texts = corpus.texts(1, args.corpus_seed)  # cold start ends at the first audio: one request
+    store.write_run(run_id, environment.collect(), {**_run_options(args, specs, model_files, texts), "pass": "profile"})
+    options = runner.CellOptions(texts, "warm", args.threads, args.timeout, on_deadline=profile.deadline_evidence(out))
+    ui.console.print(f"ttsload profile {run_id}: {len(tools) * len(specs) * len(model_files)} passes -> {out}")
+    records = profile.profile_cells(tools, specs, model_files, scenario, out, run_id, options, store,
+                                    lambda record: [ui.console.print(line) for line in profile.describe(record, out)])
+    return EXIT_OK if all(r["status"] == "ok" for r in records) else EXIT_CELL_FAILED
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -147,7 +202,7 @@ def cmd_strategies(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    handlers = {"run": cmd_run, "models": cmd_models, "strategies": cmd_strategies}
+    handlers = {"run": cmd_run, "profile": cmd_profile, "models": cmd_models, "strategies": cmd_strategies}
     try:
         return handlers[args.command](args)
     except UsageError as exc:
