@@ -134,10 +134,3 @@ def _top_frames(counter: Counter[tuple[str, str]], depth_of: dict[tuple[str, str
         if len(chosen) == top:
             break
     return [{"name": name, "file": _short_file(file), "seconds": round(value, 3)} for (name, file), value in chosen]
-
-
-def has_frame(path: Path, text: str) -> bool:
-    """Whether any sampled frame's name or file mentions `text` (e.g. 'setup_model' or 'vits.py')."""
-    frames, profiles = load_samples(path)
-    used = {i for samples in profiles for stack, _ in samples for i in stack}
-    return any(text in frames[i]["name"] or text in frames[i]["file"] for i in used)
