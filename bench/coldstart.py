@@ -11,6 +11,7 @@ are on-CPU sampled time of every Python thread of every process, not wall time.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -40,10 +41,12 @@ def _short(name: str) -> str:
     return name.rsplit(".", 1)[-1]
 
 
-def _short_file(path: str) -> str:
-    for anchor in ("site-packages/", "/lib/python3"):
-        if anchor in path:
-            return path.split(anchor, 1)[1]
+def short_file(path: str) -> str:
+    """A package-relative path: torch/nn/modules/conv.py, importlib/metadata/__init__.py, bench/cell.py."""
+    if "site-packages/" in path:
+        return path.split("site-packages/", 1)[1]
+    if stdlib := re.search(r"/lib/python3\.\d+/(.+)$", path):
+        return stdlib.group(1)
     parts = Path(path).parts
     return "/".join(parts[-2:]) if len(parts) > 1 else path
 
@@ -133,4 +136,4 @@ def _top_frames(counter: Counter[tuple[str, str]], depth_of: dict[tuple[str, str
         chosen.append((key, value))
         if len(chosen) == top:
             break
-    return [{"name": name, "file": _short_file(file), "seconds": round(value, 3)} for (name, file), value in chosen]
+    return [{"name": name, "file": short_file(file), "seconds": round(value, 3)} for (name, file), value in chosen]

@@ -129,8 +129,10 @@ def describe(record: dict[str, Any], out: Path) -> list[Any]:
     lines: list[Any] = [head]
     if "stats" in record:
         stats = record["stats"]
-        lines.append(f"  memray peak heap {stats['peak_mb']:.1f} MiB, {stats['allocations']} allocations "
-                     f"({stats['allocated_mb']:.0f} MiB allocated in all)")
+        lines.append(f"  memray peak heap {stats['peak_mb']:.1f} MiB at {stats['peak_at_s']} s of tracking, "
+                     f"{stats['allocations']} allocations ({stats['allocated_mb']:.0f} MiB allocated in all)")
+        lines += [f"    live at peak: {live['mb']:.1f} MiB in {live['allocations']}: {live['stack']}"
+                  for live in stats["live_at_peak"][:3]]
     lines += [f"  {name}: {out / path}" for name, path in record["files"].items()]
     lines += [f"  note: {note}" for note in record.get("notes", [])]
     if "cold_start" in record:

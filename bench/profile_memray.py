@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.coldstart import short_file
 from bench.errors import ProfilerUnavailable
 from bench.profile_pass import ProfilePass
 
@@ -61,6 +62,28 @@ def read_stats(path: Path) -> dict[str, Any]:
     }
 
 
+def at_peak(capture: Path, top: int = 5, depth: int = 6) -> dict[str, Any]:
+    """When the heap peaked and what was live then (largest stacks first).
+
+    `memray stats` ranks stacks by bytes allocated over the whole run; what holds the peak is
+    the high-water-mark view, read here with memray's own FileReader.
+    """
+    from memray import FileReader
+
+    reader = FileReader(str(capture))
+    snapshots = list(reader.get_memory_snapshots())
+    peak = max(snapshots, key=lambda snapshot: snapshot.heap) if snapshots else None
+    live = sorted(reader.get_high_watermark_allocation_records(merge_threads=True), key=lambda a: -a.size)[:top]
+    return {
+        "peak_at_s": round((peak.time - snapshots[0].time) / 1000, 2) if peak else None,
+        "rss_at_peak_mb": round(peak.rss / MB, 1) if peak else None,
+        "live_at_peak": [{"mb": round(record.size / MB, 1), "allocations": record.n_allocations,
+                          "stack": " < ".join(f"{function} ({short_file(file)}:{line})"
+                                              for function, file, line in record.stack_trace(max_stacks=depth))}
+                         for record in live],
+    }
+
+
 def profile(job: ProfilePass) -> dict[str, Any]:
     """Run the cell under memray, then write its stats and HTML views next to the capture."""
     require()
@@ -81,7 +104,8 @@ def profile(job: ProfilePass) -> dict[str, Any]:
         # --no-web: the page carries its own scripts, so it opens offline and beside the report
         _memray("flamegraph", *flags, "--no-web", "--force", "--output", str(job.folder / name), str(capture))
         files[name.removesuffix(".html")] = job.relative(job.folder / name)
-    result = {"status": outcome.status, "files": files, "stats": read_stats(stats_path), "notes": notes}
+    stats = {**read_stats(stats_path), **at_peak(capture)}
+    result = {"status": outcome.status, "files": files, "stats": stats, "notes": notes}
     if outcome.status != "ok":
         result["reason"] = outcome.reason
     return result

@@ -38,7 +38,10 @@ def test_memray_pass_captures_a_positive_peak_with_native_stacks(tiny, tmp_path)
         assert (out / path).is_file() and (out / path).stat().st_size > 0, path
     stats = profile_memray.read_stats(out / record["files"]["stats"])  # parses memray's own JSON again
     assert stats["peak_bytes"] > 0 and stats["allocations"] > 0 and stats["native_traces"] is True
-    assert stats == record["stats"]
+    assert stats.items() <= record["stats"].items()
+    assert record["stats"]["peak_at_s"] > 0
+    # at the peak, the mapped checkpoint is live: memray counts the mapping, resident or not
+    assert any("fill (strategies/loaders.py" in live["stack"] for live in record["stats"]["live_at_peak"])
     assert any("mmap'd file at its full length" in note for note in record["notes"])
     assert "memray peak heap" in done.stderr and str(out / record["files"]["flamegraph"]) in done.stderr
 
