@@ -1,4 +1,4 @@
-"""`ttsload`: one entry point with subcommands (run, report, models, strategies, gate, baseline, history)."""
+"""`ttsload`: one entry point with subcommands (run, report, profile, models, strategies, gate, baseline, history)."""
 
 from __future__ import annotations
 
@@ -45,6 +45,19 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("folder", type=Path, help="results folder (holds results.jsonl); may be partial")
     report.add_argument("--out", type=Path, help="HTML file or folder (default FOLDER/report/report.html)")
 
+    run.add_argument("--profile", help="comma list of profilers (memray, py-spy): after the timed cells, "
+                                       "one profiling pass per strategy and model, never timed")
+
+    prof = sub.add_parser("profile", help="run cells under memray or py-spy, apart from any timed run")
+    prof.add_argument("--tool", required=True, help="memray or py-spy (or a comma list)")
+    prof.add_argument("--strategy", required=True, help="comma list of presets or TOPOLOGY+LOADER")
+    prof.add_argument("--model", default="vits", help="comma list of fixture names or Coqui model paths")
+    prof.add_argument("--scenario", default="single", help="scenario to profile (default single)")
+    prof.add_argument("--out", type=Path, help="results folder (default results/<date-time>)")
+    prof.add_argument("--threads", type=_positive, help="torch threads per process (default: torch's own)")
+    prof.add_argument("--timeout", type=float, default=900.0, help="deadline per profiled cell in seconds")
+    prof.add_argument("--corpus-seed", type=int, default=0, help="seed of the text corpus")
+
     models = sub.add_parser("models", help="build or list the model fixtures")
     models_sub = models.add_subparsers(dest="models_command", required=True)
     build = models_sub.add_parser("build", help="build fixtures (cached; identical bytes on rebuild)")
@@ -78,9 +91,19 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _run_options(args: argparse.Namespace, specs: list[Any], model_files: list[Any],
+                 texts: list[str]) -> dict[str, Any]:
+    """What the run record keeps of the command line, resolved."""
+    return {
+        **{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "strategies": {s.name: {"topology": s.topology, "loader": s.loader} for s in specs},
+        "models": [m.to_json() for m in model_files], "texts": texts,
+    }
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bench import console as ui
-    from bench import environment, models, quality, runner
+    from bench import environment, models, profile, quality, runner
     from bench.results import ResultStore
     from strategies.registry import UnknownStrategy, loaders, resolve
 
@@ -89,6 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         specs = [resolve(name) for name in names]
     except UnknownStrategy as exc:
         raise UsageError(str(exc)) from None
+    tools = profile.parse_tools(args.profile) if args.profile else []
     model_files = [models.resolve(m.strip()) for m in args.model.split(",") if m.strip()]
     run_id = time.strftime("%Y%m%d-%H%M%S")
     out = args.out or Path("results") / run_id
@@ -97,12 +121,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = runner.CellOptions(
         texts, args.cache, args.threads, args.timeout, args.interval,
         audio_dir=lambda cell: quality.audio_dir(out, cell.strategy, cell.model.name) if cell.repeat == 0 else None,
+        on_deadline=profile.deadline_evidence(out),
     )
-    store.write_run(run_id, environment.collect(), {
-        **{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "strategies": {s.name: {"topology": s.topology, "loader": s.loader} for s in specs},
-        "models": [m.to_json() for m in model_files], "texts": texts,
-    })
+    for tool in tools:  # said now, not after the timed cells; the run goes on without that tool
+        if problem := profile.unavailable(tool):
+            ui.console.print(f"ttsload: {problem}; the timed run continues without {tool}")
+    store.write_run(run_id, environment.collect(), _run_options(args, specs, model_files, texts))
     cells = runner.plan([s.name for s in specs], model_files, args.repeat)
     ui.console.print(f"ttsload run {run_id}: {len(cells)} cells -> {out}")
     rows: list[dict[str, Any]] = []
@@ -137,6 +161,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if qualities:
         store.append(qualities)
         ui.console.print(ui.quality_table(qualities))
+    if tools:  # after every timed cell: a profiler's overhead never lands in timings
+        options = runner.CellOptions(texts[:1], "warm", args.threads, args.timeout, on_deadline=options.on_deadline)
+        profile.profile_cells(tools, specs, model_files, "single", out, run_id, options, store,
+                              lambda record: [ui.console.print(line) for line in profile.describe(record, out)])
     ui.console.print(f"results: {store.path}\nsummary: {out / 'summary.csv'}")
     if not args.no_history and any(r["status"] == "ok" for r in rows):
         from bench import history
@@ -150,6 +178,33 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     print(f"report: {build_report(args.folder, args.out)}")
     return EXIT_OK
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from bench import console as ui
+    from bench import environment, models, profile, runner
+    from bench.results import ResultStore
+    from strategies.registry import UnknownStrategy, resolve
+
+    tools = profile.parse_tools(args.tool)
+    scenario = profile.check_scenario(args.scenario)
+    try:
+        specs = [resolve(name) for name in args.strategy.split(",") if name.strip()]
+    except UnknownStrategy as exc:
+        raise UsageError(str(exc)) from None
+    if problems := [p for tool in tools if (p := profile.unavailable(tool))]:
+        print(f"ttsload: error: {problems[0]}", file=sys.stderr)
+        return EXIT_CELL_FAILED
+    model_files = [models.resolve(m.strip()) for m in args.model.split(",") if m.strip()]
+    run_id = time.strftime("%Y%m%d-%H%M%S")
+    out = args.out or Path("results") / run_id
+    store = ResultStore(out)
+    texts = corpus.texts(1, args.corpus_seed)  # cold start ends at the first audio: one request
+    store.write_run(run_id, environment.collect(), {**_run_options(args, specs, model_files, texts), "pass": "profile"})
+    options = runner.CellOptions(texts, "warm", args.threads, args.timeout, on_deadline=profile.deadline_evidence(out))
+    ui.console.print(f"ttsload profile {run_id}: {len(tools) * len(specs) * len(model_files)} passes -> {out}")
+    records = profile.profile_cells(tools, specs, model_files, scenario, out, run_id, options, store,
+                                    lambda record: [ui.console.print(line) for line in profile.describe(record, out)])
+    return EXIT_OK if all(r["status"] == "ok" for r in records) else EXIT_CELL_FAILED
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -217,8 +272,8 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    handlers = {"run": cmd_run, "report": cmd_report, "models": cmd_models, "strategies": cmd_strategies,
-                "gate": cmd_gate, "baseline": cmd_baseline, "history": cmd_history}
+    handlers = {"run": cmd_run, "report": cmd_report, "profile": cmd_profile, "models": cmd_models,
+                "strategies": cmd_strategies, "gate": cmd_gate, "baseline": cmd_baseline, "history": cmd_history}
     try:
         return handlers[args.command](args)
     except UsageError as exc:

@@ -3,3 +3,7 @@
 
 class UsageError(Exception):
     """Bad input from the user: a missing model, an unknown strategy, a bad flag value."""
+
+
+class ProfilerUnavailable(Exception):
+    """A profiler that is not installed or cannot attach; the message says how to fix it."""

@@ -48,6 +48,13 @@ class CellOptions:
     timeout_s: float = 900.0
     interval_s: float = 0.05
     audio_dir: Callable[[Cell], Path | None] | None = None  # where a cell keeps its audio, if anywhere
+    # A profiling pass starts the cell under a tool: a program in front of the interpreter
+    # (["py-spy", "record", ..., "--"]) or interpreter arguments before the module (["-m", "memray", "run", ...]).
+    command_prefix: list[str] = field(default_factory=list)
+    interpreter_args: list[str] = field(default_factory=list)
+    # Called with the live tree's root pid when a cell runs past its deadline, before the kill;
+    # returns what it saved (paths or notes), kept in the failure record.
+    on_deadline: Callable[[Cell, int], list[str]] | None = None
 
 
 @dataclass
@@ -63,6 +70,8 @@ class CellOutcome:
     reason: str = ""
     exit_code: int | None = None
     log: str = ""
+    deadline_hit: bool = False
+    evidence: list[str] = field(default_factory=list)
 
     def records(self, run_id: str) -> list[dict[str, Any]]:
         base = {"run_id": run_id, "cell": self.cell.id}
@@ -75,7 +84,8 @@ class CellOutcome:
                 for e in self.events if e["event"] == "request_end"]
         if self.status != "ok":
             out.append({"type": "failure", **base, "status": self.status, "reason": self.reason,
-                        "exit_code": self.exit_code, "log": self.log})
+                        "exit_code": self.exit_code, "log": self.log,
+                        **({"evidence": self.evidence} if self.evidence else {})})
         return out
 
 
@@ -91,7 +101,8 @@ def run_cell(cell: Cell, options: CellOptions, log_path: Path,
     with open(log_path, "wb") as log:
         t0 = time.monotonic()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.cell", json.dumps(spec), str(write_fd)],
+            [*options.command_prefix, sys.executable, *options.interpreter_args,
+             "-m", "bench.cell", json.dumps(spec), str(write_fd)],
             pass_fds=(write_fd,), stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
@@ -101,6 +112,9 @@ def run_cell(cell: Cell, options: CellOptions, log_path: Path,
     sampler.start()
     try:
         _follow(proc, read_fd, outcome, t0 + options.timeout_s, on_event)
+        if outcome.deadline_hit and options.on_deadline:
+            outcome.evidence = options.on_deadline(cell, proc.pid)
+            outcome.reason = "; ".join([outcome.reason, *outcome.evidence])
     finally:
         os.close(read_fd)
         outcome.readings = sampler.stop()
@@ -120,7 +134,7 @@ def _follow(proc: subprocess.Popen, fd: int, outcome: CellOutcome, deadline: flo
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            outcome.status = "failed"
+            outcome.status, outcome.deadline_hit = "failed", True
             outcome.reason = f"deadline: cell still running after {deadline - outcome.t0:.0f} s"
             return
         ready, _, _ = select.select([fd], [], [], min(remaining, 1.0))

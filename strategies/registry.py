@@ -39,7 +39,7 @@ def loaders() -> dict[str, type[Loader]]:
     from strategies.loaders import LOADERS
 
     found = _with_entry_points(LOADERS, "ttsload.loaders")
-    if os.environ.get("TTSLOAD_TEST_STRATEGIES") == "1":
+    if os.environ.get("TTSLOAD_TEST_STRATEGIES") == "1":  # planted faults for the harness's own tests
         from strategies.testing import with_planted_faults
 
         found = with_planted_faults(found)

@@ -1,4 +1,4 @@
-"""Planted faults for testing the harness itself: loaders that are worse than `eager` on purpose.
+"""Planted faults for testing the harness itself: loaders that misbehave on purpose.
 
 Never visible in normal use: `strategies.registry.loaders()` adds them only when the environment has
 TTSLOAD_TEST_STRATEGIES=1 (inherited by cell processes). With TTSLOAD_TEST_PLANT=NAME as well, the
@@ -9,6 +9,7 @@ just as a slow change committed to the eager loader would.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any
 
@@ -40,7 +41,18 @@ class CopyEagerLoader(EagerLoader):
         return model
 
 
-PLANTED: dict[str, type[Loader]] = {cls.name: cls for cls in (SlowEagerLoader, CopyEagerLoader)}
+class HangEagerLoader(EagerLoader):
+    """Coqui's eager path that never finishes reading its weights: a hung load, for deadline tests."""
+
+    name = "hang-eager"
+    summary = "TEST ONLY: constructs the model, then blocks forever in the weights phase"
+
+    def fill(self, model: Any, config: Any, files: Any) -> Any:
+        threading.Event().wait()  # blocks in Python, so a stack dump shows exactly where
+        return model
+
+
+PLANTED: dict[str, type[Loader]] = {cls.name: cls for cls in (SlowEagerLoader, CopyEagerLoader, HangEagerLoader)}
 
 
 def with_planted_faults(found: dict[str, type[Loader]]) -> dict[str, type[Loader]]:

@@ -1,0 +1,132 @@
+"""Profiling passes on the tiny model: memray and py-spy run real cells, apart from timed ones."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import psutil
+import pytest
+
+from bench import cli, coldstart, profile_memray, profile_pyspy
+from bench.results import load_records
+from tests.conftest import ttsload
+
+
+def frame_mentions(speedscope: Path, text: str) -> bool:
+    """Whether any sampled frame's name or file mentions `text`."""
+    frames, profiles = coldstart.load_samples(speedscope)
+    used = {i for samples in profiles for stack, _ in samples for i in stack}
+    return any(text in frames[i]["name"] or text in frames[i]["file"] for i in used)
+
+
+def only_profile_records(out: Path) -> list[dict]:
+    assert not load_records(out, "cell") and not (out / "summary.csv").exists(), "a profiled cell was timed"
+    return load_records(out, "profile")
+
+
+def test_memray_pass_captures_a_positive_peak_with_native_stacks(tiny, tmp_path):
+    out = tmp_path / "memray"
+    done = ttsload("profile", "--tool", "memray", "--strategy", "mmap", "--model", "vits-tiny", "--out", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    [record] = only_profile_records(out)
+    assert record["status"] == "ok" and record["cell"] == "mmap|vits-tiny|single|0" and record["pass"] == "profile"
+    for path in record["files"].values():
+        assert (out / path).is_file() and (out / path).stat().st_size > 0, path
+    stats = profile_memray.read_stats(out / record["files"]["stats"])  # parses memray's own JSON again
+    assert stats["peak_bytes"] > 0 and stats["allocations"] > 0 and stats["native_traces"] is True
+    assert stats.items() <= record["stats"].items()
+    assert record["stats"]["peak_at_s"] > 0
+    # at the peak, the mapped checkpoint is live: memray counts the mapping, resident or not
+    assert any("fill (strategies/loaders.py" in live["stack"] for live in record["stats"]["live_at_peak"])
+    assert any("mmap'd file at its full length" in note for note in record["notes"])
+    assert "memray peak heap" in done.stderr and str(out / record["files"]["flamegraph"]) in done.stderr
+
+
+def test_pyspy_pass_follows_the_worker_into_model_construction(tiny, tmp_path):
+    out = tmp_path / "pyspy"
+    done = ttsload("profile", "--tool", "py-spy", "--strategy", "subprocess-worker", "--model", "vits-tiny",
+                   "--out", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    [record] = only_profile_records(out)
+    speedscope, svg = out / record["files"]["speedscope"], out / record["files"]["flamegraph"]
+    # the model is built in the spawned worker: its frames are there only if --subprocesses followed it
+    assert frame_mentions(speedscope, "setup_model") and frame_mentions(speedscope, "vits.py")
+    assert "<svg" in svg.read_text()[:2000]
+    table = record["cold_start"]
+    phases = {row["phase"]: row for row in table["rows"]}
+    assert list(phases) == list(coldstart.PHASES)
+    assert phases["imports"]["seconds"] > 0 and phases["first synthesis"]["seconds"] > 0
+    assert sum(row["seconds"] for row in table["rows"]) == pytest.approx(table["sampled_cold_start_s"], abs=0.05)
+    assert any(f["file"].startswith("torch/") for f in phases["imports"]["top_frames"])
+    assert "where cold start goes" in done.stderr
+
+
+def hide_memray(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "memray" else real(name, *a))
+
+
+def test_run_with_a_missing_profiler_says_so_and_still_times_and_profiles(tiny, tmp_path, monkeypatch, capsys):
+    hide_memray(monkeypatch)
+    out = tmp_path / "run"
+    code = cli.main(["run", "--strategy", "singleton", "--model", "vits-tiny", "--requests", "2", "--repeat", "1",
+                     "--out", str(out), "--profile", "memray,py-spy"])
+    err = capsys.readouterr().err
+    assert code == 0, err[-3000:]
+    assert "memray is not installed" in err and "pip install memray" in err
+    with open(out / "summary.csv", newline="") as handle:
+        assert [r["status"] for r in csv.DictReader(handle)] == ["ok"]  # the timed cell, and only it
+    records = {r["tool"]: r for r in load_records(out, "profile")}
+    assert records["memray"]["status"] == "unavailable"
+    assert records["py-spy"]["status"] == "ok" and records["py-spy"]["requests"] == 1
+    assert (out / records["py-spy"]["files"]["speedscope"]).is_file()
+    assert records["py-spy"]["folder"] == "profiles/singleton__vits-tiny__single/py-spy"
+
+
+def test_profile_with_a_missing_py_spy_is_one_clear_line(tiny, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(profile_pyspy.shutil, "which", lambda *a, **k: None)
+    code = cli.main(["profile", "--tool", "py-spy", "--strategy", "naive", "--model", "vits-tiny",
+                     "--out", str(tmp_path / "p")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "py-spy is not installed" in err[0] and "pip install py-spy" in err[0]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
+def test_refused_ptrace_is_explained(tmp_path):
+    """py-spy's real refusal (an unprivileged user dumping root's process) becomes the one-line fix."""
+    pyspy = profile_pyspy.executable()
+    done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", pyspy, "dump",
+                           "--pid", str(os.getpid())], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    problem = profile_pyspy.attach_problem(done.stdout + done.stderr)
+    assert problem and "CAP_SYS_PTRACE" in problem
+
+
+def test_bad_profile_input_is_one_line(tiny, tmp_path):
+    soak = ttsload("profile", "--tool", "memray", "--strategy", "naive", "--model", "vits-tiny", "--scenario", "soak")
+    assert soak.returncode == 2 and "scenario 'soak' cannot be profiled yet" in soak.stderr
+    tool = ttsload("profile", "--tool", "perf", "--strategy", "naive", "--model", "vits-tiny")
+    assert tool.returncode == 2 and "unknown profiler 'perf'" in tool.stderr
+
+
+def test_a_hung_worker_leaves_its_stacks_before_the_kill(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("TTSLOAD_TEST_STRATEGIES", "1")
+    out = tmp_path / "hang"
+    done = ttsload("run", "--strategy", "worker+hang-eager", "--model", "vits-tiny", "--requests", "1",
+                   "--repeat", "1", "--timeout", "25", "--out", str(out))
+    assert done.returncode == 1
+    [failure] = load_records(out, "failure")
+    assert failure["reason"].startswith("deadline") and "py-spy dump of" in failure["evidence"][0]
+    dumps = list((out / "dumps").glob("*/py-spy-dump-*.txt"))
+    assert len(dumps) >= 2  # the cell process and its worker, at least
+    texts = [d.read_text() for d in dumps]
+    assert any("HangEagerLoader.fill" in t and "strategies/testing.py" in t for t in texts)
+    assert any("Worker._wait_for" in t for t in texts)  # the parent, waiting on its worker
+    pids = [int(d.stem.rsplit("-", 1)[1]) for d in dumps]
+    assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
