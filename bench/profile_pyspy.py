@@ -24,7 +24,9 @@ NAME = "py-spy"
 INSTALL = "pip install py-spy"
 PTRACE_FIX = ("run as root, or give the container CAP_SYS_PTRACE (docker run --cap-add SYS_PTRACE), "
               "or allow it with sysctl kernel.yama.ptrace_scope=0")
-RATE = 100  # py-spy's default samples per second: enough for phases of a tenth of a second
+# py-spy's default is 100 samples per second: enough for phases of a tenth of a second. Faster phases
+# (a tiny model's construction takes ~40 ms) need more: TTSLOAD_PYSPY_RATE sets it.
+RATE = int(os.environ.get("TTSLOAD_PYSPY_RATE", "100"))
 DUMP_TIMEOUT_S = 20.0
 
 
