@@ -35,8 +35,14 @@ class CopyEagerLoader(EagerLoader):
     summary = "TEST ONLY: eager + one extra copy of the weights kept alive"
 
     def fill(self, model: Any, config: Any, files: ModelFiles) -> Any:
+        import torch
+
         model = super().fill(model, config, files)
-        copy = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+        # One contiguous buffer, not a clone per tensor: small clones can be served from heap that
+        # malloc kept after reading the checkpoint (seen: +1.7 of 5.7 MiB on vits-tiny), while a
+        # buffer this large is always freshly mapped, so the copy really adds the weights' size.
+        tensors = [t.detach().reshape(-1).float() for t in model.state_dict().values() if t.is_floating_point()]
+        copy = torch.cat(tensors)
         object.__setattr__(model, "_ttsload_planted_copy", copy)  # lives and dies with the model
         return model
 
