@@ -222,10 +222,6 @@ class Dispatcher:
         for host in hosts:
             self._idle.put(host)
 
-    def add(self, host: PipeClient) -> None:
-        self.hosts.append(host)
-        self._idle.put(host)
-
     def synthesize(self, text: str, seed: int) -> Audio:
         host = self._idle.get()
         try:
