@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -24,11 +25,20 @@ class EventPipe:
 
     def __init__(self, stream: TextIO):
         self.stream = stream
+        self._lock = threading.Lock()  # client threads of a scenario report at the same time
 
     def __call__(self, event: str, t: float | None = None, **fields: Any) -> None:
-        record = {"event": event, "t": t if t is not None else time.monotonic(), "pid": os.getpid(), **fields}
-        self.stream.write(json.dumps(record, default=str) + "\n")
-        self.stream.flush()
+        fields.setdefault("pid", os.getpid())
+        record = {"event": event, "t": t if t is not None else time.monotonic(), **fields}
+        line = json.dumps(record, default=str) + "\n"
+        with self._lock:
+            self.stream.write(line)
+            self.stream.flush()
+
+    def sync(self, label: str, **fields: Any) -> None:
+        """Ask the runner for a memory reading labelled `label` now, and wait until it has taken it."""
+        self("mark", label=label, sync=True, **fields)
+        sys.stdin.readline()
 
 
 def save_audio(folder: Path, index: int, wav: Any) -> None:
@@ -74,7 +84,12 @@ def main(argv: list[str]) -> int:
     hook = EventPipe(os.fdopen(int(argv[2]), "w", buffering=1))
     hook("started")
     try:
-        serve(spec, hook)
+        if spec.get("plan", {}).get("kind", "single") != "single":
+            from bench.scenario_cell import run_plan
+
+            run_plan(spec, hook)
+        else:
+            serve(spec, hook)
     except BaseException as exc:
         from strategies.base import StrategyError
 

@@ -92,14 +92,17 @@ class TreeSampler(threading.Thread):
         self.root = root
         self.interval_s = interval_s
         self.readings: list[TreeReading] = []
+        self.cpu_s = 0.0  # CPU time the sampler itself used: its direct cost on a 2-core machine
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         next_at = time.monotonic()
         while not self._stop_event.is_set():
+            cpu = time.thread_time()
             reading = read_tree(self.root)
             if reading.processes:
                 self.readings.append(reading)
+            self.cpu_s += time.thread_time() - cpu
             next_at += self.interval_s
             self._stop_event.wait(max(0.0, next_at - time.monotonic()))
 

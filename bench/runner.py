@@ -33,11 +33,18 @@ class Cell:
     strategy: str
     model: ModelFiles
     repeat: int
-    scenario: str = SCENARIO
+    scenario: str = SCENARIO  # a scenario's label: its name, plus its variant when it sweeps (workers@n4)
+    # What the cell process does (bench.scenario_cell); empty for the single scenario's plain serve.
+    plan: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def model_label(self) -> str:
+        """The model column: one model's name, or 'a+b' for a cell that switches between models."""
+        return self.plan.get("model_label") or self.model.name
 
     @property
     def id(self) -> str:
-        return f"{self.strategy}|{self.model.name}|{self.scenario}|{self.repeat}"
+        return f"{self.strategy}|{self.model_label}|{self.scenario}|{self.repeat}"
 
 
 @dataclass
@@ -46,7 +53,7 @@ class CellOptions:
     cache: str = "warm"
     threads: int | None = None
     timeout_s: float = 900.0
-    interval_s: float = 0.05
+    interval_s: float | None = 0.05  # None: sampler off (readings only at the cell's sync points)
     audio_dir: Callable[[Cell], Path | None] | None = None  # where a cell keeps its audio, if anywhere
     # A profiling pass starts the cell under a tool: a program in front of the interpreter
     # (["py-spy", "record", ..., "--"]) or interpreter arguments before the module (["-m", "memray", "run", ...]).
@@ -66,6 +73,10 @@ class CellOutcome:
     events: list[dict[str, Any]] = field(default_factory=list)
     readings: list[TreeReading] = field(default_factory=list)
     steady: TreeReading | None = None
+    marks: dict[str, TreeReading] = field(default_factory=dict)  # readings the cell asked for by label
+    after_request: list[tuple[int, TreeReading]] = field(default_factory=list)  # (request index, reading)
+    root: int = 0  # the pid whose tree is measured: the cell, or the server it started (measure_root)
+    sampler_cpu_s: float | None = None
     status: str = "ok"
     reason: str = ""
     exit_code: int | None = None
@@ -80,6 +91,10 @@ class CellOutcome:
         if self.steady is not None:
             out.append({"type": "sample", **base, **self.steady.to_json(), "t_rel": self.steady.t - self.t0,
                         "steady": True})
+        out += [{"type": "sample", **base, **r.to_json(), "t_rel": r.t - self.t0, "mark": label}
+                for label, r in self.marks.items()]
+        out += [{"type": "sample", **base, **r.to_json(), "t_rel": r.t - self.t0, "after_request": index}
+                for index, r in self.after_request]
         out += [{"type": "request", **base, **{k: v for k, v in e.items() if k != "event"}}
                 for e in self.events if e["event"] == "request_end"]
         if self.status != "ok":
@@ -95,7 +110,7 @@ def run_cell(cell: Cell, options: CellOptions, log_path: Path,
     pagecache.prepare(cell.model.files(), options.cache)
     audio = options.audio_dir(cell) if options.audio_dir else None
     spec = {"strategy": cell.strategy, "model": cell.model.to_json(), "texts": options.texts,
-            "threads": options.threads, "audio_dir": str(audio) if audio else None}
+            "threads": options.threads, "audio_dir": str(audio) if audio else None, "plan": cell.plan}
     read_fd, write_fd = os.pipe()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
@@ -107,17 +122,20 @@ def run_cell(cell: Cell, options: CellOptions, log_path: Path,
             start_new_session=True,
         )
     os.close(write_fd)
-    outcome = CellOutcome(cell, t0)
-    sampler = TreeSampler(proc.pid, options.interval_s)
-    sampler.start()
+    outcome = CellOutcome(cell, t0, root=proc.pid)
+    sampler = TreeSampler(proc.pid, options.interval_s) if options.interval_s else None
+    if sampler:
+        sampler.start()
     try:
-        _follow(proc, read_fd, outcome, t0 + options.timeout_s, on_event)
+        _follow(proc, read_fd, outcome, t0 + options.timeout_s, on_event, sampler)
         if outcome.deadline_hit and options.on_deadline:
             outcome.evidence = options.on_deadline(cell, proc.pid)
             outcome.reason = "; ".join([outcome.reason, *outcome.evidence])
     finally:
         os.close(read_fd)
-        outcome.readings = sampler.stop()
+        if sampler:
+            outcome.readings = sampler.stop()
+            outcome.sampler_cpu_s = sampler.cpu_s
         _kill_group(proc)
     outcome.exit_code = proc.returncode
     if outcome.status == "ok" and proc.returncode != 0:
@@ -128,8 +146,15 @@ def run_cell(cell: Cell, options: CellOptions, log_path: Path,
 
 
 def _follow(proc: subprocess.Popen, fd: int, outcome: CellOutcome, deadline: float,
-            on_event: Callable[[dict[str, Any]], None]) -> None:
-    """Read events until the process closes the pipe, fails, or runs past its deadline."""
+            on_event: Callable[[dict[str, Any]], None], sampler: TreeSampler | None) -> None:
+    """Read events until the process closes the pipe, fails, or runs past its deadline.
+
+    Besides recording, the runner answers three kinds of event: `measure_root` moves the memory
+    readings to the tree of the given pid (a server the cell started, not its load generator);
+    `request_end` gets a reading of the tree right after it (leak trends), when sampling is on; and
+    an event with `sync` gets a reading labelled by the event before the cell, blocked on its stdin,
+    is let go (`requests_done` is the steady-state one).
+    """
     pending = b""
     while True:
         remaining = deadline - time.monotonic()
@@ -149,9 +174,18 @@ def _follow(proc: subprocess.Popen, fd: int, outcome: CellOutcome, deadline: flo
             event = json.loads(line)
             outcome.events.append(event)
             on_event(event)
+            if event["event"] == "measure_root":
+                outcome.root = event["root"]
+                if sampler:
+                    sampler.root = event["root"]
+            elif event["event"] == "request_end" and sampler:
+                outcome.after_request.append((event["index"], read_tree(outcome.root)))
             if event["event"] == "requests_done":
-                outcome.steady = read_tree(proc.pid)
-                _release(proc)
+                outcome.steady = read_tree(outcome.root)
+                _release(proc, last=True)
+            elif event.get("sync"):
+                outcome.marks[event.get("label", event["event"])] = read_tree(outcome.root)
+                _release(proc, last=False)
             elif event["event"] == "error":
                 outcome.status, outcome.reason = "failed", event.get("reason", "unknown error")
     try:
@@ -163,10 +197,13 @@ def _follow(proc: subprocess.Popen, fd: int, outcome: CellOutcome, deadline: flo
         outcome.reason = f"cell process ended (code {proc.poll()}) before finishing its requests"
 
 
-def _release(proc: subprocess.Popen) -> None:
+def _release(proc: subprocess.Popen, last: bool) -> None:
+    """Let a cell blocked on its stdin go on; after the last sync point, close stdin."""
     try:
         proc.stdin.write(b"\n")
-        proc.stdin.close()
+        proc.stdin.flush()
+        if last:
+            proc.stdin.close()
     except (BrokenPipeError, OSError):
         pass
 

@@ -1,0 +1,93 @@
+"""Load shapes: closed loop (C clients, each sends its next request when the last one answered)
+and open loop (Poisson arrivals at rate λ, whatever the server's state).
+
+Shared by the in-process worker pools and the HTTP load generator, so both drive load the same way.
+Open-loop latency is measured from each request's scheduled arrival, not from when a client thread
+got round to sending it: a server that falls behind then shows its queueing delay instead of hiding
+it (the "coordinated omission" trap of closed-loop tools).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+# call(index, arrival) -> fields of the request's record; it measures latency from `arrival`.
+Call = Callable[[int, float], dict[str, Any]]
+OPEN_LOOP_THREADS = 64  # in-flight requests an open loop can hold before arrivals wait for a thread
+
+
+@dataclass(frozen=True)
+class LoadShape:
+    """How `count` requests arrive: `concurrency` clients in a closed loop, or Poisson at `rate` per second."""
+
+    count: int
+    concurrency: int = 1
+    rate: float | None = None
+    seed: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"rate{self.rate:g}" if self.rate else f"c{self.concurrency}"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LoadShape:
+        return cls(int(data["count"]), int(data.get("concurrency") or 1), data.get("rate"), int(data.get("seed", 0)))
+
+
+def run(shape: LoadShape, first_index: int, call: Call,
+        on_progress: Callable[[int], None] = lambda done: None) -> list[dict[str, Any]]:
+    """Send `shape.count` requests (indices first_index...) and return their records in index order.
+
+    A call that raises is recorded as an error for its request; the rest of the load goes on.
+    """
+    indices = range(first_index, first_index + shape.count)
+    done = _Counter(on_progress)
+
+    def one(index: int, arrival: float) -> dict[str, Any]:
+        try:
+            record = {"index": index, "ok": True, **call(index, arrival)}
+        except Exception as exc:  # noqa: BLE001 - any failure of one request is that request's record
+            record = {"index": index, "ok": False, "error": f"{type(exc).__name__}: {exc}",
+                      "latency_s": time.monotonic() - arrival}
+        done.add()
+        return record
+
+    if shape.rate:
+        records = _open_loop(shape, indices, one)
+    else:
+        with ThreadPoolExecutor(max_workers=shape.concurrency, thread_name_prefix="ttsload-client") as pool:
+            records = list(pool.map(lambda index: one(index, time.monotonic()), indices))
+    return sorted(records, key=lambda r: r["index"])
+
+
+def _open_loop(shape: LoadShape, indices: range, one: Callable[[int, float], dict[str, Any]]) -> list[dict[str, Any]]:
+    rng = random.Random(shape.seed)
+    futures = []
+    with ThreadPoolExecutor(max_workers=OPEN_LOOP_THREADS, thread_name_prefix="ttsload-arrival") as pool:
+        arrival = time.monotonic()
+        for index in indices:
+            delay = arrival - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            futures.append(pool.submit(one, index, arrival))
+            arrival += rng.expovariate(shape.rate)
+    return [f.result() for f in futures]
+
+
+class _Counter:
+    def __init__(self, on_progress: Callable[[int], None]):
+        self._lock = threading.Lock()
+        self._done = 0
+        self._on_progress = on_progress
+
+    def add(self) -> None:
+        with self._lock:
+            self._done += 1
+            done = self._done
+        self._on_progress(done)
