@@ -21,3 +21,20 @@ def run_plan(spec: dict[str, Any], hook: Any) -> None:
     plan = spec["plan"]
     module, _, function = KINDS[plan["kind"]].partition(":")
     getattr(importlib.import_module(module), function)(spec, plan, hook)
+
+
+def request_texts(spec: dict[str, Any], plan: dict[str, Any]) -> Any:
+    """`text(index)` for the scenario's requests, drawn from the spec's distinct texts.
+
+    "cycle" takes them in order, again and again; "random" draws one per request from a seeded
+    generator. Request 0 is always the first (shortest) text, so cold start measures readiness.
+    """
+    import random
+
+    texts: list[str] = spec["texts"]
+    if plan.get("order", "cycle") == "cycle":
+        return lambda index: texts[index % len(texts)]
+    rng = random.Random(plan.get("order_seed", 0))
+    total = sum(int(p.get("count", 0)) for p in plan.get("phases", []))
+    chosen = [0] + [rng.randrange(len(texts)) for _ in range(max(0, total - 1))]
+    return lambda index: texts[chosen[index] if index < len(chosen) else index % len(texts)]
