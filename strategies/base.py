@@ -117,6 +117,12 @@ class Topology(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op unless a topology holds resources
         """Release the model and any helper processes."""
 
+    def trim(self) -> bool:
+        """Give freed heap back to the OS in every process of the topology (glibc malloc_trim(0))."""
+        from strategies.hosts import malloc_trim
+
+        return malloc_trim()
+
     def __enter__(self) -> Topology:
         self.start()
         return self

@@ -25,12 +25,12 @@ def malloc_trim() -> bool:
         return False
 
 
-def serve_loop(synthesize: Any, conn: Any) -> None:
-    """Answer tasks until told to stop; `synthesize(text, seed) -> Audio`."""
-    conn.send(("ready", None, os.getpid()))
+def serve_loop(synthesize: Any, conn: Any, trim: Any = malloc_trim) -> None:
+    """Answer tasks until told to stop; `synthesize(text, seed) -> Audio`, `trim()` frees retained heap."""
+    conn.send(("ready", None, {"pid": os.getpid(), "t": time.monotonic()}))  # CLOCK_MONOTONIC: one clock per machine
     while (task := conn.recv()) is not None:
         if task[0] == "trim":
-            conn.send(("trimmed", task[1], malloc_trim()))
+            conn.send(("trimmed", task[1], trim()))
             continue
         request_id, text, seed = task
         try:
@@ -65,7 +65,7 @@ def serve_strategy(strategy: str, files_json: dict[str, Any], threads: int | Non
         reason = str(exc) if isinstance(exc, StrategyError) else f"{type(exc).__name__}: {exc}"
         conn.send(("failed", None, reason))
         return
-    serve_loop(topology.synthesize, conn)
+    serve_loop(topology.synthesize, conn, topology.trim)
     topology.close()
 
 
@@ -74,8 +74,9 @@ class PipeClient:
 
     poll_s = 0.5
 
-    def __init__(self, conn: Any, pid: int, hook: Hook):
-        self.conn, self.pid, self.hook = conn, pid, hook
+    def __init__(self, conn: Any, pid: int, hook: Hook, worker: int | None = None):
+        self.conn, self.pid, self.hook, self.worker = conn, pid, hook, worker
+        self.last_request: int | None = None  # index of the last request it answered (set by its caller)
         self._next_id = 0
 
     def alive(self) -> bool:
@@ -129,16 +130,17 @@ class PipeClient:
 class SpawnedHost(PipeClient):
     """A fresh interpreter (multiprocessing spawn) hosting a whole strategy."""
 
-    def __init__(self, strategy: str, files: ModelFiles, hook: Hook, threads: int | None, worker: int | None = None):
+    def __init__(self, strategy: str, files: ModelFiles, hook: Hook, threads: int | None, worker: int | None = None,
+                 daemon: bool = True):
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
         conn, child_conn = ctx.Pipe(duplex=True)
-        self.process = ctx.Process(target=serve_strategy, name="ttsload-worker", daemon=True,
+        self.process = ctx.Process(target=serve_strategy, name="ttsload-worker", daemon=daemon,
                                    args=(strategy, files.to_json(), threads, child_conn, worker))
         self.process.start()
         child_conn.close()
-        super().__init__(conn, self.process.pid, hook)
+        super().__init__(conn, self.process.pid, hook, worker)
         hook("worker_spawned", worker_pid=self.pid, worker=worker)
 
     def alive(self) -> bool:
@@ -183,7 +185,7 @@ class ForkedHost(PipeClient):
             finally:
                 os._exit(code)
         child_conn.close()
-        super().__init__(conn, pid, hook)
+        super().__init__(conn, pid, hook, worker)
         self._status: int | None = None
         hook("worker_forked", worker_pid=pid, worker=worker)
 
@@ -214,20 +216,51 @@ class ForkedHost(PipeClient):
 
 
 class Dispatcher:
-    """Hands each request to an idle host, like a pre-forking server's accept loop; thread-safe."""
+    """Hands each request to an idle host, like a pre-forking server's accept loop; thread-safe.
 
-    def __init__(self, hosts: list[PipeClient]):
-        self.hosts = hosts
+    Hosts can join while it serves (a scale-out). A host found dead is reported through
+    `on_death(host)`, dropped, and the request goes to another host; only when none is left
+    does the request fail.
+    """
+
+    def __init__(self, hosts: list[PipeClient], on_death: Any = None):
+        self.hosts: list[PipeClient] = []
         self._idle: queue.Queue[PipeClient] = queue.Queue()
+        self._on_death = on_death or (lambda host: None)
         for host in hosts:
+            self.add(host)
+
+    def add(self, host: PipeClient) -> None:
+        self.hosts.append(host)
+        self._idle.put(host)
+
+    def serve(self, text: str, seed: int) -> tuple[Audio, PipeClient]:
+        """Synthesize on the first idle host; returns the audio and the host that made it."""
+        while True:
+            host = self._next_idle()
+            try:
+                audio = host.synthesize(text, seed)
+            except StrategyError:
+                if host.alive():
+                    self._idle.put(host)
+                    raise
+                self.hosts.remove(host)
+                self._on_death(host)
+                continue
             self._idle.put(host)
+            return audio, host
+
+    def _next_idle(self) -> PipeClient:
+        while True:
+            if not self.hosts:
+                raise StrategyError("no worker left: every worker process has died")
+            try:
+                return self._idle.get(timeout=0.5)
+            except queue.Empty:
+                continue
 
     def synthesize(self, text: str, seed: int) -> Audio:
-        host = self._idle.get()
-        try:
-            return host.synthesize(text, seed)
-        finally:
-            self._idle.put(host)
+        return self.serve(text, seed)[0]
 
     def trim(self) -> list[bool]:
         return [host.trim() for host in self.hosts]

@@ -58,7 +58,29 @@ class HangEagerLoader(EagerLoader):
         return model
 
 
-PLANTED: dict[str, type[Loader]] = {cls.name: cls for cls in (SlowEagerLoader, CopyEagerLoader, HangEagerLoader)}
+class LeakEagerLoader(EagerLoader):
+    """eager, and every synthesis keeps TTSLOAD_TEST_LEAK_KB (default 64) KiB of written memory forever."""
+
+    name = "leak-eager"
+    summary = "TEST ONLY: eager + a fixed amount of memory kept per request (a real leak)"
+
+    def load(self, files: ModelFiles, hook: Any) -> Any:
+        loaded = super().load(files, hook)
+        size = int(float(os.environ.get("TTSLOAD_TEST_LEAK_KB", "64")) * 1024)
+        kept: list[bytes] = []
+        synthesize = loaded.synthesize
+
+        def leaking(text: str, seed: int) -> Any:
+            kept.append(b"\x01" * size)  # written bytes: resident, not a lazily mapped zero page
+            return synthesize(text, seed)
+
+        loaded.synthesize = leaking
+        return loaded
+
+
+PLANTED: dict[str, type[Loader]] = {
+    cls.name: cls for cls in (SlowEagerLoader, CopyEagerLoader, HangEagerLoader, LeakEagerLoader)
+}
 
 
 def with_planted_faults(found: dict[str, type[Loader]]) -> dict[str, type[Loader]]:

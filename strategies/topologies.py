@@ -80,6 +80,10 @@ class Worker(Topology):
     def synthesize(self, text: str, seed: int) -> Audio:
         return self._host.synthesize(text, seed)
 
+    def trim(self) -> bool:
+        returned = [self._host.trim(), super().trim()]  # both run: no short-circuit
+        return any(returned)
+
     def close(self) -> None:
         if getattr(self, "_host", None) is not None:
             self._host.close()
@@ -107,19 +111,25 @@ class Prefork(Topology):
         child_threads = info["torch_threads"]
         torch.set_num_threads(1)
         self.hook("imports_done", **info)
-        model = self.loader.load(self.files, self.hook)
+        self._model = self.loader.load(self.files, self.hook)
+        self._child_threads = child_threads
         gc.collect()
         gc.freeze()
-        hosts = [ForkedHost(model.synthesize, self.hook, child_threads, worker) for worker in range(self.workers)]
+        hosts = [self.fork(worker) for worker in range(self.workers)]
         for host in hosts:
             host.wait_for("ready", None)
         self._dispatch = Dispatcher(hosts)
 
+    def fork(self, worker: int) -> ForkedHost:
+        """One more child sharing the loaded model (a scale-out forks from the same parent)."""
+        return ForkedHost(self._model.synthesize, self.hook, self._child_threads, worker)
+
     def synthesize(self, text: str, seed: int) -> Audio:
         return self._dispatch.synthesize(text, seed)
 
-    def trim(self) -> list[bool]:
-        return self._dispatch.trim()
+    def trim(self) -> bool:
+        returned = [*self._dispatch.trim(), super().trim()]
+        return any(returned)
 
     def close(self) -> None:
         if getattr(self, "_dispatch", None) is not None:
