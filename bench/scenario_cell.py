@@ -38,3 +38,26 @@ def request_texts(spec: dict[str, Any], plan: dict[str, Any]) -> Any:
     total = sum(int(p.get("count", 0)) for p in plan.get("phases", []))
     chosen = [0] + [rng.randrange(len(texts)) for _ in range(max(0, total - 1))]
     return lambda index: texts[chosen[index] if index < len(chosen) else index % len(texts)]
+
+
+class RequestReporter:
+    """Emits a request's `request_end` (and `first_audio` after the first answer), from any thread."""
+
+    def __init__(self, hook: Any, text: Any):
+        import threading
+
+        self.hook, self.text = hook, text
+        self._first = threading.Lock()
+        self._first_done = False
+
+    def done(self, index: int, text: str, audio: Any, latency_s: float, **fields: Any) -> dict[str, Any]:
+        import hashlib
+
+        record = {"chars": len(text), "latency_s": latency_s, "audio_s": audio.seconds,
+                  "audio_sha256": hashlib.sha256(audio.wav.tobytes()).hexdigest(), **fields}
+        self.hook("request_end", index=index, **record)
+        with self._first:
+            first, self._first_done = not self._first_done, True
+        if first:
+            self.hook("first_audio")
+        return record

@@ -1,0 +1,72 @@
+"""The "pool" scenario kind, inside its cell process: N workers of a strategy, serving phases of load.
+
+Phases run in order: `requests` (closed loop of C clients or Poisson arrivals at λ, optionally
+adding K workers once `add_after` requests have finished: a scale-out under load), `trim`
+(malloc_trim in every process, with a memory reading before and after), and `kill_worker`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from bench import drive
+from bench.pool import Pool
+from bench.scenario_cell import RequestReporter, request_texts
+from strategies.base import ModelFiles
+from strategies.coqui import request_seed
+from strategies.registry import resolve
+
+
+def run_pool(spec: dict[str, Any], plan: dict[str, Any], hook: Any) -> None:
+    pool = Pool(resolve(spec["strategy"]), ModelFiles.from_json(spec["model"]), hook, plan.get("threads"))
+    reporter = RequestReporter(hook, request_texts(spec, plan))
+    try:
+        pool.start(plan["workers"])
+        hook("ready", workers=plan["workers"])
+        index = 0
+        for phase in plan["phases"]:
+            if phase["do"] == "requests":
+                index = _requests(pool, phase, index, reporter, hook)
+            elif phase["do"] == "trim":
+                hook.sync("before_trim")
+                released = pool.trim()
+                hook.sync("after_trim", released=released)
+            elif phase["do"] == "kill_worker":
+                pool.kill(int(phase["worker"]))
+        hook("requests_done")
+        sys.stdin.readline()  # the runner reads steady-state memory, then lets us go
+    finally:
+        pool.close()
+
+
+def _requests(pool: Pool, phase: dict[str, Any], first: int, reporter: RequestReporter, hook: Any) -> int:
+    shape = drive.LoadShape.from_json(phase)
+    label = phase.get("label") or shape.label
+    add, add_after = int(phase.get("add_workers") or 0), int(phase.get("add_after") or 0)
+
+    def scale_out() -> None:
+        hook("scale_out", add=add, phase=label)
+        pool.add(add)
+
+    def call(index: int, arrival: float) -> dict[str, Any]:
+        text = reporter.text(index)
+        hook("request_start", index=index, phase=label)
+        audio, host = pool.serve(index, text, request_seed(text))
+        return reporter.done(index, text, audio, time.monotonic() - arrival, phase=label,
+                             worker=host.worker, worker_pid=host.pid)
+
+    def on_progress(done: int) -> None:
+        if add and done == add_after:
+            scale_out()
+
+    hook("phase_start", phase=label, count=shape.count, concurrency=shape.concurrency, rate=shape.rate)
+    if add and add_after == 0:
+        scale_out()
+    for record in drive.run(shape, first, call, on_progress):
+        if not record["ok"]:
+            hook("request_failed", index=record["index"], error=record["error"], phase=label)
+    pool.join_scale_outs()  # a scale-out belongs to its phase: the phase ends when its workers are up
+    hook("phase_end", phase=label)
+    return first + shape.count
