@@ -27,17 +27,24 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="measure strategies on a model, each repetition in a fresh process")
-    run.add_argument("--strategy", default="naive,singleton,mmap,quantized,subprocess-worker",
-                     help="comma list of presets or TOPOLOGY+LOADER (see `ttsload strategies`)")
-    run.add_argument("--model", default="vits", help="comma list of fixture names or Coqui model paths")
-    run.add_argument("--requests", type=_positive, default=10, help="requests per cell (default 10)")
-    run.add_argument("--repeat", type=_positive, default=3, help="fresh-process repetitions per cell (default 3)")
+    run.add_argument("--scenario", default="single",
+                     help="comma list of scenario names or .toml paths (see `ttsload scenarios`; default single)")
+    run.add_argument("--strategy", help="comma list of presets or TOPOLOGY+LOADER (see `ttsload strategies`; "
+                                        "default: the scenario's, else naive,singleton,mmap,quantized,subprocess-worker)")
+    run.add_argument("--model", help="comma list of fixture names or Coqui model paths (default: the scenario's, "
+                                     "else vits)")
+    run.add_argument("--requests", type=_positive, help="requests per cell, or per load phase of a scenario "
+                                                         "(default: the scenario's; single: 10)")
+    run.add_argument("--repeat", type=_positive, help="fresh-process repetitions per cell (default: the scenario's, "
+                                                      "else 3)")
+    run.add_argument("--resume", type=Path, metavar="DIR",
+                     help="continue the run in DIR: cells that finished ok there are skipped, the rest run")
     run.add_argument("--cache", choices=("warm", "cold"), default="warm", help="page cache of model files")
     run.add_argument("--out", type=Path, help="results folder (default results/<date-time>)")
     run.add_argument("--threads", type=_positive, help="torch threads per process (default: torch's own)")
-    run.add_argument("--timeout", type=float, default=900.0, help="deadline per cell in seconds")
+    run.add_argument("--timeout", type=float, help="deadline per cell in seconds (default: the scenario's, else 900)")
     run.add_argument("--interval", type=float, default=0.05, help="memory sampling interval in seconds")
-    run.add_argument("--corpus-seed", type=int, default=0, help="seed of the text corpus")
+    run.add_argument("--corpus-seed", type=int, help="seed of the text corpus (default: the scenario's, else 0)")
     run.add_argument("--history", type=Path, help="history store to append to (default $TTSLOAD_HOME/history.jsonl)")
     run.add_argument("--no-history", action="store_true", help="do not append this run to the history store")
 
@@ -66,6 +73,7 @@ def parser() -> argparse.ArgumentParser:
     models_sub.add_parser("list", help="list fixtures and whether they are built")
 
     sub.add_parser("strategies", help="list presets, topologies and loaders")
+    sub.add_parser("scenarios", help="list the built-in scenarios with what each measures")
 
     gate = sub.add_parser("gate", help="compare two runs cell by cell; exit 1 on a significant regression")
     gate.add_argument("--baseline", type=Path, required=True, help="results folder or saved baseline .json")
@@ -102,75 +110,19 @@ def _run_options(args: argparse.Namespace, specs: list[Any], model_files: list[A
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench import console as ui
-    from bench import environment, models, profile, quality, runner
-    from bench.results import ResultStore
-    from strategies.registry import UnknownStrategy, loaders, resolve
+    from bench.run_command import cmd_run as run
 
-    names = [s.strip() for s in args.strategy.split(",") if s.strip()]
-    try:
-        specs = [resolve(name) for name in names]
-    except UnknownStrategy as exc:
-        raise UsageError(str(exc)) from None
-    tools = profile.parse_tools(args.profile) if args.profile else []
-    model_files = [models.resolve(m.strip()) for m in args.model.split(",") if m.strip()]
-    run_id = time.strftime("%Y%m%d-%H%M%S")
-    out = args.out or Path("results") / run_id
-    store = ResultStore(out)
-    texts = corpus.texts(args.requests, args.corpus_seed)
-    options = runner.CellOptions(
-        texts, args.cache, args.threads, args.timeout, args.interval,
-        audio_dir=lambda cell: quality.audio_dir(out, cell.strategy, cell.model.name) if cell.repeat == 0 else None,
-        on_deadline=profile.deadline_evidence(out),
-    )
-    for tool in tools:  # said now, not after the timed cells; the run goes on without that tool
-        if problem := profile.unavailable(tool):
-            ui.console.print(f"ttsload: {problem}; the timed run continues without {tool}")
-    store.write_run(run_id, environment.collect(), _run_options(args, specs, model_files, texts))
-    cells = runner.plan([s.name for s in specs], model_files, args.repeat)
-    ui.console.print(f"ttsload run {run_id}: {len(cells)} cells -> {out}")
-    rows: list[dict[str, Any]] = []
-    with ui.progress() as bar:
-        task = bar.add_task("cells", total=len(cells), detail="")
+    return run(args)
 
-        def on_event(cell: runner.Cell, event: dict[str, Any]) -> None:
-            detail = event["event"] if event["event"] != "request_end" else f"request {event['index'] + 1}"
-            bar.update(task, detail=f"{cell.strategy} {cell.model.name} #{cell.repeat}: {detail}")
 
-        def on_done(cell: runner.Cell, row: dict[str, Any]) -> None:
-            bar.advance(task)
-            done = f"[{int(bar.tasks[0].completed)}/{len(cells)}] {cell.id}"
-            if row["status"] != "ok":
-                bar.console.print(f"{done}: [red]FAILED[/red] {row['reason']}")
-            else:  # one line per cell, so a log (CI, nox) shows progress too
-                bar.console.print(f"{done}: ok, cold start {row['cold_start_s']:.2f} s, "
-                                  f"PSS {row['pss_mb']:.0f} MiB, p50 {row['latency_p50_s']:.2f} s")
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from bench import scenarios
 
-        try:
-            rows = runner.run_cells(cells, options, store, run_id, on_event, on_done)
-        except KeyboardInterrupt:
-            bar.stop()
-            ui.console.print(f"interrupted: finished cells are kept in {out}")
-            rows = [r for r in store.cell_rows() if r.get("run_id") == run_id]
-            ui.console.print(ui.medians_table(rows))
-            return EXIT_INTERRUPTED
-    ui.console.print(ui.medians_table(rows))
-    exact = {s.name: loaders()[s.loader].exact for s in specs}
-    ok_cells = [(r["strategy"], r["model"], exact[r["strategy"]]) for r in rows if r["status"] == "ok"]
-    qualities = quality.compare(out, run_id, list(dict.fromkeys(ok_cells)))
-    if qualities:
-        store.append(qualities)
-        ui.console.print(ui.quality_table(qualities))
-    if tools:  # after every timed cell: a profiler's overhead never lands in timings
-        options = runner.CellOptions(texts[:1], "warm", args.threads, args.timeout, on_deadline=options.on_deadline)
-        profile.profile_cells(tools, specs, model_files, "single", out, run_id, options, store,
-                              lambda record: [ui.console.print(line) for line in profile.describe(record, out)])
-    ui.console.print(f"results: {store.path}\nsummary: {out / 'summary.csv'}")
-    if not args.no_history and any(r["status"] == "ok" for r in rows):
-        from bench import history
-
-        ui.console.print(f"history: appended to {history.append(out, args.history)}")
-    return EXIT_CELL_FAILED if any(r["status"] != "ok" for r in rows) else EXIT_OK
+    for name, path in scenarios.available().items():
+        scenario = scenarios.load(str(path))
+        print(f"{name:<10} {scenario.kind:<7} {scenario.summary}")
+    print(f"(scripts in {scenarios.BUILTIN}; `ttsload run --scenario PATH.toml` runs your own)")
+    return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -273,7 +225,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     handlers = {"run": cmd_run, "report": cmd_report, "profile": cmd_profile, "models": cmd_models,
-                "strategies": cmd_strategies, "gate": cmd_gate, "baseline": cmd_baseline, "history": cmd_history}
+                "strategies": cmd_strategies, "scenarios": cmd_scenarios, "gate": cmd_gate, "baseline": cmd_baseline, "history": cmd_history}
     try:
         return handlers[args.command](args)
     except UsageError as exc:

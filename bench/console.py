@@ -38,25 +38,98 @@ def progress() -> Progress:
     )
 
 
-def medians_table(rows: list[dict[str, Any]]) -> Table:
-    """One line per (strategy, model): medians over the repetitions that succeeded."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+def medians_table(rows: list[dict[str, Any]], columns: tuple = TABLE_COLUMNS,
+                  title: str = "medians over repetitions (times in s, memory of the whole process tree)") -> Table:
+    """One line per (scenario, strategy, model): medians over the repetitions that succeeded."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        groups[(row["strategy"], row["model"])].append(row)
-    table = Table(title="medians over repetitions (times in s, memory of the whole process tree)")
-    table.add_column("strategy")
-    table.add_column("model")
+        groups[(row.get("scenario") or "single", row["strategy"], row["model"])].append(row)
+    table = Table(title=title)
+    for header in ("scenario", "strategy", "model"):
+        table.add_column(header)
     table.add_column("ok/n", justify="right")
-    for _, header, _ in TABLE_COLUMNS:
+    for _, header, _ in columns:
         table.add_column(header, justify="right")
-    for (strategy, model), group in groups.items():
+    for (scenario, strategy, model), group in groups.items():
         ok = [r for r in group if r["status"] == "ok"]
         cells = []
-        for column, _, fmt in TABLE_COLUMNS:
+        for column, _, fmt in columns:
             value = median([_number(r.get(column)) for r in ok])
             cells.append(fmt.format(value) if value is not None else "-")
-        table.add_row(strategy, model, f"{len(ok)}/{len(group)}", *cells)
+        table.add_row(scenario, strategy, model, f"{len(ok)}/{len(group)}", *cells)
     return table
+
+
+SCENARIO_COLUMNS = (
+    ("workers", "workers", "{:.0f}"),
+    ("torch_threads", "threads", "{:.0f}"),
+    ("ready_s", "ready s", "{:.2f}"),
+    ("pss_total_mb", "PSS total MiB", "{:.0f}"),
+    ("uss_total_mb", "USS total MiB", "{:.0f}"),
+    ("rss_sum_mb", "RSS sum MiB", "{:.0f}"),
+    ("peak_pss_total_mb", "peak PSS MiB", "{:.0f}"),
+    ("latency_p50_s", "p50 s", "{:.3f}"),
+    ("latency_p99_s", "p99 s", "{:.3f}"),
+    ("scaleout_ready_s", "new worker ready s", "{:.2f}"),
+    ("scaleout_latency_p50_s", "p50 during scale-out s", "{:.3f}"),
+    ("worker_deaths", "deaths", "{:.0f}"),
+    ("loads", "loads", "{:.0f}"),
+    ("evictions", "evictions", "{:.0f}"),
+    ("model_load_s", "load s", "{:.3f}"),
+    ("leak_mb_per_1k", "leak MiB/1k", "{:+.1f}"),
+    ("leak_ci_low", "leak low", "{:+.1f}"),
+    ("leak_ci_high", "leak high", "{:+.1f}"),
+    ("trim_returned_mb", "trim gave back MiB", "{:.0f}"),
+    ("sampler_cpu_s", "sampler CPU s", "{:.3f}"),
+)
+
+
+def cell_line(row: dict[str, Any]) -> str:
+    """One line per finished cell, so a log (CI, nox) shows progress too."""
+    if row["status"] != "ok":
+        return f"[red]FAILED[/red] {row['reason']}"
+    line = (f"ok, cold start {_fmt(row.get('cold_start_s'), '{:.2f}')} s, PSS {_fmt(row.get('pss_mb'), '{:.0f}')} MiB"
+            f" ({row.get('processes')} processes), p50 {_fmt(row.get('latency_p50_s'), '{:.2f}')} s")
+    if row.get("leak_mb_per_1k") is not None:
+        verdict = "LEAK" if row.get("leak_flagged") else "no leak called"
+        line += (f", leak {row['leak_mb_per_1k']:+.1f} MiB/1k [{row['leak_ci_low']:+.1f}, {row['leak_ci_high']:+.1f}]"
+                 f" {verdict}")
+    if row.get("worker_deaths"):
+        line += f", {row['worker_deaths']} worker(s) died"
+    return line
+
+
+def print_tables(rows: list[dict[str, Any]], phases: list[dict[str, Any]]) -> None:
+    """The end-of-run tables: medians; then, for scenario cells, their own columns and load phases."""
+    console.print(medians_table(rows))
+    scenario_rows = [r for r in rows if r.get("scenario", "single") != "single"]
+    if scenario_rows:
+        present = tuple(c for c in SCENARIO_COLUMNS if any(_number(r.get(c[0])) is not None for r in scenario_rows))
+        console.print(medians_table(scenario_rows, present, "scenario medians (memory summed over the process tree)"))
+    if phases:
+        console.print(phase_table(phases))
+
+
+def phase_table(phases: list[dict[str, Any]]) -> Table:
+    """Latency per load phase (closed loop C, Poisson rate λ), medians over repetitions."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for record in phases:
+        strategy, model, scenario, _ = record["cell"].split("|")
+        groups[(f"{scenario} {strategy} {model}", record["phase"])].append(record)
+    table = Table(title="load phases (client-side latency, medians over repetitions)")
+    for header in ("cell", "phase", "n", "ok", "failed", "p50 s", "p90 s", "p99 s", "req/s"):
+        table.add_column(header, justify="left" if header in ("cell", "phase") else "right")
+    for (cell, phase), group in groups.items():
+        values = [median([_number(r.get(k)) for r in group]) for k in
+                  ("ok", "failed", "latency_p50_s", "latency_p90_s", "latency_p99_s", "throughput_rps")]
+        table.add_row(cell, phase, str(len(group)), *[_fmt(v, f) for v, f in
+                      zip(values, ("{:.0f}", "{:.0f}", "{:.3f}", "{:.3f}", "{:.3f}", "{:.2f}"), strict=True)])
+    return table
+
+
+def _fmt(value: Any, fmt: str) -> str:
+    number = _number(value)
+    return fmt.format(number) if number is not None else "-"
 
 
 def quality_table(records: list[dict[str, Any]]) -> Table:

@@ -123,11 +123,13 @@ def run_cell(cell: Cell, options: CellOptions, log_path: Path,
         )
     os.close(write_fd)
     outcome = CellOutcome(cell, t0, root=proc.pid)
-    sampler = TreeSampler(proc.pid, options.interval_s) if options.interval_s else None
+    interval = None if cell.plan.get("sampler") == "off" else options.interval_s
+    sampler = TreeSampler(proc.pid, interval) if interval else None
     if sampler:
         sampler.start()
     try:
-        _follow(proc, read_fd, outcome, t0 + options.timeout_s, on_event, sampler)
+        timeout = float(cell.plan.get("timeout_s") or options.timeout_s)
+        _follow(proc, read_fd, outcome, t0 + timeout, on_event, sampler)
         if outcome.deadline_hit and options.on_deadline:
             outcome.evidence = options.on_deadline(cell, proc.pid)
             outcome.reason = "; ".join([outcome.reason, *outcome.evidence])
@@ -236,6 +238,7 @@ def run_cells(cells: list[Cell], options: CellOptions, store: Any, run_id: str,
               on_event: Callable[[Cell, dict[str, Any]], None] = lambda c, e: None,
               on_done: Callable[[Cell, dict[str, Any]], None] = lambda c, r: None) -> list[dict[str, Any]]:
     """Run cells one after another, writing each to the store as it ends. Returns the rows."""
+    from bench.scenario_summary import phase_records
     from bench.summary import summarize
 
     rows = []
@@ -243,7 +246,7 @@ def run_cells(cells: list[Cell], options: CellOptions, store: Any, run_id: str,
         log_path = store.out / "logs" / (cell.id.replace("|", "__").replace("/", "_") + f"__{run_id}.log")
         outcome = run_cell(cell, options, log_path, lambda event, cell=cell: on_event(cell, event))
         row = summarize(outcome, run_id, options.cache)
-        store.write_cell(outcome.records(run_id), row)
+        store.write_cell(outcome.records(run_id) + phase_records(outcome, run_id), row)
         rows.append(row)
         on_done(cell, row)
     return rows

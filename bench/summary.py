@@ -6,6 +6,7 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 
 from bench import stats
+from bench.scenario_summary import scenario_columns
 
 if TYPE_CHECKING:
     from bench.runner import CellOutcome
@@ -25,6 +26,11 @@ COLUMNS = [
     "rss_hwm_mb",
     "processes", "latency_p50_s", "latency_p90_s", "latency_p99_s", "rtf", "audio_s",
     "requests", "loads", "torch_threads", "cache", "int8_fraction", "bf16_fraction", "output_digest",
+    # scenarios (bench/scenario_summary.py): whole-tree totals, readiness, faults, switching, leaks, sampler
+    "workers", "pss_total_mb", "uss_total_mb", "rss_sum_mb", "peak_pss_total_mb", "ready_s",
+    "scaleout_ready_s", "scaleout_latency_p50_s", "scaleout_requests", "worker_deaths", "failed_requests",
+    "evictions", "model_load_s", "leak_mb_per_1k", "leak_ci_low", "leak_ci_high", "leak_flagged",
+    "trim_returned_mb", "sampler", "sampler_cpu_s", "samples",
 ]
 
 
@@ -43,7 +49,7 @@ def summarize(outcome: CellOutcome, run_id: str = "", cache: str = "") -> dict[s
     cell, events = outcome.cell, outcome.events
     at = _first(events)
     row: dict[str, Any] = {
-        "run_id": run_id, "strategy": cell.strategy, "model": cell.model.name, "scenario": cell.scenario,
+        "run_id": run_id, "strategy": cell.strategy, "model": cell.model_label, "scenario": cell.scenario,
         "repeat": cell.repeat, "status": outcome.status, "reason": outcome.reason, "cache": cache,
     }
     for column, start, end in PHASES:
@@ -76,4 +82,5 @@ def summarize(outcome: CellOutcome, run_id: str = "", cache: str = "") -> dict[s
     row["peak_rss_mb"] = max((t["rss"] for t in during_load), default=None)
     for key in ("peak_pss_mb", "peak_rss_mb"):
         row[key] = row[key] / MB if row[key] is not None else None
+    row.update(scenario_columns(outcome))
     return row

@@ -116,22 +116,27 @@ def _planned_strategies(runs: list[dict[str, Any]]) -> list[str]:
     return [name for run in runs for name in (run.get("options", {}).get("strategies") or {})]
 
 
+def _planned_cells(options: dict[str, Any]) -> list[str]:
+    """Cell ids a run planned: listed by runs that know scenarios, else strategies x models x repeats."""
+    if "planned_cells" in options:
+        return list(options["planned_cells"])
+    models = [m.get("name") for m in options.get("models", [])]
+    return [f"{strategy}|{model}|{SCENARIO}|{repeat}" for repeat in range(int(options.get("repeat") or 0))
+            for model, strategy in product(models, options.get("strategies") or {})]
+
+
 def _unfinished(runs: list[dict[str, Any]], cells: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
-    """Cells the run planned (strategies x models x repeats) that have no cell record yet."""
+    """Cells the run planned that have no cell record yet."""
     done = set(cells["cell"])
     started = set(events["cell"])
     rows = []
     for run in runs:
-        options = run.get("options", {})
-        models = [m.get("name") for m in options.get("models", [])]
-        scenarios = [s.get("name") if isinstance(s, dict) else s for s in options.get("scenarios") or [SCENARIO]]
-        for repeat in range(int(options.get("repeat") or 0)):
-            for model, scenario, strategy in product(models, scenarios, options.get("strategies") or {}):
-                cell = f"{strategy}|{model}|{scenario}|{repeat}"
-                if cell not in done:
-                    reason = ("interrupted: started, no result written" if cell in started
-                              else "not run (run interrupted or still going)")
-                    rows.append({"strategy": strategy, "model": model, "scenario": scenario, "repeat": repeat,
-                                 "cell": cell, "reason": reason})
+        for cell in _planned_cells(run.get("options", {})):
+            if cell not in done:
+                strategy, model, scenario, repeat = cell.split("|")
+                reason = ("interrupted: started, no result written" if cell in started
+                          else "not run (run interrupted or still going)")
+                rows.append({"strategy": strategy, "model": model, "scenario": scenario, "repeat": int(repeat),
+                             "cell": cell, "reason": reason})
     frame = _frame(rows, ["strategy", "model", "scenario", "repeat", "cell", "reason"])
     return frame.drop_duplicates("cell")
