@@ -24,6 +24,9 @@ import time
 from typing import Any
 
 ENV = "TTSLOAD_HTTP"
+# gunicorn settings read from this module: no control socket (gunicorn >= 25 opens a unix socket in
+# ~/.gunicorn, shared by every server on the machine); older versions ignore the unknown name.
+control_socket_disable = True
 _state: dict[str, Any] = {"server": None, "worker": None, "child_threads": None}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -25,8 +26,12 @@ def http_plan(preload: bool, **extra: Any) -> dict[str, Any]:
 
 
 def listen_addresses(root: int) -> list[str]:
+    """Where the tree listens: inet LISTEN sockets' IPs, and any unix socket bound to a path (psutil
+    gives those no LISTEN status; gunicorn >= 25 opens one as its control socket unless told not to)."""
     tree = [psutil.Process(root), *psutil.Process(root).children(recursive=True)]
-    return [c.laddr.ip for p in tree for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    connections = [c for p in tree for c in p.net_connections(kind="all")]
+    return ([c.laddr.ip for c in connections if c.family != socket.AF_UNIX and c.status == psutil.CONN_LISTEN]
+            + [f"unix:{c.laddr}" for c in connections if c.family == socket.AF_UNIX and c.laddr])
 
 
 def run_http(tiny, tmp_path: Path, strategy: str, plan: dict[str, Any]) -> tuple[CellOutcome, dict[str, Any]]:
