@@ -60,8 +60,8 @@ def run_http(spec: dict[str, Any], plan: dict[str, Any], hook: Any) -> None:
         hook("requests_done")
         sys.stdin.readline()  # the runner reads steady-state memory, then lets us go
     finally:
-        os.close(status_read)
         stop(server)
+        os.close(status_read)  # after the stop: a worker respawned meanwhile must not hit a closed pipe
 
 
 def _start_gunicorn(spec: dict[str, Any], plan: dict[str, Any], hook: Any, listen_fd: int,

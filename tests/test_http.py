@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import subprocess
 import sys
@@ -122,6 +123,21 @@ def test_preload_with_a_per_request_strategy_fails_clearly(tiny, tmp_path):
     outcome, _ = run_http(tiny, tmp_path, "naive", http_plan(True))
     assert outcome.status == "failed"
     assert "preload needs a resident topology" in outcome.reason and "naive" in outcome.reason
+
+
+def test_a_worker_that_cannot_load_fails_the_cell_and_leaves_nothing(tiny, tmp_path):
+    corrupt = dataclasses.replace(tiny, sha256={name: "0" * 64 for name in tiny.sha256})
+    outcome, seen = run_http(corrupt, tmp_path, "singleton", http_plan(False))
+    assert outcome.status == "failed"
+    assert outcome.reason.startswith("http server: sha256 mismatch"), outcome.reason
+    assert seen["pids"] and not [pid for pid in tree_of(seen["root"])]
+
+
+def tree_of(root: int) -> list[int]:
+    try:
+        return [root, *(p.pid for p in psutil.Process(root).children(recursive=True))]
+    except psutil.NoSuchProcess:
+        return []
 
 
 def test_loadgen_never_imports_torch():
