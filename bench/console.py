@@ -79,7 +79,8 @@ SCENARIO_COLUMNS = (
     ("leak_mb_per_1k", "leak MiB/1k", "{:+.1f}"),
     ("leak_ci_low", "leak low", "{:+.1f}"),
     ("leak_ci_high", "leak high", "{:+.1f}"),
-    ("trim_returned_mb", "trim gave back MiB", "{:.0f}"),
+    ("growth_mb_per_1k", "growth between trims MiB/1k", "{:+.1f}"),
+    ("trim_returned_mb", "last trim gave back MiB", "{:.0f}"),
     ("sampler_cpu_s", "sampler CPU s", "{:.3f}"),
 )
 
@@ -93,7 +94,7 @@ def cell_line(row: dict[str, Any]) -> str:
     if row.get("leak_mb_per_1k") is not None:
         verdict = "LEAK" if row.get("leak_flagged") else "no leak called"
         line += (f", leak {row['leak_mb_per_1k']:+.1f} MiB/1k [{row['leak_ci_low']:+.1f}, {row['leak_ci_high']:+.1f}]"
-                 f" {verdict}")
+                 f" {verdict} (growth between trims {_fmt(row.get('growth_mb_per_1k'), '{:+.1f}')} MiB/1k)")
     if row.get("worker_deaths"):
         line += f", {row['worker_deaths']} worker(s) died"
     return line

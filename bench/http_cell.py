@@ -55,7 +55,7 @@ def run_http(spec: dict[str, Any], plan: dict[str, Any], hook: Any) -> None:
             if phase.get("do") != "requests":
                 raise StrategyError(f"http plan: unknown phase {phase.get('do')!r}")
             shape = LoadShape.from_json(phase)
-            first_audio = _run_phase(spec, plan, shape, first_index, port, hook, first_audio)
+            first_audio = _run_phase(spec, plan, shape, first_index, port, hook, first_audio, phase.get("label", ""))
             first_index += shape.count
         hook("requests_done")
         sys.stdin.readline()  # the runner reads steady-state memory, then lets us go
@@ -106,9 +106,10 @@ def _wait_ready(server: subprocess.Popen, status_fd: int, workers: int, deadline
 
 
 def _run_phase(spec: dict[str, Any], plan: dict[str, Any], shape: LoadShape, first_index: int, port: int,
-               hook: Any, first_audio: bool) -> bool:
+               hook: Any, first_audio: bool, label: str = "") -> bool:
     """One load phase through a separate loadgen process; returns whether first_audio was sent."""
-    hook("phase_start", phase=shape.label, count=shape.count, concurrency=shape.concurrency, rate=shape.rate,
+    label = label or shape.label
+    hook("phase_start", phase=label, count=shape.count, concurrency=shape.concurrency, rate=shape.rate,
          first_index=first_index)
     job = {"port": port, "phase": {"count": shape.count, "concurrency": shape.concurrency, "rate": shape.rate,
                                    "seed": shape.seed},
@@ -122,21 +123,21 @@ def _run_phase(spec: dict[str, Any], plan: dict[str, Any], shape: LoadShape, fir
             if record.get("ok"):
                 hook("request_end", index=record["index"], chars=record["chars"], latency_s=record["latency_s"],
                      audio_s=record["audio_s"], audio_sha256=record["audio_sha256"],
-                     worker_pid=record["worker_pid"], phase=shape.label)
+                     worker_pid=record["worker_pid"], phase=label)
                 if not first_audio:
                     hook("first_audio")
                     first_audio = True
             else:
                 hook("request_failed", index=record["index"], error=record.get("error", "unknown"),
-                     latency_s=record.get("latency_s"), phase=shape.label)
+                     latency_s=record.get("latency_s"), phase=label)
         code = loadgen.wait()
     finally:
         if loadgen.poll() is None:
             loadgen.kill()
             loadgen.wait()
     if code != 0:
-        raise StrategyError(f"http load generator exited with code {code} in phase {shape.label}")
-    hook("phase_end", phase=shape.label)
+        raise StrategyError(f"http load generator exited with code {code} in phase {label}")
+    hook("phase_end", phase=label)
     return first_audio
 
 

@@ -1,4 +1,7 @@
-"""Leak trend: memory against request index after warm-up, as MB per 1000 requests with an interval.
+"""Leak trend: memory against requests served after warm-up, as MB per 1000 requests with an interval.
+
+The points are the readings taken right after each malloc_trim(0) of a soak (bench/pool_cell.py):
+memory the allocator merely kept is given back by then, so what still grows is held by someone.
 
 Theil–Sen (the median of pairwise slopes) rather than least squares: a server's memory moves in
 steps (an allocator arena grows, a cache fills), and one step should not tilt the whole fit. The
@@ -13,7 +16,7 @@ from dataclasses import asdict, dataclass
 from scipy import stats as scipy_stats
 
 MB = 1024 * 1024
-MIN_POINTS = 20  # fewer points after warm-up: a per-1000-requests slope would be an extrapolation
+MIN_POINTS = 5  # fewer points after warm-up: no interval worth the name
 
 
 @dataclass(frozen=True)

@@ -55,26 +55,24 @@ class Fixture:
         return f"{self.name}-{hashlib.sha256(spec.encode()).hexdigest()[:12]}-s{self.seed}"
 
 
+_TINY = {
+    "hidden_channels": 32,
+    "hidden_channels_ffn_text_encoder": 64,
+    "num_heads_text_encoder": 2,
+    "num_layers_text_encoder": 2,
+    "num_layers_posterior_encoder": 2,
+    "num_layers_flow": 2,
+    "upsample_initial_channel_decoder": 32,
+    "resblock_kernel_sizes_decoder": [3],
+    "resblock_dilation_sizes_decoder": [[1, 3, 5]],
+    "init_discriminator": False,
+}
 FIXTURES: dict[str, Fixture] = {
     f.name: f
     for f in (
-        Fixture(
-            "vits-tiny",
-            "vits",
-            "tiny VITS for tests (~1.5 M params, ~6 MiB, builds in seconds)",
-            {
-                "hidden_channels": 32,
-                "hidden_channels_ffn_text_encoder": 64,
-                "num_heads_text_encoder": 2,
-                "num_layers_text_encoder": 2,
-                "num_layers_posterior_encoder": 2,
-                "num_layers_flow": 2,
-                "upsample_initial_channel_decoder": 32,
-                "resblock_kernel_sizes_decoder": [3],
-                "resblock_dilation_sizes_decoder": [[1, 3, 5]],
-                "init_discriminator": False,
-            },
-        ),
+        Fixture("vits-tiny", "vits", "tiny VITS for tests (~1.5 M params, ~6 MiB, builds in seconds)", _TINY),
+        Fixture("vits-tiny-2", "vits", "vits-tiny with other seeded weights: a second 'language' for switch tests",
+                _TINY, seed=1),
         Fixture("vits", "vits", "VITS without the discriminator (~36 M params, ~139 MiB): the default", {
             "init_discriminator": False,
         }),

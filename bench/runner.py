@@ -73,7 +73,7 @@ class CellOutcome:
     events: list[dict[str, Any]] = field(default_factory=list)
     readings: list[TreeReading] = field(default_factory=list)
     steady: TreeReading | None = None
-    marks: dict[str, TreeReading] = field(default_factory=dict)  # readings the cell asked for by label
+    marks: list[tuple[dict[str, Any], TreeReading]] = field(default_factory=list)  # (sync event, reading)
     after_request: list[tuple[int, TreeReading]] = field(default_factory=list)  # (request index, reading)
     root: int = 0  # the pid whose tree is measured: the cell, or the server it started (measure_root)
     sampler_cpu_s: float | None = None
@@ -91,8 +91,8 @@ class CellOutcome:
         if self.steady is not None:
             out.append({"type": "sample", **base, **self.steady.to_json(), "t_rel": self.steady.t - self.t0,
                         "steady": True})
-        out += [{"type": "sample", **base, **r.to_json(), "t_rel": r.t - self.t0, "mark": label}
-                for label, r in self.marks.items()]
+        out += [{"type": "sample", **base, **r.to_json(), "t_rel": r.t - self.t0, "mark": e.get("label", e["event"]),
+                 **({"requests": e["requests"]} if "requests" in e else {})} for e, r in self.marks]
         out += [{"type": "sample", **base, **r.to_json(), "t_rel": r.t - self.t0, "after_request": index}
                 for index, r in self.after_request]
         out += [{"type": "request", **base, **{k: v for k, v in e.items() if k != "event"}}
@@ -186,7 +186,7 @@ def _follow(proc: subprocess.Popen, fd: int, outcome: CellOutcome, deadline: flo
                 outcome.steady = read_tree(outcome.root)
                 _release(proc, last=True)
             elif event.get("sync"):
-                outcome.marks[event.get("label", event["event"])] = read_tree(outcome.root)
+                outcome.marks.append((event, read_tree(outcome.root)))
                 _release(proc, last=False)
             elif event["event"] == "error":
                 outcome.status, outcome.reason = "failed", event.get("reason", "unknown error")

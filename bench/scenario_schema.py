@@ -68,7 +68,8 @@ TABLES: dict[str, dict[str, tuple[Check, str]]] = {
 }
 PHASES: dict[str, dict[str, tuple[Check, str]]] = {
     "requests": {"count": _int(1), "concurrency": _either(_int(1), _choice("workers")), "rate": _number(),
-                 "seed": INTEGER, "label": TEXT, "add_workers": _int(1), "add_after": _int(0)},
+                 "seed": INTEGER, "label": TEXT, "add_workers": _int(1), "add_after": _int(0),
+                 "trim_every": _int(1)},
     "trim": {},
     "kill_worker": {"worker": _int(0)},
 }
@@ -95,6 +96,7 @@ def validate(data: dict[str, Any], path: Path) -> dict[str, Any]:
             _check_phases(value, fail)
         else:
             raise fail(key, f"unknown key (known: {', '.join([*TOP, *TABLES, 'phase'])})")
+    _check_kind(data, fail)
     texts = data.get("texts", {})
     if texts.get("min_chars", 1) > texts.get("max_chars", 10**9):
         raise fail("texts.max_chars", f"{texts['max_chars']} is below texts.min_chars {texts['min_chars']}")
@@ -132,3 +134,26 @@ def _check_phases(phases: Any, fail: Callable[[str, str], ScenarioError]) -> Non
                 raise fail(f"{key}.rate", "give either rate (open loop) or concurrency (closed loop), not both")
             if phase.get("add_after", 0) >= phase["count"] and "add_workers" in phase:
                 raise fail(f"{key}.add_after", f"{phase['add_after']} is not below the phase's count {phase['count']}")
+
+
+KIND_LIMITS = {  # kind -> (phases it runs, request keys it does not support)
+    "pool": (set(PHASES), set()),
+    "switch": ({"requests"}, {"concurrency", "rate", "add_workers", "add_after", "trim_every"}),
+    "http": ({"requests"}, {"add_workers", "add_after", "trim_every"}),
+}
+
+
+def _check_kind(data: dict[str, Any], fail: Callable[[str, str], ScenarioError]) -> None:
+    """Phases and keys the scenario's kind can actually run, said before any cell starts."""
+    kind = data.get("kind", "pool")
+    if kind == "single":
+        if "phase" in data:
+            raise fail("phase", "the single kind sends each of [texts] once; it takes no [[phase]] tables")
+        return
+    phases, unsupported = KIND_LIMITS[kind]
+    for number, phase in enumerate(data.get("phase", [])):
+        if phase["do"] not in phases:
+            raise fail(f"phase[{number}].do", f"'{phase['do']}' is not supported by kind '{kind}' "
+                       f"(supported: {', '.join(sorted(phases))})")
+        if bad := sorted(unsupported & set(phase)):
+            raise fail(f"phase[{number}].{bad[0]}", f"not supported by kind '{kind}'")

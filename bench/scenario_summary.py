@@ -46,8 +46,6 @@ def scenario_columns(outcome: CellOutcome) -> dict[str, Any]:
     row["ready_s"] = ready[0]["t"] - outcome.t0 if ready else None
     row.update(_scale_out(events))
     row.update(_leak(outcome, {**DEFAULT_LEAK, **plan.get("leak", {})}))
-    before, after = outcome.marks.get("before_trim"), outcome.marks.get("after_trim")
-    row["trim_returned_mb"] = (before.total["uss"] - after.total["uss"]) / MB if before and after else None
     return row
 
 
@@ -66,14 +64,27 @@ def _scale_out(events: list[dict[str, Any]]) -> dict[str, Any]:
             "scaleout_latency_p50_s": stats.median(during), "scaleout_requests": len(during)}
 
 
+def _trims(outcome: CellOutcome) -> list[tuple[int, float, float]]:
+    """(requests served, USS before, USS after) for every trim of the cell, in order (bytes, tree total)."""
+    before = [(e.get("requests"), r.total["uss"]) for e, r in outcome.marks if e.get("label") == "before_trim"]
+    after = [r.total["uss"] for e, r in outcome.marks if e.get("label") == "after_trim"]
+    return [(served, used, left) for (served, used), left in zip(before, after, strict=False)]
+
+
 def _leak(outcome: CellOutcome, settings: dict[str, Any]) -> dict[str, Any]:
-    points = [(index, reading.total["uss"]) for index, reading in outcome.after_request]
-    found = leak.fit(points, int(settings["warmup"]), float(settings["threshold_mb_per_1k"]),
-                     float(settings["confidence"]))
+    """Leak = the trend of memory read right after each malloc_trim (what the processes really hold);
+    growth = how fast memory climbs between trims (what a server that never trims sees: mostly retention)."""
+    trims = _trims(outcome)
+    found = leak.fit([(served, left) for served, _, left in trims if served is not None],
+                     int(settings["warmup"]), float(settings["threshold_mb_per_1k"]), float(settings["confidence"]))
+    rates = [(used - trims[k - 1][2]) / (served - trims[k - 1][0]) * 1000 / MB
+             for k, (served, used, _) in enumerate(trims) if k and served and served > trims[k - 1][0]]
+    row = {"trim_returned_mb": (trims[-1][1] - trims[-1][2]) / MB if trims else None,
+           "growth_mb_per_1k": stats.median(rates), "trims": len(trims)}
     if found is None:
-        return {"leak_mb_per_1k": None, "leak_ci_low": None, "leak_ci_high": None, "leak_flagged": None}
-    return {"leak_mb_per_1k": found.slope_mb_per_1k, "leak_ci_low": found.ci_low, "leak_ci_high": found.ci_high,
-            "leak_flagged": found.flagged}
+        return {**row, "leak_mb_per_1k": None, "leak_ci_low": None, "leak_ci_high": None, "leak_flagged": None}
+    return {**row, "leak_mb_per_1k": found.slope_mb_per_1k, "leak_ci_low": found.ci_low,
+            "leak_ci_high": found.ci_high, "leak_flagged": found.flagged}
 
 
 def phase_records(outcome: CellOutcome, run_id: str) -> list[dict[str, Any]]:

@@ -35,7 +35,7 @@ def tiny_copy(tiny: ModelFiles, tmp_path: Path) -> Path:
     return target
 
 
-def ttsload(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the real CLI in a child process, as a user would."""
+def ttsload(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the real CLI in a child process, as a user would (with `env` added to the environment)."""
     return subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=os.environ.copy())
+                          timeout=timeout, env={**os.environ, **(env or {})})
