@@ -29,8 +29,8 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="measure strategies on a model, each repetition in a fresh process")
     run.add_argument("--scenario", default="single",
                      help="comma list of scenario names or .toml paths (see `ttsload scenarios`; default single)")
-    run.add_argument("--strategy", help="comma list of presets or TOPOLOGY+LOADER (see `ttsload strategies`; "
-                                        "default: the scenario's, else naive,singleton,mmap,quantized,subprocess-worker)")
+    run.add_argument("--strategy", help="comma list of presets or TOPOLOGY+LOADER (see `ttsload strategies`; default: "
+                                        "the scenario's, else naive,singleton,mmap,quantized,subprocess-worker)")
     run.add_argument("--model", help="comma list of fixture names or Coqui model paths (default: the scenario's, "
                                      "else vits)")
     run.add_argument("--requests", type=_positive, help="requests per cell, or per load phase of a scenario "
@@ -225,7 +225,8 @@ def cmd_history(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     handlers = {"run": cmd_run, "report": cmd_report, "profile": cmd_profile, "models": cmd_models,
-                "strategies": cmd_strategies, "scenarios": cmd_scenarios, "gate": cmd_gate, "baseline": cmd_baseline, "history": cmd_history}
+                "strategies": cmd_strategies, "scenarios": cmd_scenarios, "gate": cmd_gate, "baseline": cmd_baseline,
+                "history": cmd_history}
     try:
         return handlers[args.command](args)
     except UsageError as exc:

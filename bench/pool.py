@@ -101,7 +101,8 @@ class Pool:
                 self.hook("worker_failed", worker=host.worker, worker_pid=host.pid, reason=str(exc))
                 continue
             # the time the worker said it was ready, not when this thread got round to reading it
-            self.hook("worker_ready", t=ready["t"], worker=host.worker, worker_pid=host.pid, ready_s=ready["t"] - started)
+            self.hook("worker_ready", t=ready["t"], worker=host.worker, worker_pid=host.pid,
+                      ready_s=ready["t"] - started)
             self.dispatcher.add(host)
 
     def _died(self, host: PipeClient) -> None:

@@ -68,8 +68,14 @@ def prepare(args: argparse.Namespace, out: Path, keeps_audio: list[bool]) -> lis
 
 def _record_options(args: argparse.Namespace, batches: list[Batch]) -> dict[str, Any]:
     """What the run record keeps of the command line, resolved."""
+    first = batches[0]
     return {
         **{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        # resolved values, so runs with and without the flags compare (the gate checks these)
+        "requests": args.requests or (len(first.options.texts) if first.scenario.kind == "single" else None),
+        "corpus_seed": args.corpus_seed if args.corpus_seed is not None
+        else first.scenario.data.get("texts", {}).get("seed", 0),
+        "repeat": args.repeat or first.scenario.default("repeat", DEFAULT_REPEAT),
         "strategies": {s.name: {"topology": s.topology, "loader": s.loader} for b in batches for s in b.specs},
         "models": [m.to_json() for m in {m.name: m for b in batches for m in b.models}.values()],
         "texts": batches[0].options.texts,

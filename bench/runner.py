@@ -107,7 +107,8 @@ class CellOutcome:
 def run_cell(cell: Cell, options: CellOptions, log_path: Path,
              on_event: Callable[[dict[str, Any]], None] = lambda e: None) -> CellOutcome:
     """Run one cell in a new process group; never raises for a failing strategy, only records it."""
-    pagecache.prepare(cell.model.files(), options.cache)
+    switched = [ModelFiles.from_json(m) for m in cell.plan.get("models", [])]  # a switch cell reads them all
+    pagecache.prepare([f for m in [cell.model, *switched] for f in m.files()], options.cache)
     audio = options.audio_dir(cell) if options.audio_dir else None
     spec = {"strategy": cell.strategy, "model": cell.model.to_json(), "texts": options.texts,
             "threads": options.threads, "audio_dir": str(audio) if audio else None, "plan": cell.plan}

@@ -26,7 +26,9 @@ def _int(minimum: int) -> tuple[Check, str]:
 
 
 def _number(positive: bool = True) -> tuple[Check, str]:
-    ok = (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and (v > 0 if positive else v >= 0))
+    def ok(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and (v > 0 if positive else v >= 0)
+
     return ok, "a number > 0" if positive else "a number >= 0"
 
 

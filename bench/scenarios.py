@@ -9,11 +9,12 @@ at the top of the source tree; a path to any .toml file works too.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from bench import corpus
 from bench.runner import Cell
@@ -60,7 +61,8 @@ class Scenario:
                      f"sampler-{mode}" if mode else "", ("preload" if pre else "no-preload") if pre is not None else ""]
             fields = {"workers": n, "lru": k, "sampler": mode, "preload": pre}
             label = "-".join(p for p in parts if p)
-            out.append((f"{self.name}@{label}" if label else self.name, {k: v for k, v in fields.items() if v is not None}))
+            given = {key: value for key, value in fields.items() if value is not None}
+            out.append((f"{self.name}@{label}" if label else self.name, given))
         return out
 
     def plan(self, fields: dict[str, Any], threads: int | None, requests: int | None,

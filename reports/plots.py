@@ -19,7 +19,6 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
-from scipy import stats as scipy_stats  # noqa: E402
 
 from bench.stats import median_interval  # noqa: E402
 from reports.load import PHASE_COLUMNS, RunData  # noqa: E402
@@ -33,7 +32,6 @@ PHASE_HATCH = {"import_s": "", "verify_s": "", "construct_s": "//", "weights_s":
                "other": ""}
 TIMELINE_EVENTS = {"imports_done": "imports done", "weights_done": "weights loaded", "first_audio": "first audio",
                    "requests_done": "requests done"}
-LEAK_MIN_REQUESTS = 50  # below this a per-1000-requests slope is an extrapolation, not a measurement
 DPI = 100
 
 
@@ -163,20 +161,26 @@ def memory_by_strategy(data: RunData, colour: dict) -> Plot:
 
 def memory_against_workers(data: RunData, colour: dict) -> Plot:
     plot = Plot("memory_against_workers", "Total PSS and USS against worker count",
-                "Summed over every process of the tree: PSS (solid) and USS (dashed), median per worker count.")
-    if not data.has_column("workers") or data.ok["workers"].nunique() < 2:
+                "Summed over every process of the tree: PSS (solid) and USS (dashed), median per worker count; "
+                "one panel per scenario that sweeps worker counts.")
+    frame = data.ok.assign(base=data.ok["scenario"].str.split("@").str[0]) if len(data.ok) else data.ok
+    swept = ([(model, base) for (model, base), group in frame.groupby(["model", "base"], sort=False)
+              if group["workers"].nunique() >= 2] if data.has_column("workers") else [])
+    if not swept:
         plot.missing = "not in this run: needs the workers scenario (cells at several worker counts)"
         return plot
-    figure, axes = _subplots(1)
-    ax = axes[0]
-    pss_column = "pss_total_mb" if data.has_column("pss_total_mb") else "pss_mb"
-    for name in _strategies_in(data, data.ok):
-        by_workers = data.ok[data.ok["strategy"] == name].groupby("workers")
-        ax.plot(by_workers[pss_column].median(), "o-", color=colour[name], label=f"{name} PSS")
-        ax.plot(by_workers["uss_mb"].median(), "s--", color=colour[name], label=f"{name} USS")
-    ax.set_xlabel("workers (processes)")
-    ax.set_ylabel("memory summed over the tree (MiB)")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
+    figure, axes = _subplots(len(swept))
+    for ax, (model, base) in zip(axes, swept, strict=True):
+        mine = frame[(frame["model"] == model) & (frame["base"] == base)]
+        for name in _strategies_in(data, mine):
+            by_workers = mine[mine["strategy"] == name].groupby("workers")
+            ax.plot(by_workers["pss_total_mb"].median(), "o-", color=colour[name], label=f"{name} PSS")
+            ax.plot(by_workers["uss_total_mb"].median(), "s--", color=colour[name], label=f"{name} USS")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("workers (processes serving requests)")
+        ax.set_ylabel("memory summed over the tree (MiB)")
+        ax.set_title(f"{model} / {base}")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
     plot.png = _png(figure)
     return plot
 
@@ -229,26 +233,22 @@ def memory_per_request(data: RunData, colour: dict) -> Plot:
         return plot
     figure, axes = _subplots(1)
     ax = axes[0]
-    slopes = []
     for name in _strategies_in(data, points):
         for i, (_, cell) in enumerate(points[points["strategy"] == name].groupby("cell")):
-            ax.plot(cell["index"], cell["uss_mb"], "o-", color=colour[name], alpha=0.7, markersize=3,
-                    label=name if i == 0 else None)
-        mine = points[(points["strategy"] == name) & (points["index"] > 0)]  # request 0 is warm-up
-        if mine["index"].nunique() >= LEAK_MIN_REQUESTS:
-            slope, intercept, low, high = scipy_stats.theilslopes(mine["uss_mb"], mine["index"])
-            ax.plot(mine["index"], intercept + slope * mine["index"], color=colour[name], linewidth=2.5)
-            slopes.append(f"{name}: {slope * 1000:+.1f} MiB per 1000 requests [{low * 1000:+.1f}, {high * 1000:+.1f}]")
+            ax.plot(cell["index"], cell["uss_mb"], "-", color=colour[name], alpha=0.7, linewidth=1,
+                    marker="o" if len(cell) <= 50 else None, markersize=3, label=name if i == 0 else None)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("request index (0 = first request)")
     ax.set_ylabel("USS of the tree (MiB)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
-    requests = int(points.groupby("cell")["index"].nunique().max())
-    if slopes:
-        plot.caption += " Theil–Sen leak slopes (95 % interval), first request excluded: " + "; ".join(slopes) + "."
+    fitted = data.ok.dropna(subset=["leak_mb_per_1k"]) if data.has_column("leak_mb_per_1k") else data.ok.iloc[:0]
+    if len(fitted):
+        slopes = [f"{r['strategy']} ({r['scenario']}): {r['leak_mb_per_1k']:+.1f} MiB per 1000 requests "
+                  f"[{r['leak_ci_low']:+.1f}, {r['leak_ci_high']:+.1f}]" for _, r in fitted.iterrows()]
+        plot.caption += (" Drops are malloc_trim calls. Leak slopes (Theil–Sen over the memory held right after each"
+                         " trim, 95 % interval): " + "; ".join(slopes) + ".")
     else:
-        plot.caption += (f" No leak slope fitted: {requests} requests per cell (a slope needs ≥ {LEAK_MIN_REQUESTS};"
-                         " not in this run: needs the soak scenario).")
+        plot.caption += " No leak slope: not in this run (needs the soak scenario, which trims and fits)."
     plot.png = _png(figure)
     return plot
 

@@ -75,7 +75,7 @@ def _values(long: pd.DataFrame, strategies: list[str], column: str) -> dict[str,
 def _four_process(data: RunData, model: str, strategies: list[str]) -> dict[str, dict[str, str]]:
     """Summed RSS and summed PSS of four workers, from a workers scenario when the run has one."""
     rss_row, pss_row = "four-process memory, summed RSS (MiB)", "four-process memory, summed PSS (MiB)"
-    if not data.has_column("workers"):
+    if not data.has_column("workers") or not (data.ok["workers"] == 4).any():
         needs = " — needs the workers scenario"
         return {rss_row + needs: dict.fromkeys(strategies, NOT_MEASURED),
                 pss_row + needs: dict.fromkeys(strategies, NOT_MEASURED)}

@@ -140,7 +140,7 @@ def test_a_different_environment_warns_but_still_compares(runs, tmp_path):
         (["--fail", "cold_start_s:median"], "bad --fail item 'cold_start_s:median'"),
         (["--fail", "cold_start_s:p95:+10%"], "statistic 'p95' is not one of"),
         (["--fail", "no_such_metric:median:+10%"], "metric 'no_such_metric' is not in"),
-        (["--fail", "pss_total_mb:median:+5%"], "metric 'pss_total_mb' is not in"),
+        (["--fail", "scaleout_ready_s:median:+5%"], "metric 'scaleout_ready_s' is not in"),  # burst only
     ],
 )
 def test_bad_specs_exit_2_with_one_line(runs, args, message):

@@ -83,14 +83,18 @@ def records(out: Path, kind: str) -> list[dict]:
     return [r for r in map(json.loads, lines) if r["type"] == kind]
 
 
-@pytest.fixture(scope="module")
-def pool_run(tiny, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("pool")
+def run_script(folder: Path, name: str, script: str, strategies: str, models: str = "vits-tiny") -> Path:
+    """`ttsload run` of one script, one repetition; the results folder."""
     out = folder / "out"
-    done = ttsload("run", "--scenario", str(write(folder, "pool", POOL)), "--strategy", "singleton,prefork+mmap",
-                   "--model", "vits-tiny", "--repeat", "1", "--out", str(out), "--no-history")
+    done = ttsload("run", "--scenario", str(write(folder, name, script)), "--strategy", strategies,
+                   "--model", models, "--repeat", "1", "--out", str(out), "--no-history")
     assert done.returncode == 0, done.stderr[-3000:]
     return out
+
+
+@pytest.fixture(scope="module")
+def pool_run(tiny, tmp_path_factory) -> Path:
+    return run_script(tmp_path_factory.mktemp("pool"), "pool", POOL, "singleton,prefork+mmap")
 
 
 def test_pool_rows_per_worker_count(pool_run):
@@ -103,7 +107,8 @@ def test_pool_rows_per_worker_count(pool_run):
         assert row["requests"] == "4" and row["torch_threads"] == "1"
     assert found[("singleton", "pool@n2")]["workers"] == "2"
     # two spawned workers each hold a model; one more worker is not free
-    assert float(found[("singleton", "pool@n2")]["uss_total_mb"]) > float(found[("singleton", "pool@n1")]["uss_total_mb"])
+    one, two = found[("singleton", "pool@n1")], found[("singleton", "pool@n2")]
+    assert float(two["uss_total_mb"]) > float(one["uss_total_mb"])
     assert found[("prefork+mmap", "pool@n2")]["loads"] == "1"  # loaded once, in the parent
     assert found[("singleton", "pool@n2")]["loads"] == "2"
 
@@ -133,12 +138,7 @@ def test_pool_phase_records(pool_run):
 
 @pytest.fixture(scope="module")
 def drill_run(tiny, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("drill")
-    out = folder / "out"
-    done = ttsload("run", "--scenario", str(write(folder, "drill", DRILL)), "--strategy", "singleton,prefork+mmap",
-                   "--model", "vits-tiny", "--repeat", "1", "--out", str(out), "--no-history")
-    assert done.returncode == 0, done.stderr[-3000:]
-    return out
+    return run_script(tmp_path_factory.mktemp("drill"), "drill", DRILL, "singleton,prefork+mmap")
 
 
 def test_scale_out_under_load_is_timed(drill_run):
@@ -161,10 +161,7 @@ def test_killed_worker_is_recorded_and_the_rest_serve(drill_run):
 
 
 def test_switch_counts_loads_and_evictions(tiny, tmp_path):
-    out = tmp_path / "out"
-    done = ttsload("run", "--scenario", str(write(tmp_path, "switch", SWITCH)), "--strategy", "mmap",
-                   "--model", "vits-tiny,vits-tiny-2", "--repeat", "1", "--out", str(out), "--no-history")
-    assert done.returncode == 0, done.stderr[-3000:]
+    out = run_script(tmp_path, "switch", SWITCH, "mmap", "vits-tiny,vits-tiny-2")
     found = {r["scenario"]: r for r in rows(out)}
     assert set(found) == {"switch@k1", "switch@k2"}
     assert found["switch@k1"]["model"] == "vits-tiny+vits-tiny-2"
@@ -191,12 +188,8 @@ def test_resume_skips_finished_cells(tiny, tmp_path):
 
 
 def test_sampler_off_takes_no_samples(tiny, tmp_path):
-    path = write(tmp_path, "sampler", 'summary = "on/off"\nkind = "single"\n[sampler]\nmodes = ["on", "off"]\n'
-                                      '[texts]\ndistinct = 2\n')
-    out = tmp_path / "out"
-    done = ttsload("run", "--scenario", str(path), "--strategy", "mmap", "--model", "vits-tiny", "--repeat", "1",
-                   "--out", str(out), "--no-history")
-    assert done.returncode == 0, done.stderr[-2000:]
+    script = 'summary = "on/off"\nkind = "single"\n[sampler]\nmodes = ["on", "off"]\n[texts]\ndistinct = 2\n'
+    out = run_script(tmp_path, "sampler", script, "mmap")
     found = {r["scenario"]: r for r in rows(out)}
     assert found["sampler@sampler-off"]["samples"] == "0" and found["sampler@sampler-off"]["sampler_cpu_s"] == ""
     assert int(found["sampler@sampler-on"]["samples"]) > 0 and float(found["sampler@sampler-on"]["sampler_cpu_s"]) > 0

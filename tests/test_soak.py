@@ -75,7 +75,8 @@ def test_retention_is_told_apart_from_leak(soak):
 def test_soak_keeps_memory_after_every_request(soak):
     out = Path(soak["_out"]["path"])
     samples = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    after = [s for s in samples if s["type"] == "sample" and "after_request" in s and s["cell"].startswith("singleton|")]
+    after = [s for s in samples
+             if s["type"] == "sample" and "after_request" in s and s["cell"].startswith("singleton|")]
     assert sorted(s["after_request"] for s in after) == list(range(240))
     marks = [s for s in samples if s["type"] == "sample" and s.get("mark") == "after_trim"
              and s["cell"].startswith("singleton|")]
