@@ -7,6 +7,7 @@ malloc_trim gave back, and what the sampler itself cost.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from bench import leak, stats
@@ -39,6 +40,7 @@ def scenario_columns(outcome: CellOutcome) -> dict[str, Any]:
         "sampler": "off" if plan.get("sampler") == "off" else "on",
         "sampler_cpu_s": outcome.sampler_cpu_s,
         "samples": len(outcome.readings),
+        "sampler_interval_s": stats.median([b.t - a.t for a, b in pairwise(outcome.readings)]),
     }
     if row["peak_pss_total_mb"] is not None:
         row["peak_pss_total_mb"] /= MB

@@ -30,7 +30,7 @@ COLUMNS = [
     "workers", "pss_total_mb", "uss_total_mb", "rss_sum_mb", "peak_pss_total_mb", "ready_s",
     "scaleout_ready_s", "scaleout_latency_p50_s", "scaleout_requests", "worker_deaths", "failed_requests",
     "evictions", "model_load_s", "leak_mb_per_1k", "leak_ci_low", "leak_ci_high", "leak_flagged",
-    "growth_mb_per_1k", "trims", "trim_returned_mb", "sampler", "sampler_cpu_s", "samples",
+    "growth_mb_per_1k", "trims", "trim_returned_mb", "sampler", "sampler_cpu_s", "samples", "sampler_interval_s",
 ]
 
 
