@@ -40,6 +40,7 @@ class RunData:
     requests: pd.DataFrame  # cell, index, chars, latency_s, audio_s
     quality: pd.DataFrame  # records of type "quality", if the run wrote any
     strategies: list[str] = field(default_factory=list)  # in the run's order: fixes each one's colour
+    phases: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per load phase of a scenario cell
 
     @property
     def run(self) -> dict[str, Any]:
@@ -73,8 +74,10 @@ def load_run(folder: Path) -> RunData:
     quality = _frame(by_type.get("quality", []), ["model", "strategy", "reference", "requests", "snr_db_median",
                                                   "snr_db_min", "length_ratio_median", "identical"])
     strategies = list(dict.fromkeys([*_planned_strategies(runs), *cells["strategy"].tolist()]))
+    phases = _frame(by_type.get("phase", []), ["cell", "phase", "count", "concurrency", "rate", "ok", "failed",
+                                               "latency_p50_s", "latency_p99_s", "throughput_rps"])
     return RunData(folder, runs, cells, _unfinished(runs, cells, events), samples, processes, events, requests,
-                   quality, strategies)
+                   quality, strategies, phases)
 
 
 def _frame(records: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:

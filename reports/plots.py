@@ -187,7 +187,8 @@ def memory_against_workers(data: RunData, colour: dict) -> Plot:
 
 def _ok_requests(data: RunData) -> pd.DataFrame:
     keys = data.ok[["cell", "strategy", "model", "scenario", "repeat"]]
-    return data.requests.merge(keys, on="cell")
+    # a switch cell's requests name the model each one asked for; the cell's own model column wins here
+    return data.requests.drop(columns=[c for c in keys if c != "cell" and c in data.requests]).merge(keys, on="cell")
 
 
 def latency_cdf(data: RunData, colour: dict) -> Plot:

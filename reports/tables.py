@@ -4,7 +4,7 @@ recommendation per scenario (stated only where the intervals do not overlap).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -34,7 +34,27 @@ METRICS = [
     Metric("latency_p90_s", "latency p90", "s", 2),
     Metric("rtf", "RTF", "", 2),
 ]
-BY_COLUMN = {m.column: m for m in METRICS}
+# Scenario columns: whole-tree totals, readiness, switching, leaks, faults, what the sampler cost.
+SCENARIO_METRICS = [
+    Metric("workers", "workers", "", 0),
+    Metric("pss_total_mb", "PSS total", "MiB", 0),
+    Metric("uss_total_mb", "USS total", "MiB", 0),
+    Metric("rss_sum_mb", "RSS sum", "MiB", 0),
+    Metric("ready_s", "ready", "s", 2),
+    Metric("latency_p99_s", "latency p99", "s", 2),
+    Metric("scaleout_ready_s", "new worker ready", "s", 2),
+    Metric("scaleout_latency_p50_s", "p50 during scale-out", "s", 2),
+    Metric("loads", "loads", "", 0),
+    Metric("evictions", "evictions", "", 0),
+    Metric("model_load_s", "load per switch", "s", 2),
+    Metric("peak_pss_total_mb", "peak PSS", "MiB", 0),
+    Metric("leak_mb_per_1k", "leak", "MiB/1000 req", 1),
+    Metric("growth_mb_per_1k", "growth between trims", "MiB/1000 req", 0),
+    Metric("trim_returned_mb", "last trim gave back", "MiB", 0),
+    Metric("worker_deaths", "worker deaths", "", 0),
+    Metric("sampler_cpu_s", "sampler CPU", "s", 2),
+]
+BY_COLUMN = {m.column: m for m in METRICS + SCENARIO_METRICS}
 # The page's table stays readable at a glance; medians.csv (long form) keeps every metric above.
 MAIN_METRICS = [BY_COLUMN[c] for c in ("cold_start_s", "pss_mb", "uss_mb", "peak_pss_mb", "latency_p50_s",
                                        "latency_p90_s", "rtf")]
@@ -140,6 +160,36 @@ def _call(criterion: str, rows: pd.DataFrame) -> str:
     overlapping = rest[rest["low"] <= best["high"]]["strategy"].tolist()
     return (f"{criterion}: no clear winner ({best['strategy']} lowest, interval overlaps "
             f"{', '.join(overlapping)})")
+
+
+def scenario_table(data: RunData) -> pd.DataFrame:
+    """The scenario columns of cells from scenarios other than single, for the metrics they measured."""
+    rows = data.cells[data.cells["scenario"] != "single"]
+    present = [m for m in SCENARIO_METRICS if m.column in rows and rows[m.column].notna().any()]
+    if not len(rows) or not present:
+        return pd.DataFrame()
+    subset = replace(data, cells=rows)
+    return main_table(intervals(subset, present), subset, present)
+
+
+def phase_table(data: RunData) -> pd.DataFrame:
+    """Client-side latency per load phase (closed loop C, Poisson λ): medians over repetitions."""
+    if not len(data.phases):
+        return pd.DataFrame()
+    keys = data.phases["cell"].str.split("|", expand=True)
+    frame = data.phases.assign(strategy=keys[0], model=keys[1], scenario=keys[2])
+    rows = []
+    for (scenario, strategy, model, phase), group in frame.groupby(["scenario", "strategy", "model", "phase"],
+                                                                   sort=False):
+        row = {"scenario": scenario, "strategy": strategy, "model": model, "phase": phase, "repetitions": len(group),
+               "requests ok / failed": f"{int(group['ok'].sum())} / {int(group['failed'].sum())}"}
+        for column, label, decimals in (("latency_p50_s", "p50 (s)", 2), ("latency_p99_s", "p99 (s)", 2),
+                                        ("throughput_rps", "throughput (req/s)", 2)):
+            found = median_interval(group[column].dropna().tolist())
+            row[label] = fmt_interval({"median": found[0], "low": found[1], "high": found[2], "n": len(group)},
+                                      decimals) if found else "-"
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def to_markdown(frame: pd.DataFrame) -> str:

@@ -233,3 +233,23 @@ def test_builtin_scenarios_all_load_and_list():
         assert scenario.variants()
     listing = ttsload("scenarios")
     assert listing.returncode == 0 and all(name in listing.stdout for name in names)
+
+
+def test_every_builtin_scenario_runs_end_to_end_short(tiny, tmp_path):
+    """The shipped scripts themselves, shortened: one strategy, one repetition, 3 requests per phase."""
+    out = tmp_path / "out"
+    done = ttsload("run", "--scenario", "single,workers,burst,soak,http,sampler", "--strategy", "mmap",
+                   "--model", "vits-tiny", "--repeat", "1", "--requests", "3", "--out", str(out), "--no-history")
+    assert done.returncode == 0, done.stderr[-3000:]
+    switched = ttsload("run", "--scenario", "switch", "--strategy", "mmap", "--model", "vits-tiny,vits-tiny-2",
+                       "--repeat", "1", "--requests", "3", "--out", str(out), "--no-history")
+    assert switched.returncode == 0, switched.stderr[-3000:]
+    found = {r["scenario"]: r for r in rows(out)}
+    assert set(found) == {"single", "workers@n1", "workers@n2", "workers@n4", "burst@n1", "soak@n1",
+                          "http@n2-no-preload", "http@n2-preload", "sampler@sampler-on", "sampler@sampler-off",
+                          "switch@k1", "switch@k2"}
+    assert all(r["status"] == "ok" for r in found.values()), {k: r["reason"] for k, r in found.items()}
+    assert found["workers@n4"]["workers"] == "4" and found["burst@n1"]["workers"] == "4"
+    assert found["soak@n1"]["trims"] == "1" and found["soak@n1"]["leak_mb_per_1k"] == ""  # 3 requests: no fit
+    assert {p["phase"] for p in records(out, "phase") if "|http@" in p["cell"]} == {"closed-c1", "closed-c4",
+                                                                                   "poisson-1rps"}
