@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -222,7 +223,14 @@ def cmd_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM (a CI timeout, `kill`, a run started in the background where SIGINT is ignored) stops a
+    # run the way Ctrl-C does: the cell under way is killed with its process group, finished ones are kept.
+    signal.signal(signal.SIGTERM, _interrupt)
     args = parser().parse_args(argv)
     handlers = {"run": cmd_run, "report": cmd_report, "profile": cmd_profile, "models": cmd_models,
                 "strategies": cmd_strategies, "scenarios": cmd_scenarios, "gate": cmd_gate, "baseline": cmd_baseline,

@@ -144,3 +144,30 @@ def test_quality_of_each_strategy_against_the_fp32_reference(preset_run):
     assert not quality["quantized"]["identical"]
     assert quality["quantized"]["snr_db_min"] >= 20.0  # the bound tests/test_strategies.py states for bf16
     assert "output vs fp32 reference" in done.stderr
+
+
+def test_sigterm_keeps_finished_cells_and_kills_the_running_one(tiny, ttsload_home, tmp_path):
+    """A CI timeout or `kill` stops a run like Ctrl-C: finished cells stay, no cell process is left."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    run = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "--strategy", "mmap,singleton",
+                            "--model", "vits-tiny", "--requests", "1", "--repeat", "3", "--out", str(out),
+                            "--no-history"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=os.environ.copy())
+    deadline = time.monotonic() + 300
+    while not ((out / "summary.csv").is_file() and len(rows(out)) >= 1) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    run.send_signal(signal.SIGTERM)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 130, stderr[-2000:]
+    assert "interrupted: finished cells are kept" in stderr
+    kept = rows(out)
+    assert 1 <= len(kept) < 6 and all(r["status"] == "ok" for r in kept)
+    left = [p for p in psutil.process_iter(["cmdline"])
+            if "bench.cell" in " ".join(p.info["cmdline"] or []) and str(ttsload_home) in " ".join(p.info["cmdline"])]
+    assert not left, [p.pid for p in left]
