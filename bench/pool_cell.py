@@ -7,7 +7,7 @@ reading before and after), and `kill_worker`.
 
 Why trims inside a soak: glibc keeps freed heap, so memory climbs request after request with no leak
 at all (seen: +51 MiB per 1000 requests on vits-tiny, all of it given back by malloc_trim). Memory
-read right after a trim is what the process really still holds; its trend is the leak.
+read right after a trim is what the process really still holds; the trend of its anonymous part is the leak.
 """
 
 from __future__ import annotations

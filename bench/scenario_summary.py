@@ -66,10 +66,13 @@ def _scale_out(events: list[dict[str, Any]]) -> dict[str, Any]:
             "scaleout_latency_p50_s": stats.median(during), "scaleout_requests": len(during)}
 
 
+LEAK_METRIC = "pss_anon"  # anonymous memory: USS also counts private file pages (code faulted in), not leaks
+
+
 def _trims(outcome: CellOutcome) -> list[tuple[int, float, float]]:
-    """(requests served, USS before, USS after) for every trim of the cell, in order (bytes, tree total)."""
-    before = [(e.get("requests"), r.total["uss"]) for e, r in outcome.marks if e.get("label") == "before_trim"]
-    after = [r.total["uss"] for e, r in outcome.marks if e.get("label") == "after_trim"]
+    """(requests served, anonymous memory before, after) for every trim of the cell (bytes, tree total)."""
+    before = [(e.get("requests"), r.total[LEAK_METRIC]) for e, r in outcome.marks if e.get("label") == "before_trim"]
+    after = [r.total[LEAK_METRIC] for e, r in outcome.marks if e.get("label") == "after_trim"]
     return [(served, used, left) for (served, used), left in zip(before, after, strict=False)]
 
 
