@@ -87,9 +87,10 @@ def read_tree(root: int) -> TreeReading:
 class TreeSampler(threading.Thread):
     """Reads a tree's memory every `interval_s` until stopped; keeps every reading.
 
-    Reading smaps_rollup costs kernel time in proportion to what a process maps: ~2 ms for one
-    vits process, ~18 ms for a gunicorn tree of three. At a fixed 50 ms cadence that took 35-50 %
-    of a core during http cells on this 2-core machine, CPU the measured servers then lacked. So the
+    Reading smaps_rollup costs kernel time in proportion to what a process maps, and more while it
+    is busy: ~15 ms a reading of one synthesizing vits process (22.5 s of CPU for 1470 readings).
+    At a fixed 50 ms cadence that took 30 % of a core in single cells and 34-54 s per ~100 s http
+    cell on this 2-core machine, CPU the measured servers then lacked (p50 latency +46 %). So the
     sampler spends at most `max_duty` of one core: after a reading that cost c seconds of CPU, the
     next one waits at least c / max_duty. The cadence a cell really got is in its row.
     """

@@ -1,8 +1,8 @@
 """The columns a scenario adds to a cell's summary row, and its per-phase records.
 
 Worker counts and whole-tree totals, time to ready (the first workers, and workers added under
-load), deaths, model loads and evictions, the leak fit over per-request readings, what
-malloc_trim gave back, and what the sampler itself cost.
+load), deaths, model loads and evictions, the leak fit over the readings taken after each
+malloc_trim, what the last trim gave back, and what the sampler itself cost.
 """
 
 from __future__ import annotations

@@ -106,12 +106,13 @@ def _samples(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]
     rows, per_process = [], []
     for record in records:
         total = record.get("total", {})
-        base = {"cell": record["cell"], "t_rel": record["t_rel"], "steady": bool(record.get("steady"))}
+        base = {"cell": record["cell"], "t_rel": record["t_rel"], "steady": bool(record.get("steady")),
+                "after_request": record.get("after_request")}
         rows.append({**base, "n": record.get("n"), **{f"{k}_mb": v / MB for k, v in total.items()}})
         for process in record.get("processes", []):
             per_process.append({**base, "pid": process["pid"],
                                 **{f"{k}_mb": process[k] / MB for k in ("rss", "pss", "uss") if k in process}})
-    columns = ["cell", "t_rel", "steady", "n", "rss_mb", "pss_mb", "uss_mb"]
+    columns = ["cell", "t_rel", "steady", "after_request", "n", "rss_mb", "pss_mb", "uss_mb"]
     return _frame(rows, columns), _frame(per_process, ["cell", "t_rel", "steady", "pid", "pss_mb", "uss_mb"])
 
 

@@ -217,13 +217,17 @@ def latency_cdf(data: RunData, colour: dict) -> Plot:
 
 
 def _memory_after_requests(data: RunData) -> pd.DataFrame:
-    """USS of the tree at the first reading after each request ended (per cell)."""
-    ends = data.events[data.events["event"] == "request_end"][["cell", "index", "t_rel"]].sort_values("t_rel")
+    """USS of the tree after each request (per cell): the runner's reading taken right after it, or, for
+    cells without those (sampler off, older runs), the first cadence reading after it ended."""
+    exact = data.samples.dropna(subset=["after_request"])
+    exact = exact.assign(index=exact["after_request"].astype(int))[["cell", "index", "uss_mb", "pss_mb"]]
+    ends = data.events[data.events["event"] == "request_end"][["cell", "index", "t_rel"]]
+    ends = ends[~ends["cell"].isin(set(exact["cell"]))].sort_values("t_rel")
     samples = data.samples[["cell", "t_rel", "uss_mb", "pss_mb"]].sort_values("t_rel")
-    if not len(ends) or not len(samples):
-        return pd.DataFrame(columns=["cell", "index", "uss_mb", "strategy"])
-    merged = pd.merge_asof(ends, samples, on="t_rel", by="cell", direction="forward")
-    return merged.merge(data.ok[["cell", "strategy", "model", "scenario"]], on="cell").dropna(subset=["uss_mb"])
+    nearest = (pd.merge_asof(ends, samples, on="t_rel", by="cell", direction="forward").drop(columns="t_rel")
+               if len(ends) and len(samples) else exact.iloc[:0])
+    points = pd.concat([exact, nearest], ignore_index=True)
+    return points.merge(data.ok[["cell", "strategy", "model", "scenario"]], on="cell").dropna(subset=["uss_mb"])
 
 
 def memory_per_request(data: RunData, colour: dict) -> Plot:
