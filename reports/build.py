@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
-from reports import html, plots, tables
-from reports.load import RunData, load_run
-from reports.seed import seed_comparison
+from ttsload.reports import html, plots, tables
+from ttsload.reports.claims import seed_comparison
+from ttsload.reports.load import RunData, load_run
 
 REPORT = "report.html"
 METHODOLOGY = [

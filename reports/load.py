@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
-from bench.errors import UsageError
-from bench.results import RESULTS, load_records
-from bench.runner import SCENARIO
-from bench.summary import COLUMNS, PHASES
+from ttsload.bench.analysis.summary import COLUMNS, PHASES
+from ttsload.bench.errors import UsageError
+from ttsload.bench.harness.runner import SCENARIO
+from ttsload.bench.results import RESULTS, load_records
 
 MB = 1024 * 1024
 CELL_KEYS = ["model", "scenario", "strategy"]

@@ -19,9 +19,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from bench.stats import median_interval  # noqa: E402
-from reports.load import PHASE_COLUMNS, RunData  # noqa: E402
+from ttsload.bench.analysis.stats import median_interval  # noqa: E402
+from ttsload.reports.load import PHASE_COLUMNS, RunData  # noqa: E402
 
 PHASE_LABELS = {"import_s": "imports", "verify_s": "verify sha256", "construct_s": "construct",
                 "weights_s": "weights", "first_audio_s": "first synthesis",

@@ -7,9 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import pandas as pd
-
-from bench.stats import median_interval
-from reports.load import CELL_KEYS, RunData
+from ttsload.bench.analysis.stats import median_interval
+from ttsload.reports.load import CELL_KEYS, RunData
 
 # Below this coverage an interval is too weak to call a winner (2 repetitions: [min, max] covers 50 %).
 MIN_COVERAGE = 0.75

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
-    from strategies.coqui import LoadedModel
+    from ttsload.strategies.coqui import LoadedModel
 
 
 class Hook(Protocol):
@@ -119,7 +119,7 @@ class Topology(abc.ABC):
 
     def trim(self) -> bool:
         """Give freed heap back to the OS in every process of the topology (glibc malloc_trim(0))."""
-        from strategies.hosts import malloc_trim
+        from ttsload.strategies.hosts import malloc_trim
 
         return malloc_trim()
 

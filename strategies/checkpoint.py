@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from strategies.base import ModelFiles, StrategyError
+from ttsload.strategies.base import ModelFiles, StrategyError
 
 _CHUNK = 1 << 20
 

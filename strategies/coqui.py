@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from strategies.base import Audio, StrategyError
+from ttsload.strategies.base import Audio, StrategyError
 
 # Modules the first VITS construction imports lazily (librosa.filters pulls scipy.signal, ~1.3 s).
 # Importing them with the rest of the runtime makes "construct" measure construction alone, the

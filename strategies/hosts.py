@@ -14,7 +14,7 @@ import queue
 import time
 from typing import Any
 
-from strategies.base import Audio, Hook, ModelFiles, StrategyError
+from ttsload.strategies.base import Audio, Hook, ModelFiles, StrategyError
 
 
 def malloc_trim() -> bool:
@@ -55,7 +55,7 @@ def pipe_hook(conn: Any, worker: int | None = None) -> Hook:
 def serve_strategy(strategy: str, files_json: dict[str, Any], threads: int | None, conn: Any,
                    worker: int | None = None) -> None:
     """Body of a spawned host: build a strategy from the registry, start it, serve."""
-    from strategies.registry import resolve
+    from ttsload.strategies.registry import resolve
 
     hook = pipe_hook(conn, worker)
     try:

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from strategies import coqui, precision
-from strategies.base import Hook, Loader, ModelFiles, StrategyError
-from strategies.checkpoint import verify_files
+from ttsload.strategies import coqui, precision
+from ttsload.strategies.base import Hook, Loader, ModelFiles, StrategyError
+from ttsload.strategies.checkpoint import verify_files
 
 
 class _PhasedLoader(Loader):

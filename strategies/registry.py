@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
 
-from strategies.base import Hook, Loader, ModelFiles, Topology
+from ttsload.strategies.base import Hook, Loader, ModelFiles, Topology
 
 PRESETS: dict[str, tuple[str, str]] = {
     "naive": ("per_request", "eager"),
@@ -36,11 +36,11 @@ def _with_entry_points(builtin: dict[str, type], group: str) -> dict[str, type]:
 
 @cache
 def loaders() -> dict[str, type[Loader]]:
-    from strategies.loaders import LOADERS
+    from ttsload.strategies.loaders import LOADERS
 
     found = _with_entry_points(LOADERS, "ttsload.loaders")
     if os.environ.get("TTSLOAD_TEST_STRATEGIES") == "1":  # planted faults for the harness's own tests
-        from strategies.testing import with_planted_faults
+        from ttsload.strategies.testing import with_planted_faults
 
         found = with_planted_faults(found)
     return found
@@ -48,7 +48,7 @@ def loaders() -> dict[str, type[Loader]]:
 
 @cache
 def topologies() -> dict[str, type[Topology]]:
-    from strategies.topologies import TOPOLOGIES
+    from ttsload.strategies.topologies import TOPOLOGIES
 
     return _with_entry_points(TOPOLOGIES, "ttsload.topologies")
 

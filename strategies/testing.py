@@ -13,8 +13,8 @@ import threading
 import time
 from typing import Any
 
-from strategies.base import Loader, ModelFiles
-from strategies.loaders import EagerLoader
+from ttsload.strategies.base import Loader, ModelFiles
+from ttsload.strategies.loaders import EagerLoader
 
 
 class SlowEagerLoader(EagerLoader):
@@ -89,7 +89,7 @@ def with_planted_faults(found: dict[str, type[Loader]]) -> dict[str, type[Loader
     plant = os.environ.get("TTSLOAD_TEST_PLANT")
     if plant:
         if plant not in PLANTED:
-            from strategies.registry import UnknownStrategy
+            from ttsload.strategies.registry import UnknownStrategy
 
             raise UnknownStrategy(f"TTSLOAD_TEST_PLANT='{plant}' is not a planted fault ({', '.join(PLANTED)})")
         found["eager"] = PLANTED[plant]

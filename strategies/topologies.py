@@ -5,9 +5,9 @@ from __future__ import annotations
 import gc
 import threading
 
-from strategies import coqui
-from strategies.base import Audio, Hook, Loader, ModelFiles, Topology
-from strategies.hosts import Dispatcher, ForkedHost, SpawnedHost
+from ttsload.strategies import coqui
+from ttsload.strategies.base import Audio, Hook, Loader, ModelFiles, Topology
+from ttsload.strategies.hosts import Dispatcher, ForkedHost, SpawnedHost
 
 
 class PerRequest(Topology):

@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from strategies.base import ModelFiles
+from ttsload.strategies.base import ModelFiles
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +21,7 @@ def ttsload_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny(ttsload_home: Path) -> ModelFiles:
-    from bench.models import build
+    from ttsload.bench.fixtures import build
 
     return build("vits-tiny")
 
@@ -37,5 +36,5 @@ def tiny_copy(tiny: ModelFiles, tmp_path: Path) -> Path:
 
 def ttsload(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run the real CLI in a child process, as a user would (with `env` added to the environment)."""
-    return subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-P", "-m", "ttsload", *args], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})

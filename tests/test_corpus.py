@@ -1,6 +1,6 @@
 """The text corpus is seeded, varied in length, and starts with its shortest text."""
 
-from bench.corpus import MAX_CHARS, MIN_CHARS, texts
+from ttsload.bench.scenario.corpus import MAX_CHARS, MIN_CHARS, texts
 
 
 def test_seeded_varied_and_shortest_first():

@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from bench import stats
-from bench.errors import UsageError
-from bench.gate import Rule, judge, parse_spec
+from ttsload.bench.analysis import stats
+from ttsload.bench.errors import UsageError
+from ttsload.bench.regression.gate import Rule, judge, parse_spec
 
 TEN_PERCENT = Rule("cold_start_s", "median", 10.0, relative=True)
 

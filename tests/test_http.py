@@ -11,9 +11,8 @@ from typing import Any
 
 import psutil
 import pytest
-
-from bench import corpus
-from bench.runner import Cell, CellOptions, CellOutcome, run_cell
+from ttsload.bench.harness.runner import Cell, CellOptions, CellOutcome, run_cell
+from ttsload.bench.scenario import corpus
 
 WORKERS = 2
 PHASES = [{"do": "requests", "count": 6, "concurrency": 2},

@@ -7,10 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-
-from bench import models
-from bench.errors import UsageError
-from strategies.checkpoint import sha256_of
+from ttsload.bench import fixtures as models
+from ttsload.bench.errors import UsageError
+from ttsload.strategies.checkpoint import sha256_of
 
 
 def test_manifest_records_sha256_bytes_and_params(tiny):

@@ -10,9 +10,12 @@ from pathlib import Path
 
 import psutil
 import pytest
+from ttsload.bench.commands import cli
+from ttsload.bench.profiling import coldstart
+from ttsload.bench.profiling import memray_pass as profile_memray
+from ttsload.bench.profiling import pyspy_pass as profile_pyspy
+from ttsload.bench.results import load_records
 
-from bench import cli, coldstart, profile_memray, profile_pyspy
-from bench.results import load_records
 from tests.conftest import ttsload
 
 

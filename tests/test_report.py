@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 from scipy import stats as scipy_stats
+from ttsload.bench.analysis.stats import median_interval
+from ttsload.bench.results import load_records
+from ttsload.reports import tables
 
-from bench.results import load_records
-from bench.stats import median_interval
-from reports import tables
 from tests.conftest import ttsload
 
 STRATEGIES = ("singleton", "mmap", "quantized")

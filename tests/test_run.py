@@ -114,7 +114,7 @@ def test_a_cell_past_its_deadline_is_killed_with_its_tree(tiny, tmp_path):
     (row,) = rows(out)
     assert row["status"] == "failed" and row["reason"].startswith("deadline")
     leftovers = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in before
-                 and "bench.cell" in " ".join(p.info["cmdline"] or [])]
+                 and "ttsload.bench.cell" in " ".join(p.info["cmdline"] or [])]
     assert leftovers == []
 
 
@@ -155,7 +155,7 @@ def test_sigterm_keeps_finished_cells_and_kills_the_running_one(tiny, ttsload_ho
     import time
 
     out = tmp_path / "out"
-    run = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "--strategy", "mmap,singleton",
+    run = subprocess.Popen([sys.executable, "-P", "-m", "ttsload", "run", "--strategy", "mmap,singleton",
                             "--model", "vits-tiny", "--requests", "1", "--repeat", "3", "--out", str(out),
                             "--no-history"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            env=os.environ.copy())
@@ -169,5 +169,5 @@ def test_sigterm_keeps_finished_cells_and_kills_the_running_one(tiny, ttsload_ho
     kept = rows(out)
     assert 1 <= len(kept) < 6 and all(r["status"] == "ok" for r in kept)
     left = [p for p in psutil.process_iter(["cmdline"])
-            if "bench.cell" in " ".join(p.info["cmdline"] or []) and str(ttsload_home) in " ".join(p.info["cmdline"])]
+            if "ttsload.bench.cell" in (line := " ".join(p.info["cmdline"] or [])) and str(ttsload_home) in line]
     assert not left, [p.pid for p in left]

@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 
 import pytest
+from ttsload.bench.scenario import loading as scenarios
+from ttsload.bench.scenario.schema import ScenarioError
 
-from bench import scenarios
-from bench.scenario_schema import ScenarioError
 from tests.conftest import ttsload
 
 POOL = """

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from bench.corpus import texts
-from strategies.base import StrategyError, null_hook
-from strategies.coqui import request_seed
-from strategies.registry import PRESETS, UnknownStrategy, make_loader, resolve
+from ttsload.bench.scenario.corpus import texts
+from ttsload.strategies.base import StrategyError, null_hook
+from ttsload.strategies.coqui import request_seed
+from ttsload.strategies.registry import PRESETS, UnknownStrategy, make_loader, resolve
 
 FP32 = ["naive", "singleton", "mmap", "subprocess-worker", "resident+mmap-meta", "resident+safetensors",
         "worker+mmap"]
@@ -147,7 +146,7 @@ def test_a_dead_worker_is_reported(tiny):
 
 
 def test_sha256_mismatch_is_refused_before_loading(tiny_copy: Path):
-    from bench.models import resolve as resolve_model
+    from ttsload.bench.fixtures import resolve as resolve_model
 
     checkpoint = tiny_copy / "model_file.pth"
     checkpoint.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])
@@ -158,7 +157,7 @@ def test_sha256_mismatch_is_refused_before_loading(tiny_copy: Path):
 
 
 def test_corrupt_checkpoint_without_manifest_gives_one_line(tiny_copy: Path):
-    from bench.models import resolve as resolve_model
+    from ttsload.bench.fixtures import resolve as resolve_model
 
     (tiny_copy / "manifest.json").unlink()
     checkpoint = tiny_copy / "model_file.pth"

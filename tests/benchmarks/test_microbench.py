@@ -9,16 +9,15 @@ Excluded from `nox -s tests` (see [tool.pytest.ini_options]).
 from __future__ import annotations
 
 import pytest
-
-from bench import corpus
-from strategies.base import null_hook
-from strategies.loaders import LOADERS
-from strategies.registry import resolve
+from ttsload.bench.scenario import corpus
+from ttsload.strategies.base import null_hook
+from ttsload.strategies.loaders import LOADERS
+from ttsload.strategies.registry import resolve
 
 
 @pytest.mark.parametrize("loader", sorted(LOADERS))
 def test_load(benchmark, tiny, loader):
-    from strategies.registry import make_loader
+    from ttsload.strategies.registry import make_loader
 
     make_loader(loader).load(tiny, null_hook)  # first use in this process pays one-time imports
     loaded = benchmark.pedantic(lambda: make_loader(loader).load(tiny, null_hook), rounds=5, warmup_rounds=1)

@@ -1,0 +1,112 @@
+"""The columns a scenario adds to a cell's summary row, and its per-phase records.
+
+Worker counts and whole-tree totals, time to ready (the first workers, and workers added under
+load), deaths, model loads and evictions, the leak fit over the readings taken after each
+malloc_trim, what the last trim gave back, and what the sampler itself cost.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from typing import TYPE_CHECKING, Any
+
+from ttsload.bench.analysis import leak, stats
+
+if TYPE_CHECKING:
+    from ttsload.bench.harness.runner import CellOutcome
+
+MB = 1024 * 1024
+DEFAULT_LEAK = {"warmup": 50, "threshold_mb_per_1k": 5.0, "confidence": 0.95}
+
+
+def _named(events: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [e for e in events if e["event"] == name]
+
+
+def scenario_columns(outcome: CellOutcome) -> dict[str, Any]:
+    plan, events = outcome.cell.plan, outcome.events
+    steady = outcome.steady.total if outcome.steady else {}
+    added = sum(int(e.get("add", 0)) for e in _named(events, "scale_out"))
+    row: dict[str, Any] = {
+        "workers": int(plan.get("workers", 1)) + added,
+        "pss_total_mb": steady["pss"] / MB if steady else None,
+        "uss_total_mb": steady["uss"] / MB if steady else None,
+        "rss_sum_mb": steady["rss"] / MB if steady else None,
+        "peak_pss_total_mb": max((r.total["pss"] for r in outcome.readings), default=None),
+        "worker_deaths": len(_named(events, "worker_died")),
+        "failed_requests": len(_named(events, "request_failed")),
+        "evictions": len(_named(events, "model_evict")),
+        "model_load_s": stats.median([e["load_s"] for e in _named(events, "model_loaded")]),
+        "sampler": "off" if plan.get("sampler") == "off" else "on",
+        "sampler_cpu_s": outcome.sampler_cpu_s,
+        "samples": len(outcome.readings),
+        "sampler_interval_s": stats.median([b.t - a.t for a, b in pairwise(outcome.readings)]),
+    }
+    if row["peak_pss_total_mb"] is not None:
+        row["peak_pss_total_mb"] /= MB
+    ready = _named(events, "ready")
+    row["ready_s"] = ready[0]["t"] - outcome.t0 if ready else None
+    row.update(_scale_out(events))
+    row.update(_leak(outcome, {**DEFAULT_LEAK, **plan.get("leak", {})}))
+    return row
+
+
+def _scale_out(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Spawn-to-ready of the workers added under load, and latency of requests sent meanwhile."""
+    outs = _named(events, "scale_out")
+    if not outs:
+        return {"scaleout_ready_s": None, "scaleout_latency_p50_s": None, "scaleout_requests": None}
+    begin = outs[0]["t"]
+    joined = [e for e in _named(events, "worker_ready") if e["t"] >= begin]
+    end = max((e["t"] for e in joined), default=begin)
+    starts = {e["index"]: e["t"] for e in _named(events, "request_start")}
+    during = [e["latency_s"] for e in _named(events, "request_end")  # in service while workers were joining
+              if e["t"] > begin and starts.get(e["index"], e["t"]) < end]
+    return {"scaleout_ready_s": max((e["ready_s"] for e in joined), default=None),
+            "scaleout_latency_p50_s": stats.median(during), "scaleout_requests": len(during)}
+
+
+LEAK_METRIC = "pss_anon"  # anonymous memory: USS also counts private file pages (code faulted in), not leaks
+
+
+def _trims(outcome: CellOutcome) -> list[tuple[int, float, float]]:
+    """(requests served, anonymous memory before, after) for every trim of the cell (bytes, tree total)."""
+    before = [(e.get("requests"), r.total[LEAK_METRIC]) for e, r in outcome.marks if e.get("label") == "before_trim"]
+    after = [r.total[LEAK_METRIC] for e, r in outcome.marks if e.get("label") == "after_trim"]
+    return [(served, used, left) for (served, used), left in zip(before, after, strict=False)]
+
+
+def _leak(outcome: CellOutcome, settings: dict[str, Any]) -> dict[str, Any]:
+    """Leak = the trend of memory read right after each malloc_trim (what the processes really hold);
+    growth = how fast memory climbs between trims (what a server that never trims sees: mostly retention)."""
+    trims = _trims(outcome)
+    found = leak.fit([(served, left) for served, _, left in trims if served is not None],
+                     int(settings["warmup"]), float(settings["threshold_mb_per_1k"]), float(settings["confidence"]))
+    rates = [(used - trims[k - 1][2]) / (served - trims[k - 1][0]) * 1000 / MB
+             for k, (served, used, _) in enumerate(trims) if k and served and served > trims[k - 1][0]]
+    row = {"trim_returned_mb": (trims[-1][1] - trims[-1][2]) / MB if trims else None,
+           "growth_mb_per_1k": stats.median(rates), "trims": len(trims)}
+    if found is None:
+        return {**row, "leak_mb_per_1k": None, "leak_ci_low": None, "leak_ci_high": None, "leak_flagged": None}
+    return {**row, "leak_mb_per_1k": found.slope_mb_per_1k, "leak_ci_low": found.ci_low,
+            "leak_ci_high": found.ci_high, "leak_flagged": found.flagged}
+
+
+def phase_records(outcome: CellOutcome, run_id: str) -> list[dict[str, Any]]:
+    """One record per load phase of the cell: its shape, latency percentiles and throughput."""
+    events = outcome.events
+    records = []
+    for start in _named(events, "phase_start"):
+        label = start["phase"]
+        end = next((e for e in _named(events, "phase_end") if e["phase"] == label), None)
+        done = [e for e in _named(events, "request_end") if e.get("phase") == label]
+        failed = [e for e in _named(events, "request_failed") if e.get("phase") == label]
+        wall = end["t"] - start["t"] if end else None
+        records.append({
+            "type": "phase", "run_id": run_id, "cell": outcome.cell.id, "phase": label,
+            "count": start.get("count"), "concurrency": start.get("concurrency"), "rate": start.get("rate"),
+            "ok": len(done), "failed": len(failed), "wall_s": wall,
+            "throughput_rps": len(done) / wall if wall else None,
+            **stats.latency_percentiles([e["latency_s"] for e in done]),
+        })
+    return records

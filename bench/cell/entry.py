@@ -1,0 +1,105 @@
+"""What runs inside one measured process: start the strategy, serve the requests, report events.
+
+Started by the runner as `python -m bench.cell SPEC_JSON EVENTS_FD`. Events go out as JSON lines
+on the inherited pipe EVENTS_FD (stdout and stderr are free for library chatter and go to a log).
+After the last request the process waits on stdin, so the runner can take the steady-state
+memory reading of a process tree that is alive and idle. Kept light: torch and Coqui are only
+imported by the strategy, inside the timed imports phase.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, TextIO
+
+
+class EventPipe:
+    """The hook strategies call: one JSON line per event, stamped with time.monotonic()."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self._lock = threading.Lock()  # client threads of a scenario report at the same time
+
+    def __call__(self, event: str, t: float | None = None, **fields: Any) -> None:
+        fields.setdefault("pid", os.getpid())
+        record = {"event": event, "t": t if t is not None else time.monotonic(), **fields}
+        line = json.dumps(record, default=str) + "\n"
+        with self._lock:
+            self.stream.write(line)
+            self.stream.flush()
+
+    def sync(self, label: str, **fields: Any) -> None:
+        """Ask the runner for a memory reading labelled `label` now, and wait until it has taken it."""
+        self("mark", label=label, sync=True, **fields)
+        sys.stdin.readline()
+
+
+def save_audio(folder: Path, index: int, wav: Any) -> None:
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / f"{index:04d}.npy", wav)
+
+
+def serve(spec: dict[str, Any], hook: EventPipe) -> None:
+    from ttsload.strategies.base import ModelFiles
+    from ttsload.strategies.coqui import request_seed
+    from ttsload.strategies.registry import resolve
+
+    strategy = resolve(spec["strategy"])
+    topology = strategy.build(ModelFiles.from_json(spec["model"]), hook, spec.get("threads"))
+    topology.start()
+    hook("ready")
+    for index, text in enumerate(spec["texts"]):
+        hook("request_start", index=index)
+        start = time.monotonic()
+        audio = topology.synthesize(text, request_seed(text))
+        latency = time.monotonic() - start
+        hook(
+            "request_end",
+            index=index,
+            chars=len(text),
+            latency_s=latency,
+            audio_s=audio.seconds,
+            audio_sha256=hashlib.sha256(audio.wav.tobytes()).hexdigest(),
+        )
+        if index == 0:
+            hook("first_audio")
+        if spec.get("audio_dir"):  # after the timed part: kept for the quality comparison
+            save_audio(Path(spec["audio_dir"]), index, audio.wav)
+    hook("requests_done")
+    sys.stdin.readline()  # the runner reads steady-state memory, then lets us go
+    topology.close()
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(argv[1])
+    hook = EventPipe(os.fdopen(int(argv[2]), "w", buffering=1))
+    hook("started")
+    try:
+        if spec.get("plan", {}).get("kind", "single") != "single":
+            from ttsload.bench.cell.kinds import run_plan
+
+            run_plan(spec, hook)
+        else:
+            serve(spec, hook)
+    except BaseException as exc:
+        from ttsload.strategies.base import StrategyError
+
+        reason = str(exc) if isinstance(exc, StrategyError) else f"{type(exc).__name__}: {exc}"
+        traceback.print_exc()
+        hook("error", reason=reason.splitlines()[0] if reason else type(exc).__name__)
+        return 1
+    hook("exit")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,63 @@
+"""Inside a scenario's cell process: run its plan (a pool of workers, a model switcher, an HTTP server).
+
+`bench.cell` hands over here when the spec carries a plan whose kind is not "single". Each kind
+reports through the same hook (events to the runner) and ends with `requests_done`, after which it
+waits on stdin while the runner reads the steady-state memory.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+KINDS = {  # kind -> "module:function(spec, plan, hook)"
+    "pool": "ttsload.bench.cell.pool_kind:run_pool",
+    "switch": "ttsload.bench.cell.switch_kind:run_switch",
+    "http": "ttsload.bench.serving.http_kind:run_http",
+}
+
+
+def run_plan(spec: dict[str, Any], hook: Any) -> None:
+    plan = spec["plan"]
+    module, _, function = KINDS[plan["kind"]].partition(":")
+    getattr(importlib.import_module(module), function)(spec, plan, hook)
+
+
+def request_texts(spec: dict[str, Any], plan: dict[str, Any]) -> Any:
+    """`text(index)` for the scenario's requests, drawn from the spec's distinct texts.
+
+    "cycle" takes them in order, again and again; "random" draws one per request from a seeded
+    generator. Request 0 is always the first (shortest) text, so cold start measures readiness.
+    """
+    import random
+
+    texts: list[str] = spec["texts"]
+    if plan.get("order", "cycle") == "cycle":
+        return lambda index: texts[index % len(texts)]
+    rng = random.Random(plan.get("order_seed", 0))
+    total = sum(int(p.get("count", 0)) for p in plan.get("phases", []))
+    chosen = [0] + [rng.randrange(len(texts)) for _ in range(max(0, total - 1))]
+    return lambda index: texts[chosen[index] if index < len(chosen) else index % len(texts)]
+
+
+class RequestReporter:
+    """Emits a request's `request_end` (and `first_audio` after the first answer), from any thread."""
+
+    def __init__(self, hook: Any, text: Any):
+        import threading
+
+        self.hook, self.text = hook, text
+        self._first = threading.Lock()
+        self._first_done = False
+
+    def done(self, index: int, text: str, audio: Any, latency_s: float, **fields: Any) -> dict[str, Any]:
+        import hashlib
+
+        record = {"chars": len(text), "latency_s": latency_s, "audio_s": audio.seconds,
+                  "audio_sha256": hashlib.sha256(audio.wav.tobytes()).hexdigest(), **fields}
+        self.hook("request_end", index=index, **record)
+        with self._first:
+            first, self._first_done = not self._first_done, True
+        if first:
+            self.hook("first_audio")
+        return record

@@ -1,0 +1,110 @@
+"""A pool of N serving processes of one strategy, held the way a pre-forking web server's master holds them.
+
+Each worker is a whole strategy in its own spawned interpreter (`singleton` → N resident models,
+`subprocess-worker` → N servers each with its model process), except for `prefork+LOADER`, where
+this process loads once and forks every worker from itself, so they share its pages copy-on-write.
+Workers can be added while requests flow (a scale-out) and killed on purpose (a fault drill); a
+worker found dead is reported (which, its pid and exit code, the last request it answered) and the
+remaining workers carry on.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+from ttsload.strategies.base import Audio, Hook, ModelFiles, StrategyError
+from ttsload.strategies.hosts import Dispatcher, PipeClient, SpawnedHost, malloc_trim
+from ttsload.strategies.registry import StrategySpec
+from ttsload.strategies.topologies import Prefork
+
+
+class Pool:
+    def __init__(self, spec: StrategySpec, files: ModelFiles, hook: Hook, threads: int | None):
+        self.spec, self.files, self.hook, self.threads = spec, files, hook, threads
+        self.dispatcher = Dispatcher([], on_death=self._died)
+        self._parent: Prefork | None = None  # prefork: the topology whose process (this one) holds the model
+        self._next_worker = 0
+        self._scale_outs: list[threading.Thread] = []
+
+    def start(self, workers: int) -> None:
+        """Bring up the first workers and wait until every one of them is ready."""
+        if self.spec.topology == "prefork":
+            parent = self.spec.build(self.files, self.hook, self.threads, workers=0)
+            assert isinstance(parent, Prefork)
+            self._parent = parent
+            parent.start()  # imports and loads here, forks nobody yet
+        self._wait_ready(self._launch(workers))
+
+    def add(self, count: int) -> None:
+        """Start `count` more workers now; each joins the dispatcher as soon as it is ready (in the background)."""
+        for launched in self._launch(count):
+            thread = threading.Thread(target=self._wait_ready, args=([launched], True), name="ttsload-scale-out")
+            thread.start()
+            self._scale_outs.append(thread)
+
+    def join_scale_outs(self) -> None:
+        for thread in self._scale_outs:
+            thread.join()
+        self._scale_outs.clear()
+
+    def serve(self, index: int, text: str, seed: int) -> tuple[Audio, PipeClient]:
+        audio, host = self.dispatcher.serve(text, seed)
+        host.last_request = index
+        return audio, host
+
+    def kill(self, worker: int) -> None:
+        """SIGKILL one worker, as the OOM killer would; the dispatcher finds out when it next uses it."""
+        host = next((h for h in self.dispatcher.hosts if h.worker == worker), None)
+        if host is None:
+            raise StrategyError(f"kill_worker: no live worker {worker} (workers: "
+                                f"{', '.join(str(h.worker) for h in self.dispatcher.hosts) or 'none'})")
+        os.kill(host.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while host.alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.hook("worker_killed", worker=worker, worker_pid=host.pid)
+
+    def trim(self) -> bool:
+        """malloc_trim(0) in every worker (and its helpers) and in this process."""
+        returned = [*self.dispatcher.trim(), malloc_trim()]
+        return any(returned)
+
+    def close(self) -> None:
+        self.join_scale_outs()
+        self.dispatcher.close()
+        if self._parent is not None:
+            self._parent.close()
+
+    def _launch(self, count: int) -> list[tuple[PipeClient, float]]:
+        launched = []
+        for _ in range(count):
+            worker, self._next_worker = self._next_worker, self._next_worker + 1
+            started = time.monotonic()
+            if self._parent is not None:
+                host: PipeClient = self._parent.fork(worker)
+            else:
+                # not a daemon: a worker may have children of its own (subprocess-worker's model process)
+                host = SpawnedHost(self.spec.name, self.files, self.hook, self.threads, worker, daemon=False)
+            launched.append((host, started))
+        return launched
+
+    def _wait_ready(self, launched: list[tuple[PipeClient, float]], background: bool = False) -> None:
+        for host, started in launched:
+            try:
+                ready = host.wait_for("ready", None)
+            except StrategyError as exc:
+                if not background:
+                    raise
+                self.hook("worker_failed", worker=host.worker, worker_pid=host.pid, reason=str(exc))
+                continue
+            # the time the worker said it was ready, not when this thread got round to reading it
+            self.hook("worker_ready", t=ready["t"], worker=host.worker, worker_pid=host.pid,
+                      ready_s=ready["t"] - started)
+            self.dispatcher.add(host)
+
+    def _died(self, host: PipeClient) -> None:
+        self.hook("worker_died", worker=host.worker, worker_pid=host.pid, exit_code=host.exit_code(),
+                  last_request=host.last_request)

@@ -1,0 +1,64 @@
+"""The "switch" scenario kind: one process serving several models through an LRU of k loaded models.
+
+The multi-lingual server: requests name a model in an interleaved pattern; a miss evicts the least
+recently used model (when k are loaded) and loads the requested one with the strategy's loader.
+Every load and eviction is an event, so the row can count them and time them; the tree's memory
+samples give the peak. Runs in one resident process, so only resident strategies apply.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import sys
+import time
+from collections import OrderedDict
+from typing import Any
+
+from ttsload.bench.cell.kinds import RequestReporter, request_texts
+from ttsload.strategies import coqui
+from ttsload.strategies.base import ModelFiles, StrategyError
+from ttsload.strategies.registry import make_loader, resolve
+
+
+def model_pattern(plan: dict[str, Any], count: int) -> list[int]:
+    """Which model each request asks for: round-robin, or a seeded random draw."""
+    models = len(plan["models"])
+    if plan.get("pattern", "round-robin") == "round-robin":
+        return [index % models for index in range(count)]
+    rng = random.Random(plan.get("pattern_seed", 0))
+    return [rng.randrange(models) for _ in range(count)]
+
+
+def run_switch(spec: dict[str, Any], plan: dict[str, Any], hook: Any) -> None:
+    strategy = resolve(spec["strategy"])
+    if strategy.topology != "resident":
+        raise StrategyError(f"the switch scenario keeps its models in one resident process: strategy "
+                            f"'{strategy.name}' has topology '{strategy.topology}' (use singleton, mmap, "
+                            f"quantized or resident+LOADER)")
+    models = [ModelFiles.from_json(m) for m in plan["models"]]
+    loader = make_loader(strategy.loader)
+    reporter = RequestReporter(hook, request_texts(spec, plan))
+    hook("imports_done", **coqui.import_runtime(plan.get("threads")))
+    hook("ready", lru=plan["lru"], models=[m.name for m in models])
+    loaded: OrderedDict[str, coqui.LoadedModel] = OrderedDict()
+    count = sum(int(p["count"]) for p in plan["phases"] if p["do"] == "requests")
+    for index, choice in enumerate(model_pattern(plan, count)):
+        files = models[choice]
+        start = time.monotonic()
+        if files.name in loaded:
+            loaded.move_to_end(files.name)
+        else:
+            while len(loaded) >= plan["lru"]:
+                victim, _ = loaded.popitem(last=False)
+                gc.collect()
+                hook("model_evict", model=victim)
+            hook("model_load_start", model=files.name)
+            loaded[files.name] = loader.load(files, hook)
+            hook("model_loaded", model=files.name, load_s=time.monotonic() - start)
+        text = reporter.text(index)
+        hook("request_start", index=index, model=files.name)
+        audio = loaded[files.name].synthesize(text, coqui.request_seed(text))
+        reporter.done(index, text, audio, time.monotonic() - start, model=files.name)
+    hook("requests_done")
+    sys.stdin.readline()

@@ -1,0 +1,251 @@
+"""`ttsload`: one entry point with subcommands (run, report, profile, models, strategies, gate, baseline, history)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ttsload.bench.errors import UsageError
+from ttsload.bench.scenario import corpus
+
+from ttsload import __version__
+
+EXIT_OK, EXIT_CELL_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return number
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="ttsload", description="Measure how to load and serve Coqui TTS models.")
+    top.add_argument("--version", action="version", version=f"ttsload {__version__}")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="measure strategies on a model, each repetition in a fresh process")
+    run.add_argument("--scenario", default="single",
+                     help="comma list of scenario names or .toml paths (see `ttsload scenarios`; default single)")
+    run.add_argument("--strategy", help="comma list of presets or TOPOLOGY+LOADER (see `ttsload strategies`; default: "
+                                        "the scenario's, else naive,singleton,mmap,quantized,subprocess-worker)")
+    run.add_argument("--model", help="comma list of fixture names or Coqui model paths (default: the scenario's, "
+                                     "else vits)")
+    run.add_argument("--requests", type=_positive, help="requests per cell, or per load phase of a scenario "
+                                                         "(default: the scenario's; single: 10)")
+    run.add_argument("--repeat", type=_positive, help="fresh-process repetitions per cell (default: the scenario's, "
+                                                      "else 3)")
+    run.add_argument("--resume", type=Path, metavar="DIR",
+                     help="continue the run in DIR: cells that finished ok there are skipped, the rest run")
+    run.add_argument("--cache", choices=("warm", "cold"), default="warm", help="page cache of model files")
+    run.add_argument("--out", type=Path, help="results folder (default results/<date-time>)")
+    run.add_argument("--threads", type=_positive, help="torch threads per process (default: torch's own)")
+    run.add_argument("--timeout", type=float, help="deadline per cell in seconds (default: the scenario's, else 900)")
+    run.add_argument("--interval", type=float, default=0.05, help="memory sampling interval in seconds")
+    run.add_argument("--corpus-seed", type=int, help="seed of the text corpus (default: the scenario's, else 0)")
+    run.add_argument("--history", type=Path, help="history store to append to (default $TTSLOAD_HOME/history.jsonl)")
+    run.add_argument("--no-history", action="store_true", help="do not append this run to the history store")
+
+    report = sub.add_parser("report", help="build the HTML report (plus CSV/Markdown tables) of a results folder")
+    report.add_argument("folder", type=Path, help="results folder (holds results.jsonl); may be partial")
+    report.add_argument("--out", type=Path, help="HTML file or folder (default FOLDER/report/report.html)")
+
+    run.add_argument("--profile", help="comma list of profilers (memray, py-spy): after the timed cells, "
+                                       "one profiling pass per strategy and model, never timed")
+
+    prof = sub.add_parser("profile", help="run cells under memray or py-spy, apart from any timed run")
+    prof.add_argument("--tool", required=True, help="memray or py-spy (or a comma list)")
+    prof.add_argument("--strategy", required=True, help="comma list of presets or TOPOLOGY+LOADER")
+    prof.add_argument("--model", default="vits", help="comma list of fixture names or Coqui model paths")
+    prof.add_argument("--scenario", default="single", help="scenario to profile (default single)")
+    prof.add_argument("--out", type=Path, help="results folder (default results/<date-time>)")
+    prof.add_argument("--threads", type=_positive, help="torch threads per process (default: torch's own)")
+    prof.add_argument("--timeout", type=float, default=900.0, help="deadline per profiled cell in seconds")
+    prof.add_argument("--corpus-seed", type=int, default=0, help="seed of the text corpus")
+
+    models = sub.add_parser("models", help="build or list the model fixtures")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    build = models_sub.add_parser("build", help="build fixtures (cached; identical bytes on rebuild)")
+    build.add_argument("names", nargs="+")
+    build.add_argument("--force", action="store_true", help="rebuild even if cached")
+    models_sub.add_parser("list", help="list fixtures and whether they are built")
+
+    sub.add_parser("strategies", help="list presets, topologies and loaders")
+    sub.add_parser("scenarios", help="list the built-in scenarios with what each measures")
+
+    gate = sub.add_parser("gate", help="compare two runs cell by cell; exit 1 on a significant regression")
+    gate.add_argument("--baseline", type=Path, required=True, help="results folder or saved baseline .json")
+    gate.add_argument("--current", type=Path, required=True, help="results folder or saved baseline .json")
+    gate.add_argument("--fail", metavar="SPEC", help="METRIC:STAT:THRESHOLD[,...], e.g. cold_start_s:median:+10%% "
+                      "(default: the thresholds chosen for the CI machine, see baselines/README.md)")
+    gate.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    gate.add_argument("--json", type=Path, help="also write the verdict as JSON here")
+
+    baseline = sub.add_parser("baseline", help="save a results folder as a compact baseline to commit")
+    baseline_sub = baseline.add_subparsers(dest="baseline_command", required=True)
+    save = baseline_sub.add_parser("save", help="write baselines/NAME.json from a results folder")
+    save.add_argument("folder", type=Path)
+    save.add_argument("name")
+    save.add_argument("--dir", type=Path, default=Path("baselines"), help="where baselines live (default baselines/)")
+
+    history = sub.add_parser("history", help="plot a metric across commits per strategy, marking steps")
+    history.add_argument("metric")
+    history.add_argument("--history", type=Path, help="history store (default $TTSLOAD_HOME/history.jsonl)")
+    history.add_argument("--model", help="only this model")
+    history.add_argument("--threshold", default="10%", help="smallest step worth marking (default 10%%)")
+    history.add_argument("--out", type=Path, help="plot file (default reports/out/history-METRIC.png)")
+    return top
+
+
+def _run_options(args: argparse.Namespace, specs: list[Any], model_files: list[Any],
+                 texts: list[str]) -> dict[str, Any]:
+    """What the run record keeps of the command line, resolved."""
+    return {
+        **{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "strategies": {s.name: {"topology": s.topology, "loader": s.loader} for s in specs},
+        "models": [m.to_json() for m in model_files], "texts": texts,
+    }
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ttsload.bench.commands.run import cmd_run as run
+
+    return run(args)
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from ttsload.bench.scenario import loading as scenarios
+
+    for name, path in scenarios.available().items():
+        scenario = scenarios.load(str(path))
+        print(f"{name:<10} {scenario.kind:<7} {scenario.summary}")
+    print(f"(scripts in {scenarios.builtin_folder()}; `ttsload run --scenario PATH.toml` runs your own)")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ttsload.reports.build import build_report
+
+    print(f"report: {build_report(args.folder, args.out)}")
+    return EXIT_OK
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from ttsload.bench import fixtures as models
+    from ttsload.bench.commands import console as ui
+    from ttsload.bench.harness import environment, runner
+    from ttsload.bench.profiling import passes as profile
+    from ttsload.bench.results import ResultStore
+    from ttsload.strategies.registry import UnknownStrategy, resolve
+
+    tools = profile.parse_tools(args.tool)
+    scenario = profile.check_scenario(args.scenario)
+    try:
+        specs = [resolve(name) for name in args.strategy.split(",") if name.strip()]
+    except UnknownStrategy as exc:
+        raise UsageError(str(exc)) from None
+    if problems := [p for tool in tools if (p := profile.unavailable(tool))]:
+        print(f"ttsload: error: {problems[0]}", file=sys.stderr)
+        return EXIT_CELL_FAILED
+    model_files = [models.resolve(m.strip()) for m in args.model.split(",") if m.strip()]
+    run_id = time.strftime("%Y%m%d-%H%M%S")
+    out = args.out or Path("results") / run_id
+    store = ResultStore(out)
+    texts = corpus.texts(1, args.corpus_seed)  # cold start ends at the first audio: one request
+    store.write_run(run_id, environment.collect(), {**_run_options(args, specs, model_files, texts), "pass": "profile"})
+    options = runner.CellOptions(texts, "warm", args.threads, args.timeout, on_deadline=profile.deadline_evidence(out))
+    ui.console.print(f"ttsload profile {run_id}: {len(tools) * len(specs) * len(model_files)} passes -> {out}")
+    records = profile.profile_cells(tools, specs, model_files, scenario, out, run_id, options, store,
+                                    lambda record: [ui.console.print(line) for line in profile.describe(record, out)])
+    return EXIT_OK if all(r["status"] == "ok" for r in records) else EXIT_CELL_FAILED
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from ttsload.bench import fixtures as models
+
+    if args.models_command == "list":
+        for row in models.listing():
+            state = "not built"
+            if row["built"]:
+                state = f"built, {row['params'] / 1e6:.1f} M params, {row['bytes'] / 2**20:.1f} MiB"
+            print(f"{row['name']:<12} {state:<40} {row['summary']}\n{'':<12} {row['path']}")
+        return EXIT_OK
+    for name in args.names:
+        start = time.monotonic()
+        files = models.build(name, force=args.force)
+        print(f"{name}: {files.checkpoint.parent} ({time.monotonic() - start:.1f} s)")
+    return EXIT_OK
+
+
+def cmd_strategies(args: argparse.Namespace) -> int:
+    from ttsload.strategies.registry import PRESETS, loaders, topologies
+
+    print("presets:")
+    for name, (topology, loader) in PRESETS.items():
+        print(f"  {name:<18} = {topology}+{loader}")
+    print("topologies:")
+    for name, cls in topologies().items():
+        print(f"  {name:<18} {cls.summary}")
+    print("loaders:")
+    for name, cls in loaders().items():
+        print(f"  {name:<18} {cls.summary}")
+    return EXIT_OK
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    import json
+
+    from ttsload.bench.regression import gate
+    from ttsload.bench.regression import resultset as baseline
+
+    rules = gate.parse_spec(args.fail or gate.DEFAULT_SPEC)
+    old, new = baseline.load(args.baseline), baseline.load(args.current)
+    outcome = gate.compare(old, new, rules, args.alpha)
+    for warning in outcome.warnings:
+        print(f"ttsload gate: WARNING: {warning}", file=sys.stderr)
+    print(gate.markdown(outcome, old, new, args.alpha), end="")
+    if args.json:
+        args.json.write_text(json.dumps(gate.verdict_json(outcome, old, new, rules, args.alpha), indent=1) + "\n")
+    return outcome.exit_code
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from ttsload.bench.regression import resultset as baseline
+
+    target = baseline.save(args.folder, args.name, args.dir)
+    print(f"baseline '{args.name}': {target} ({target.stat().st_size / 1024:.0f} KiB)")
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from ttsload.bench.regression import history
+
+    print(history.show(args.metric, args.history, args.model, args.threshold, args.out), end="")
+    return EXIT_OK
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    # SIGTERM (a CI timeout, `kill`, a run started in the background where SIGINT is ignored) stops a
+    # run the way Ctrl-C does: the cell under way is killed with its process group, finished ones are kept.
+    signal.signal(signal.SIGTERM, _interrupt)
+    args = parser().parse_args(argv)
+    handlers = {"run": cmd_run, "report": cmd_report, "profile": cmd_profile, "models": cmd_models,
+                "strategies": cmd_strategies, "scenarios": cmd_scenarios, "gate": cmd_gate, "baseline": cmd_baseline,
+                "history": cmd_history}
+    try:
+        return handlers[args.command](args)
+    except UsageError as exc:
+        print(f"ttsload: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""What the terminal shows: a progress bar while cells run, and medians per strategy at the end."""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from ttsload.bench.analysis.stats import median
+
+# Off a terminal (CI logs, nox) rich assumes 80 columns and squashes the table: give it room.
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+TABLE_COLUMNS = (  # (summary column, header, format)
+    ("cold_start_s", "cold start s", "{:.2f}"),
+    ("import_s", "imports s", "{:.2f}"),
+    ("verify_s", "verify s", "{:.3f}"),
+    ("construct_s", "construct s", "{:.3f}"),
+    ("weights_s", "weights s", "{:.3f}"),
+    ("first_audio_s", "1st synth s", "{:.2f}"),
+    ("pss_mb", "PSS MiB", "{:.0f}"),
+    ("uss_mb", "USS MiB", "{:.0f}"),
+    ("peak_pss_mb", "peak PSS MiB", "{:.0f}"),
+    ("latency_p50_s", "p50 s", "{:.3f}"),
+    ("rtf", "RTF", "{:.3f}"),
+    ("loads", "loads", "{:.0f}"),
+)
+
+
+def progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.fields[detail]}"), console=console, transient=False,
+    )
+
+
+def medians_table(rows: list[dict[str, Any]], columns: tuple = TABLE_COLUMNS,
+                  title: str = "medians over repetitions (times in s, memory of the whole process tree)") -> Table:
+    """One line per (scenario, strategy, model): medians over the repetitions that succeeded."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[(row.get("scenario") or "single", row["strategy"], row["model"])].append(row)
+    table = Table(title=title)
+    for header in ("scenario", "strategy", "model"):
+        table.add_column(header)
+    table.add_column("ok/n", justify="right")
+    for _, header, _ in columns:
+        table.add_column(header, justify="right")
+    for (scenario, strategy, model), group in groups.items():
+        ok = [r for r in group if r["status"] == "ok"]
+        cells = []
+        for column, _, fmt in columns:
+            value = median([_number(r.get(column)) for r in ok])
+            cells.append(fmt.format(value) if value is not None else "-")
+        table.add_row(scenario, strategy, model, f"{len(ok)}/{len(group)}", *cells)
+    return table
+
+
+SCENARIO_COLUMNS = (
+    ("workers", "workers", "{:.0f}"),
+    ("torch_threads", "threads", "{:.0f}"),
+    ("ready_s", "ready s", "{:.2f}"),
+    ("pss_total_mb", "PSS total MiB", "{:.0f}"),
+    ("uss_total_mb", "USS total MiB", "{:.0f}"),
+    ("rss_sum_mb", "RSS sum MiB", "{:.0f}"),
+    ("peak_pss_total_mb", "peak PSS MiB", "{:.0f}"),
+    ("latency_p50_s", "p50 s", "{:.3f}"),
+    ("latency_p99_s", "p99 s", "{:.3f}"),
+    ("scaleout_ready_s", "new worker ready s", "{:.2f}"),
+    ("scaleout_latency_p50_s", "p50 during scale-out s", "{:.3f}"),
+    ("worker_deaths", "deaths", "{:.0f}"),
+    ("loads", "loads", "{:.0f}"),
+    ("evictions", "evictions", "{:.0f}"),
+    ("model_load_s", "load s", "{:.3f}"),
+    ("leak_mb_per_1k", "leak MiB/1k", "{:+.1f}"),
+    ("leak_ci_low", "leak low", "{:+.1f}"),
+    ("leak_ci_high", "leak high", "{:+.1f}"),
+    ("growth_mb_per_1k", "growth between trims MiB/1k", "{:+.1f}"),
+    ("trim_returned_mb", "last trim gave back MiB", "{:.0f}"),
+    ("sampler_cpu_s", "sampler CPU s", "{:.3f}"),
+)
+
+
+def cell_line(row: dict[str, Any]) -> str:
+    """One line per finished cell, so a log (CI, nox) shows progress too."""
+    if row["status"] != "ok":
+        return f"[red]FAILED[/red] {row['reason']}"
+    line = (f"ok, cold start {_fmt(row.get('cold_start_s'), '{:.2f}')} s, PSS {_fmt(row.get('pss_mb'), '{:.0f}')} MiB"
+            f" ({row.get('processes')} processes), p50 {_fmt(row.get('latency_p50_s'), '{:.2f}')} s")
+    if row.get("leak_mb_per_1k") is not None:
+        verdict = "LEAK" if row.get("leak_flagged") else "no leak called"
+        line += (f", leak {row['leak_mb_per_1k']:+.1f} MiB/1k [{row['leak_ci_low']:+.1f}, {row['leak_ci_high']:+.1f}]"
+                 f" {verdict} (growth between trims {_fmt(row.get('growth_mb_per_1k'), '{:+.1f}')} MiB/1k)")
+    if row.get("worker_deaths"):
+        line += f", {row['worker_deaths']} worker(s) died"
+    return line
+
+
+def print_tables(rows: list[dict[str, Any]], phases: list[dict[str, Any]]) -> None:
+    """The end-of-run tables: medians; then, for scenario cells, their own columns and load phases."""
+    console.print(medians_table(rows))
+    scenario_rows = [r for r in rows if r.get("scenario", "single") != "single"]
+    if scenario_rows:
+        present = tuple(c for c in SCENARIO_COLUMNS if any(_number(r.get(c[0])) is not None for r in scenario_rows))
+        console.print(medians_table(scenario_rows, present, "scenario medians (memory summed over the process tree)"))
+    if phases:
+        console.print(phase_table(phases))
+
+
+def phase_table(phases: list[dict[str, Any]]) -> Table:
+    """Latency per load phase (closed loop C, Poisson rate λ), medians over repetitions."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for record in phases:
+        strategy, model, scenario, _ = record["cell"].split("|")
+        groups[(f"{scenario} {strategy} {model}", record["phase"])].append(record)
+    table = Table(title="load phases (client-side latency, medians over repetitions)")
+    for header in ("cell", "phase", "n", "ok", "failed", "p50 s", "p90 s", "p99 s", "req/s"):
+        table.add_column(header, justify="left" if header in ("cell", "phase") else "right")
+    for (cell, phase), group in groups.items():
+        values = [median([_number(r.get(k)) for r in group]) for k in
+                  ("ok", "failed", "latency_p50_s", "latency_p90_s", "latency_p99_s", "throughput_rps")]
+        table.add_row(cell, phase, str(len(group)), *[_fmt(v, f) for v, f in
+                      zip(values, ("{:.0f}", "{:.0f}", "{:.3f}", "{:.3f}", "{:.3f}", "{:.2f}"), strict=True)])
+    return table
+
+
+def _fmt(value: Any, fmt: str) -> str:
+    number = _number(value)
+    return fmt.format(number) if number is not None else "-"
+
+
+def quality_table(records: list[dict[str, Any]]) -> Table:
+    """Output of each strategy against the run's fp32 reference, same texts and seeds."""
+    table = Table(title="output vs fp32 reference (repetition 0, same texts and seeds)")
+    for header in ("strategy", "model", "reference", "identical", "SNR dB median", "SNR dB min", "length ratio"):
+        table.add_column(header, justify="right" if "SNR" in header or "ratio" in header else "left")
+    for q in records:
+        table.add_row(q["strategy"], q["model"], q["reference"], "yes" if q["identical"] else "no",
+                      _db(q["snr_db_median"]), _db(q["snr_db_min"]), f"{q['length_ratio_median']:.3f}")
+    return table
+
+
+def _db(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None

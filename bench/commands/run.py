@@ -1,0 +1,166 @@
+"""`ttsload run`: resolve scenarios, strategies and models into cells, run them, show and keep the results.
+
+Each scenario becomes a batch (its cells and the options they share: texts, deadline); batches run one
+after another into one results folder. `--resume DIR` reopens a folder and skips the cells that
+finished ok there, so an interrupted hour-long soak does not start again from zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ttsload.bench import fixtures as models
+from ttsload.bench.analysis import quality
+from ttsload.bench.commands import console as ui
+from ttsload.bench.errors import UsageError
+from ttsload.bench.harness import environment, runner
+from ttsload.bench.profiling import passes as profile
+from ttsload.bench.results import ResultStore, load_cell_rows, load_records
+from ttsload.bench.scenario import loading as scenarios
+from ttsload.strategies.registry import StrategySpec, UnknownStrategy, loaders, resolve
+
+DEFAULT_STRATEGIES = ["naive", "singleton", "mmap", "quantized", "subprocess-worker"]
+DEFAULT_MODELS = ["vits"]
+DEFAULT_REPEAT, DEFAULT_TIMEOUT_S = 3, 900.0
+
+
+@dataclass
+class Batch:
+    scenario: scenarios.Scenario
+    specs: list[StrategySpec]
+    models: list[Any]
+    cells: list[runner.Cell]
+    options: runner.CellOptions
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def prepare(args: argparse.Namespace, out: Path, keeps_audio: list[bool]) -> list[Batch]:
+    """Every batch of the command line, checked before any cell starts (bad input fails fast)."""
+    batches = []
+    for name in _split(args.scenario):
+        scenario = scenarios.load(name)
+        try:
+            specs = [resolve(s) for s in (_split(args.strategy) if args.strategy
+                                          else scenario.default("strategies", DEFAULT_STRATEGIES))]
+        except UnknownStrategy as exc:
+            raise UsageError(str(exc)) from None
+        model_files = [models.resolve(m) for m in (_split(args.model) if args.model
+                                                    else scenario.default("models", DEFAULT_MODELS))]
+        repeat = args.repeat or scenario.default("repeat", DEFAULT_REPEAT)
+        single = scenario.kind == "single"
+        cells = scenario.cells([s.name for s in specs], model_files, repeat, args.threads,
+                               None if single else args.requests, args.timeout)
+        saves_audio = single and not keeps_audio  # one single-kind batch keeps audio for the quality check
+        keeps_audio.append(saves_audio)
+        options = runner.CellOptions(
+            scenario.texts(args.requests or (None if "texts" in scenario.data else 10), args.corpus_seed),
+            args.cache, args.threads, args.timeout or scenario.default("timeout_s", DEFAULT_TIMEOUT_S),
+            args.interval, on_deadline=profile.deadline_evidence(out),
+            audio_dir=(lambda cell: quality.audio_dir(out, cell.strategy, cell.model.name) if cell.repeat == 0
+                       else None) if saves_audio else None,
+        )
+        batches.append(Batch(scenario, specs, model_files, cells, options))
+    return batches
+
+
+def _record_options(args: argparse.Namespace, batches: list[Batch]) -> dict[str, Any]:
+    """What the run record keeps of the command line, resolved."""
+    first = batches[0]
+    return {
+        **{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        # resolved values, so runs with and without the flags compare (the gate checks these)
+        "requests": args.requests or (len(first.options.texts) if first.scenario.kind == "single" else None),
+        "corpus_seed": args.corpus_seed if args.corpus_seed is not None
+        else first.scenario.data.get("texts", {}).get("seed", 0),
+        "repeat": args.repeat or first.scenario.default("repeat", DEFAULT_REPEAT),
+        "strategies": {s.name: {"topology": s.topology, "loader": s.loader} for b in batches for s in b.specs},
+        "models": [m.to_json() for m in {m.name: m for b in batches for m in b.models}.values()],
+        "texts": batches[0].options.texts,
+        "scenarios": [{"name": b.scenario.name, "path": str(b.scenario.path), "kind": b.scenario.kind,
+                       "labels": [label for label, _ in b.scenario.variants()]} for b in batches],
+        "planned_cells": [c.id for b in batches for c in b.cells],
+    }
+
+
+def _finished(out: Path) -> set[str]:
+    if not load_records(out, "run"):
+        raise UsageError(f"--resume {out}: no ttsload run there (no run record in {out / 'results.jsonl'})")
+    return {f"{r['strategy']}|{r['model']}|{r['scenario']}|{r['repeat']}" for r in load_cell_rows(out)
+            if r.get("status") == "ok"}
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    run_id = time.strftime("%Y%m%d-%H%M%S")
+    out = args.resume or args.out or Path("results") / run_id
+    finished = _finished(out) if args.resume else set()
+    tools = profile.parse_tools(args.profile) if args.profile else []
+    batches = prepare(args, out, [])
+    store = ResultStore(out)
+    for tool in tools:  # said now, not after the timed cells; the run goes on without that tool
+        if problem := profile.unavailable(tool):
+            ui.console.print(f"ttsload: {problem}; the timed run continues without {tool}")
+    store.write_run(run_id, environment.collect(), _record_options(args, batches))
+    planned = sum(len(b.cells) for b in batches)
+    for batch in batches:
+        batch.cells = [c for c in batch.cells if c.id not in finished]
+    todo = sum(len(b.cells) for b in batches)
+    ui.console.print(f"ttsload run {run_id}: {todo} cells -> {out}"
+                     + (f" (resumed: {planned - todo} of {planned} finished before)" if args.resume else ""))
+    rows: list[dict[str, Any]] = []
+    with ui.progress() as bar:
+        task = bar.add_task("cells", total=todo, detail="")
+
+        def on_event(cell: runner.Cell, event: dict[str, Any]) -> None:
+            detail = event["event"] if event["event"] != "request_end" else f"request {event['index'] + 1}"
+            bar.update(task, detail=f"{cell.strategy} {cell.scenario} #{cell.repeat}: {detail}")
+
+        def on_done(cell: runner.Cell, row: dict[str, Any]) -> None:
+            bar.advance(task)
+            bar.console.print(f"[{int(bar.tasks[0].completed)}/{todo}] {cell.id}: {ui.cell_line(row)}")
+
+        try:
+            for batch in batches:
+                rows += runner.run_cells(batch.cells, batch.options, store, run_id, on_event, on_done)
+        except KeyboardInterrupt:
+            bar.stop()
+            ui.console.print(f"interrupted: finished cells are kept in {out}; `ttsload run ... --resume {out}` "
+                             "runs the rest")
+            ui.print_tables([r for r in store.cell_rows() if r.get("run_id") == run_id], load_records(out, "phase"))
+            return 130
+    ui.print_tables(rows, [p for p in load_records(out, "phase") if p.get("run_id") == run_id])
+    _compare_outputs(batches, rows, out, run_id, store)
+    if tools:  # after every timed cell: a profiler's overhead never lands in timings
+        first = batches[0]
+        options = runner.CellOptions(first.options.texts[:1], "warm", args.threads, first.options.timeout_s,
+                                     on_deadline=first.options.on_deadline)
+        profile.profile_cells(tools, first.specs, first.models, "single", out, run_id, options, store,
+                              lambda record: [ui.console.print(line) for line in profile.describe(record, out)])
+    ui.console.print(f"results: {store.path}\nsummary: {out / 'summary.csv'}")
+    if not args.no_history and any(r["status"] == "ok" for r in rows):
+        from ttsload.bench.regression import history
+
+        ui.console.print(f"history: appended to {history.append(out, args.history)}")
+    return 1 if any(r["status"] != "ok" for r in rows) else 0
+
+
+def _compare_outputs(batches: list[Batch], rows: list[dict[str, Any]], out: Path, run_id: str,
+                     store: ResultStore) -> None:
+    """Audio of every strategy against an fp32 one, for the batch that kept audio."""
+    keeping = [b for b in batches if b.options.audio_dir is not None]
+    if not keeping:
+        return
+    exact = {s.name: loaders()[s.loader].exact for s in keeping[0].specs}
+    label = keeping[0].scenario.name
+    ok_cells = [(r["strategy"], r["model"], exact[r["strategy"]]) for r in rows
+                if r["status"] == "ok" and r["scenario"] == label and r["strategy"] in exact]
+    qualities = quality.compare(out, run_id, list(dict.fromkeys(ok_cells)))
+    if qualities:
+        store.append(qualities)
+        ui.console.print(ui.quality_table(qualities))

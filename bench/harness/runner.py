@@ -1,0 +1,254 @@
+"""Orchestration: every repetition of every (strategy, model) cell runs in a fresh process.
+
+The runner starts the process, timestamps the start, samples the memory of its whole tree from a
+thread, reads the cell's events from a pipe under a deadline, takes the steady-state reading when
+the requests are done, and hands everything to the result store as soon as the cell ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ttsload.bench.harness import pagecache
+from ttsload.bench.harness.probes import TreeReading, TreeSampler, read_tree
+from ttsload.bench.procs import python_module
+from ttsload.strategies.base import ModelFiles
+
+SCENARIO = "single"
+CELL_MODULE = "ttsload.bench.cell"  # its __main__ runs one measured cell
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measured unit: a strategy serving a model, one repetition of it."""
+
+    strategy: str
+    model: ModelFiles
+    repeat: int
+    scenario: str = SCENARIO  # a scenario's label: its name, plus its variant when it sweeps (workers@n4)
+    # What the cell process does (bench.scenario_cell); empty for the single scenario's plain serve.
+    plan: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def model_label(self) -> str:
+        """The model column: one model's name, or 'a+b' for a cell that switches between models."""
+        return self.plan.get("model_label") or self.model.name
+
+    @property
+    def id(self) -> str:
+        return f"{self.strategy}|{self.model_label}|{self.scenario}|{self.repeat}"
+
+
+@dataclass
+class CellOptions:
+    texts: list[str]
+    cache: str = "warm"
+    threads: int | None = None
+    timeout_s: float = 900.0
+    interval_s: float | None = 0.05  # None: sampler off (readings only at the cell's sync points)
+    audio_dir: Callable[[Cell], Path | None] | None = None  # where a cell keeps its audio, if anywhere
+    # A profiling pass starts the cell under a tool: a program in front of the interpreter
+    # (["py-spy", "record", ..., "--"]) or interpreter arguments before the module (["-m", "memray", "run", ...]).
+    command_prefix: list[str] = field(default_factory=list)
+    interpreter_args: list[str] = field(default_factory=list)
+    # Called with the live tree's root pid when a cell runs past its deadline, before the kill;
+    # returns what it saved (paths or notes), kept in the failure record.
+    on_deadline: Callable[[Cell, int], list[str]] | None = None
+
+
+@dataclass
+class CellOutcome:
+    """Everything observed of one cell, raw; `summary.summarize` turns it into a row."""
+
+    cell: Cell
+    t0: float
+    events: list[dict[str, Any]] = field(default_factory=list)
+    readings: list[TreeReading] = field(default_factory=list)
+    steady: TreeReading | None = None
+    marks: list[tuple[dict[str, Any], TreeReading]] = field(default_factory=list)  # (sync event, reading)
+    after_request: list[tuple[int, TreeReading]] = field(default_factory=list)  # (request index, reading)
+    root: int = 0  # the pid whose tree is measured: the cell, or the server it started (measure_root)
+    sampler_cpu_s: float | None = None
+    status: str = "ok"
+    reason: str = ""
+    exit_code: int | None = None
+    log: str = ""
+    deadline_hit: bool = False
+    evidence: list[str] = field(default_factory=list)
+
+    def records(self, run_id: str) -> list[dict[str, Any]]:
+        base = {"run_id": run_id, "cell": self.cell.id}
+        out = [{"type": "event", **base, **e, "t_rel": e["t"] - self.t0} for e in self.events]
+        out += [{"type": "sample", **base, **r.to_json(), "t_rel": r.t - self.t0} for r in self.readings]
+        if self.steady is not None:
+            out.append({"type": "sample", **base, **self.steady.to_json(), "t_rel": self.steady.t - self.t0,
+                        "steady": True})
+        out += [{"type": "sample", **base, **r.to_json(), "t_rel": r.t - self.t0, "mark": e.get("label", e["event"]),
+                 **({"requests": e["requests"]} if "requests" in e else {})} for e, r in self.marks]
+        out += [{"type": "sample", **base, **r.to_json(), "t_rel": r.t - self.t0, "after_request": index}
+                for index, r in self.after_request]
+        out += [{"type": "request", **base, **{k: v for k, v in e.items() if k != "event"}}
+                for e in self.events if e["event"] == "request_end"]
+        if self.status != "ok":
+            out.append({"type": "failure", **base, "status": self.status, "reason": self.reason,
+                        "exit_code": self.exit_code, "log": self.log,
+                        **({"evidence": self.evidence} if self.evidence else {})})
+        return out
+
+
+def run_cell(cell: Cell, options: CellOptions, log_path: Path,
+             on_event: Callable[[dict[str, Any]], None] = lambda e: None) -> CellOutcome:
+    """Run one cell in a new process group; never raises for a failing strategy, only records it."""
+    switched = [ModelFiles.from_json(m) for m in cell.plan.get("models", [])]  # a switch cell reads them all
+    pagecache.prepare([f for m in [cell.model, *switched] for f in m.files()], options.cache)
+    audio = options.audio_dir(cell) if options.audio_dir else None
+    spec = {"strategy": cell.strategy, "model": cell.model.to_json(), "texts": options.texts,
+            "threads": options.threads, "audio_dir": str(audio) if audio else None, "plan": cell.plan}
+    read_fd, write_fd = os.pipe()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(
+            [*options.command_prefix, *python_module(CELL_MODULE, json.dumps(spec), str(write_fd),
+                                                     interpreter_args=options.interpreter_args)],
+            pass_fds=(write_fd,), stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    os.close(write_fd)
+    outcome = CellOutcome(cell, t0, root=proc.pid)
+    interval = None if cell.plan.get("sampler") == "off" else options.interval_s
+    sampler = TreeSampler(proc.pid, interval) if interval else None
+    if sampler:
+        sampler.start()
+    try:
+        timeout = float(cell.plan.get("timeout_s") or options.timeout_s)
+        _follow(proc, read_fd, outcome, t0 + timeout, on_event, sampler)
+        if outcome.deadline_hit and options.on_deadline:
+            outcome.evidence = options.on_deadline(cell, proc.pid)
+            outcome.reason = "; ".join([outcome.reason, *outcome.evidence])
+    finally:
+        os.close(read_fd)
+        if sampler:
+            outcome.readings = sampler.stop()
+            outcome.sampler_cpu_s = sampler.cpu_s
+        _kill_group(proc)
+    outcome.exit_code = proc.returncode
+    if outcome.status == "ok" and proc.returncode != 0:
+        outcome.status, outcome.reason = "failed", f"cell process exited with code {proc.returncode}"
+    if outcome.status != "ok":
+        outcome.log = _tail(log_path)
+    return outcome
+
+
+def _follow(proc: subprocess.Popen, fd: int, outcome: CellOutcome, deadline: float,
+            on_event: Callable[[dict[str, Any]], None], sampler: TreeSampler | None) -> None:
+    """Read events until the process closes the pipe, fails, or runs past its deadline.
+
+    Besides recording, the runner answers three kinds of event: `measure_root` moves the memory
+    readings to the tree of the given pid (a server the cell started, not its load generator);
+    `request_end` gets a reading of the tree right after it (leak trends), when sampling is on; and
+    an event with `sync` gets a reading labelled by the event before the cell, blocked on its stdin,
+    is let go (`requests_done` is the steady-state one).
+    """
+    pending = b""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            outcome.status, outcome.deadline_hit = "failed", True
+            outcome.reason = f"deadline: cell still running after {deadline - outcome.t0:.0f} s"
+            return
+        ready, _, _ = select.select([fd], [], [], min(remaining, 1.0))
+        if not ready:
+            continue
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            event = json.loads(line)
+            outcome.events.append(event)
+            on_event(event)
+            if event["event"] == "measure_root":
+                outcome.root = event["root"]
+                if sampler:
+                    sampler.root = event["root"]
+            elif event["event"] == "request_end" and sampler:
+                outcome.after_request.append((event["index"], read_tree(outcome.root)))
+            if event["event"] == "requests_done":
+                outcome.steady = read_tree(outcome.root)
+                _release(proc, last=True)
+            elif event.get("sync"):
+                outcome.marks.append((event, read_tree(outcome.root)))
+                _release(proc, last=False)
+            elif event["event"] == "error":
+                outcome.status, outcome.reason = "failed", event.get("reason", "unknown error")
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        outcome.status, outcome.reason = "failed", "cell process did not exit after its last event"
+    if outcome.status == "ok" and outcome.steady is None:
+        outcome.status = "failed"
+        outcome.reason = f"cell process ended (code {proc.poll()}) before finishing its requests"
+
+
+def _release(proc: subprocess.Popen, last: bool) -> None:
+    """Let a cell blocked on its stdin go on; after the last sync point, close stdin."""
+    try:
+        proc.stdin.write(b"\n")
+        proc.stdin.flush()
+        if last:
+            proc.stdin.close()
+    except (BrokenPipeError, OSError):
+        pass
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Nothing a cell started may outlive it: kill its whole process group."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+    if proc.stdin and not proc.stdin.closed:
+        proc.stdin.close()
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def plan(strategies: list[str], models: list[ModelFiles], repeat: int) -> list[Cell]:
+    """Repetitions interleaved (r0 of every strategy, then r1, ...), so drift hits all alike."""
+    return [Cell(s, m, r) for r in range(repeat) for m in models for s in strategies]
+
+
+
+def run_cells(cells: list[Cell], options: CellOptions, store: Any, run_id: str,
+              on_event: Callable[[Cell, dict[str, Any]], None] = lambda c, e: None,
+              on_done: Callable[[Cell, dict[str, Any]], None] = lambda c, r: None) -> list[dict[str, Any]]:
+    """Run cells one after another, writing each to the store as it ends. Returns the rows."""
+    from ttsload.bench.analysis.scenario_summary import phase_records
+    from ttsload.bench.analysis.summary import summarize
+
+    rows = []
+    for cell in cells:
+        log_path = store.out / "logs" / (cell.id.replace("|", "__").replace("/", "_") + f"__{run_id}.log")
+        outcome = run_cell(cell, options, log_path, lambda event, cell=cell: on_event(cell, event))
+        row = summarize(outcome, run_id, options.cache)
+        store.write_cell(outcome.records(run_id) + phase_records(outcome, run_id), row)
+        rows.append(row)
+        on_done(cell, row)
+    return rows

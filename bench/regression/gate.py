@@ -1,0 +1,237 @@
+"""The regression gate: compare two result sets cell by cell against thresholds, with significance.
+
+A check regresses only when the change of its statistic is beyond the threshold *and* a one-sided
+Mann–Whitney U test over the repetitions says the current side is worse (p <= alpha). Fewer than
+`stats.MIN_REPETITIONS` on either side is reported as such, never decided. Exit codes: 0 no
+regression, 1 regression, 2 unusable input or an undecided check.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ttsload.bench.analysis import stats
+from ttsload.bench.errors import UsageError
+from ttsload.bench.regression.resultset import ResultSet, cell_name
+
+EXIT_OK, EXIT_REGRESSION, EXIT_UNUSABLE = 0, 1, 2
+ALPHA = 0.05
+# Chosen from the noise measured on the CI machine class: see baselines/README.md.
+# Not pss_mb/uss_mb: their file-backed part depends on how many other processes map libtorch.
+# No RSS-based metric: file-backed library pages in RSS depend on how fresh the venv's files are in
+# the page cache (same cell, same code: peak RSS 523 MiB in a 5-minute-old venv, 402 MiB in an
+# hour-old one; baselines/README.md). Anonymous PSS does not see them.
+DEFAULT_SPEC = "cold_start_s:median:+75%,weights_s:median:+150%,pss_anon_mb:median:+10%"
+ENVIRONMENT_KEYS = (("cpu",), ("cores_logical",), ("python",), ("packages", "torch"), ("packages", "coqui-tts"))
+
+_RULE = re.compile(r"^(?P<metric>[A-Za-z0-9_]+):(?P<stat>[A-Za-z0-9]+):"
+                   r"(?P<sign>[+-]?)(?P<number>\d+(?:\.\d+)?)(?P<pct>%?)$")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One SPEC item, e.g. `cold_start_s:median:+10%` (relative) or `leak_mb_per_1k:max:2` (absolute).
+
+    `+` (or no sign) means higher is worse; `-` means lower is worse (throughput, say).
+    """
+
+    metric: str
+    statistic: str
+    threshold: float
+    relative: bool
+    higher_is_worse: bool = True
+
+    def __str__(self) -> str:
+        sign = "+" if self.higher_is_worse else "-"
+        return f"{self.metric}:{self.statistic}:{sign}{self.threshold:g}{'%' if self.relative else ''}"
+
+    def change(self, baseline: float, current: float) -> float:
+        """Signed change, in percent for relative rules; positive means worse."""
+        delta = current - baseline if self.higher_is_worse else baseline - current
+        if not self.relative:
+            return delta
+        if baseline == 0:
+            return 0.0 if delta == 0 else math.copysign(math.inf, delta)
+        return 100.0 * delta / abs(baseline)
+
+
+def parse_spec(spec: str) -> list[Rule]:
+    """Parse `METRIC:STAT:THRESHOLD[,...]`; any malformed item is a UsageError naming it."""
+    rules = []
+    for item in (part.strip() for part in spec.split(",")):
+        match = _RULE.match(item)
+        if not match:
+            raise UsageError(f"bad --fail item '{item}': expected METRIC:STAT:THRESHOLD such as "
+                             f"cold_start_s:median:+10% or leak_mb_per_1k:max:2")
+        if match["stat"] not in stats.STATISTICS:
+            raise UsageError(f"bad --fail item '{item}': statistic '{match['stat']}' is not one of "
+                             f"{', '.join(stats.STATISTICS)}")
+        rules.append(Rule(match["metric"], match["stat"], float(match["number"]), bool(match["pct"]),
+                          match["sign"] != "-"))
+    return rules
+
+
+@dataclass
+class Check:
+    """One rule applied to one cell, and what was concluded."""
+
+    cell: str
+    rule: str
+    metric: str
+    baseline: float | None
+    current: float | None
+    change: float | None
+    threshold: str
+    p_value: float | None
+    n_baseline: int
+    n_current: int
+    verdict: str  # ok | improved | not significant | REGRESSION | insufficient repetitions
+
+
+def judge(rule: Rule, baseline: list[float], current: list[float], alpha: float = ALPHA, cell: str = "") -> Check:
+    """Apply one rule to the repetitions of one cell (also used by history to find steps)."""
+    n_base, n_cur = len(baseline), len(current)
+    if not baseline or not current:
+        return Check(cell, str(rule), rule.metric, None, None, None, _threshold(rule), None, n_base, n_cur,
+                     "insufficient repetitions")
+    base, cur = stats.statistic(baseline, rule.statistic), stats.statistic(current, rule.statistic)
+    change = rule.change(base, cur)
+    if min(n_base, n_cur) < stats.MIN_REPETITIONS:  # shown, never decided
+        return Check(cell, str(rule), rule.metric, base, cur, change, _threshold(rule), None, n_base, n_cur,
+                     "insufficient repetitions")
+    if change > rule.threshold:
+        p = stats.p_worse(current, baseline, rule.higher_is_worse)
+        verdict = "REGRESSION" if p <= alpha else "not significant"
+    elif change < -rule.threshold:
+        p = stats.p_worse(current, baseline, not rule.higher_is_worse)
+        verdict = "improved" if p <= alpha else "ok"
+    else:
+        p, verdict = stats.p_worse(current, baseline, rule.higher_is_worse), "ok"
+    return Check(cell, str(rule), rule.metric, base, cur, change, _threshold(rule), p, n_base, n_cur, verdict)
+
+
+def _threshold(rule: Rule) -> str:
+    return f"{'+' if rule.higher_is_worse else '-'}{rule.threshold:g}{'%' if rule.relative else ''}"
+
+
+@dataclass
+class Outcome:
+    checks: list[Check]
+    warnings: list[str]
+    new_cells: list[str]
+
+    @property
+    def exit_code(self) -> int:
+        verdicts = {c.verdict for c in self.checks}
+        if "REGRESSION" in verdicts:
+            return EXIT_REGRESSION
+        return EXIT_UNUSABLE if "insufficient repetitions" in verdicts else EXIT_OK
+
+    @property
+    def verdict(self) -> str:
+        return {EXIT_OK: "pass", EXIT_REGRESSION: "regression", EXIT_UNUSABLE: "undecided"}[self.exit_code]
+
+
+def compare(baseline: ResultSet, current: ResultSet, rules: list[Rule], alpha: float = ALPHA) -> Outcome:
+    """Every rule on every baseline cell; unusable input raises UsageError before anything is judged."""
+    _check_usable(baseline, current, rules)
+    checks = [judge(rule, baseline.cells[key].get(rule.metric, []), current.cells[key].get(rule.metric, []),
+                    alpha, cell_name(key))
+              for key in sorted(baseline.cells) for rule in rules]
+    new = [cell_name(k) for k in sorted(set(current.cells) - set(baseline.cells))]
+    return Outcome(checks, environment_warnings(baseline, current) + _option_warnings(baseline, current), new)
+
+
+def _check_usable(baseline: ResultSet, current: ResultSet, rules: list[Rule]) -> None:
+    missing = sorted(set(baseline.cells) - set(current.cells))
+    if missing:
+        raise UsageError(f"{len(missing)} baseline cell(s) missing from {current.source}: "
+                         f"{', '.join(cell_name(k) for k in missing)}")
+    for side in (baseline, current):
+        known = side.metrics()
+        for rule in rules:
+            if rule.metric not in known:
+                raise UsageError(f"metric '{rule.metric}' is not in {side.source} "
+                                 f"(its metrics: {', '.join(sorted(known))})")
+
+
+def _lookup(environment: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for key in path:
+        environment = environment.get(key, {}) if isinstance(environment, dict) else {}
+    return environment if environment != {} else None
+
+
+def environment_warnings(baseline: ResultSet, current: ResultSet) -> list[str]:
+    """Differences that make timings and memory incomparable: said loudly, but the gate still runs."""
+    differences = []
+    for path in ENVIRONMENT_KEYS:
+        old, new = _lookup(baseline.environment, path), _lookup(current.environment, path)
+        if old != new:
+            differences.append(f"{'.'.join(path)} {old!r} -> {new!r}")
+    warnings = []
+    if differences:
+        warnings.append(f"the baseline was measured in a different environment ({'; '.join(differences)}): "
+                        "differences below may be the machine, not the code")
+    loads = [(side.environment.get("load_average") or [None])[0] for side in (baseline, current)]
+    if None not in loads and max(loads) > 2 * max(min(loads), 0.5):
+        warnings.append(f"the runs started at load averages {loads[0]:.1f} (baseline) and {loads[1]:.1f} "
+                        "(current): timings moved with the machine's other work, not only with the code")
+    return warnings
+
+
+def _option_warnings(baseline: ResultSet, current: ResultSet) -> list[str]:
+    differ = [f"{k} {baseline.options.get(k)!r} -> {current.options.get(k)!r}"
+              for k in sorted(set(baseline.options) | set(current.options))
+              if baseline.options.get(k) != current.options.get(k)]
+    return [f"the runs used different options ({'; '.join(differ)})"] if differ else []
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+
+
+def format_change(check: Check) -> str:
+    if check.change is None:
+        return "-"
+    return f"{check.change:+.1f}%" if check.threshold.endswith("%") else f"{check.change:+.3g}"
+
+
+def markdown(outcome: Outcome, baseline: ResultSet, current: ResultSet, alpha: float = ALPHA) -> str:
+    """A table fit for a CI log or a pull-request comment."""
+    regressions = [c for c in outcome.checks if c.verdict == "REGRESSION"]
+    title = {"pass": "pass: no regression", "regression": f"FAIL: {len(regressions)} regression(s)",
+             "undecided": "UNDECIDED: too few repetitions to judge some checks"}[outcome.verdict]
+    lines = [f"## ttsload gate: {title}", "",
+             f"baseline `{baseline.source}` (run {baseline.run_id}, git {baseline.git_sha or '?'}) vs "
+             f"current `{current.source}` (run {current.run_id}, git {current.git_sha or '?'}); "
+             f"a check regresses when beyond its threshold and one-sided Mann–Whitney p <= {alpha:g}", ""]
+    lines += [f"> **WARNING:** {w}" for w in outcome.warnings] + ([""] if outcome.warnings else [])
+    lines += ["| cell | metric | stat | baseline | current | change | threshold | p | n base/cur | verdict |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in outcome.checks:
+        verdict = f"**{c.verdict}**" if c.verdict in ("REGRESSION", "insufficient repetitions") else c.verdict
+        p = f"{c.p_value:.3f}" if c.p_value is not None else "-"
+        lines.append(f"| {c.cell} | {c.metric} | {c.rule.split(':')[1]} | {_fmt(c.baseline)} | {_fmt(c.current)} "
+                     f"| {format_change(c)} | {c.threshold} | {p} | {c.n_baseline}/{c.n_current} | {verdict} |")
+    if outcome.new_cells:
+        lines += ["", f"not gated (no baseline): {', '.join(outcome.new_cells)}"]
+    lines += [""] if regressions else []
+    for c in regressions:
+        lines.append(f"REGRESSION {c.cell}: {c.metric} {c.rule.split(':')[1]} {_fmt(c.baseline)} -> "
+                     f"{_fmt(c.current)} ({format_change(c)}, threshold {c.threshold}, p={c.p_value:.3f})")
+    return "\n".join(lines) + "\n"
+
+
+def verdict_json(outcome: Outcome, baseline: ResultSet, current: ResultSet, rules: list[Rule],
+                 alpha: float = ALPHA) -> dict[str, Any]:
+    return {"verdict": outcome.verdict, "exit_code": outcome.exit_code, "alpha": alpha,
+            "rules": [str(r) for r in rules], "baseline": baseline.source, "current": current.source,
+            "warnings": outcome.warnings, "new_cells": outcome.new_cells,
+            "checks": [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                        for k, v in asdict(c).items()} for c in outcome.checks]}
+

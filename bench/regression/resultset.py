@@ -1,0 +1,152 @@
+"""Result sets: per cell, the metric values of every successful repetition, plus where they came from.
+
+One compact form serves three jobs: a committed baseline (`ttsload baseline save DIR NAME`), either
+side of a gate, and one line of the history store. It is read from a results folder or from the
+JSON it saves to, so the gate never cares which one it was given.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ttsload.bench.analysis import stats
+from ttsload.bench.errors import UsageError
+from ttsload.bench.results import RESULTS, SCHEMA_VERSION, load_records
+
+FORMAT = "ttsload-result-set"
+FORMAT_VERSION = 1
+NOT_METRICS = {"repeat", "schema"}  # numeric, but they name a row rather than measure it
+CellKey = tuple[str, str, str]  # (strategy, model, scenario)
+OPTION_KEYS = ("requests", "cache", "corpus_seed", "threads", "interval")  # what makes runs comparable
+
+
+def cell_name(key: CellKey) -> str:
+    return "/".join(key)
+
+
+@dataclass
+class ResultSet:
+    """Metric values per cell over its successful repetitions, with the run's environment and options."""
+
+    source: str
+    run_id: str = ""
+    environment: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    cells: dict[CellKey, dict[str, list[float]]] = field(default_factory=dict)
+    repetitions: dict[CellKey, int] = field(default_factory=dict)  # successful
+    failed: dict[CellKey, int] = field(default_factory=dict)
+
+    @property
+    def git_sha(self) -> str | None:
+        return self.environment.get("git_sha")
+
+    def metrics(self) -> set[str]:
+        return {m for values in self.cells.values() for m, v in values.items() if v}
+
+    @classmethod
+    def from_folder(cls, folder: Path) -> ResultSet:
+        """Read a results folder; refuses one without results, or written with another schema."""
+        if not (folder / RESULTS).is_file():
+            raise UsageError(f"no {RESULTS} in {folder}: not a ttsload results folder")
+        records = load_records(folder)
+        schemas = {r.get("schema") for r in records}
+        if schemas != {SCHEMA_VERSION}:
+            raise UsageError(f"{folder / RESULTS} has schema {sorted(map(str, schemas))}; "
+                             f"this ttsload reads schema {SCHEMA_VERSION}")
+        runs = [r for r in records if r.get("type") == "run"]
+        rows = [r for r in records if r.get("type") == "cell"]
+        if not runs or not rows:
+            raise UsageError(f"{folder / RESULTS} has no {'run record' if not runs else 'finished cells'}")
+        result = cls(str(folder), runs[-1].get("run_id", ""), runs[-1].get("environment", {}),
+                     {k: runs[-1].get("options", {}).get(k) for k in OPTION_KEYS})
+        values: dict[CellKey, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for row in rows:
+            key = (row["strategy"], row["model"], row["scenario"])
+            if row.get("status") != "ok":
+                result.failed[key] = result.failed.get(key, 0) + 1
+                continue
+            result.repetitions[key] = result.repetitions.get(key, 0) + 1
+            for column, value in row.items():
+                if _is_number(value) and column not in NOT_METRICS:
+                    values[key][column].append(float(value))
+        result.cells = {key: dict(metrics) for key, metrics in values.items()}
+        for key in result.failed:
+            result.cells.setdefault(key, {})
+            result.repetitions.setdefault(key, 0)
+        return result
+
+    def to_json(self) -> dict[str, Any]:
+        """Medians, 95% bootstrap intervals and the raw repetitions of every metric of every cell."""
+        cells = []
+        for key in sorted(self.cells):
+            metrics = {}
+            for metric, values in sorted(self.cells[key].items()):
+                interval = stats.bootstrap_interval(values)
+                metrics[metric] = {"median": _round(stats.statistic(values, "median")),
+                                   "ci95": [_round(v) for v in interval] if interval else None,
+                                   "values": [_round(v) for v in values]}
+            cells.append({"strategy": key[0], "model": key[1], "scenario": key[2],
+                          "repetitions": self.repetitions.get(key, 0), "failed": self.failed.get(key, 0),
+                          "metrics": metrics})
+        return {"format": FORMAT, "version": FORMAT_VERSION, "source": self.source, "run_id": self.run_id,
+                "environment": self.environment, "options": self.options, "cells": cells}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], source: str) -> ResultSet:
+        if data.get("format") != FORMAT:
+            raise UsageError(f"{source} is not a ttsload baseline (no \"format\": \"{FORMAT}\")")
+        if data.get("version") != FORMAT_VERSION:
+            raise UsageError(f"{source} is baseline format version {data.get('version')}; "
+                             f"this ttsload reads version {FORMAT_VERSION}")
+        result = cls(source, data.get("run_id", ""), data.get("environment", {}), data.get("options", {}))
+        try:
+            for cell in data["cells"]:
+                key = (cell["strategy"], cell["model"], cell["scenario"])
+                result.cells[key] = {m: [float(v) for v in entry["values"]] for m, entry in cell["metrics"].items()}
+                result.repetitions[key] = int(cell["repetitions"])
+                result.failed[key] = int(cell.get("failed", 0))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"{source} is a malformed baseline: {type(exc).__name__}: {exc}") from None
+        return result
+
+
+def load(path: Path) -> ResultSet:
+    """A results folder or a saved baseline file, whichever `path` is."""
+    if path.is_dir():
+        return ResultSet.from_folder(path)
+    if not path.is_file():
+        raise UsageError(f"no such results folder or baseline file: {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path} is not a ttsload baseline (a JSON object is expected)")
+    return ResultSet.from_json(data, str(path))
+
+
+def save(folder: Path, name: str, directory: Path = Path("baselines")) -> Path:
+    """Store a results folder as `directory/NAME.json`: small, stable, fit to commit."""
+    if not name or "/" in name or name.startswith("."):
+        raise UsageError(f"baseline name '{name}' must be a plain file name")
+    result = ResultSet.from_folder(folder)
+    data = {**result.to_json(), "name": name, "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{name}.json"
+    target.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+    return target
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _round(value: float) -> float:
+    """Six significant digits: far below the noise, and it keeps committed baselines small."""
+    return float(f"{value:.6g}")

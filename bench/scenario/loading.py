@@ -1,0 +1,136 @@
+"""Scenario scripts: find them, read them (tomllib, validated), and expand them into cells.
+
+A scenario names a deployment shape; its sweeps (worker counts, LRU sizes, sampler on/off, preload
+or not) become variants, and each variant × strategy × model × repetition is one cell, run in its
+own fresh process by the same runner as every other cell. Built-in scripts live in `scenarios/`
+(installed as package data of `ttsload.scenarios`); a path to any .toml file works too.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+import tomllib
+from ttsload.bench.harness.runner import Cell
+from ttsload.bench.scenario import corpus
+from ttsload.bench.scenario.schema import ScenarioError, validate
+from ttsload.strategies.base import ModelFiles
+
+
+def builtin_folder() -> Path:
+    """Where the built-in scripts are: package data of `ttsload.scenarios` (the repo's scenarios/)."""
+    from importlib import resources
+
+    return Path(str(resources.files("ttsload.scenarios")))
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return self.data.get("kind", "pool")
+
+    @property
+    def summary(self) -> str:
+        return self.data["summary"]
+
+    def default(self, key: str, fallback: Any) -> Any:
+        return self.data.get(key, fallback)
+
+    def texts(self, requests: int | None = None, seed: int | None = None) -> list[str]:
+        """The distinct texts requests draw from (the single kind sends exactly these, once each)."""
+        texts = self.data.get("texts", {})
+        count = requests if requests and self.kind == "single" else texts.get("distinct", 10)
+        seed = seed if seed is not None else texts.get("seed", 0)
+        return corpus.texts(count, seed, texts.get("min_chars", corpus.MIN_CHARS),
+                            texts.get("max_chars", corpus.MAX_CHARS))
+
+    def variants(self) -> list[tuple[str, dict[str, Any]]]:
+        """(label, plan fields) per point of the scenario's sweeps; the label names the point."""
+        workers = self.data.get("workers", {}).get("counts", [1]) if self.kind in ("pool", "http") else [None]
+        lru = self.data.get("switch", {}).get("lru", [1]) if self.kind == "switch" else [None]
+        modes = self.data.get("sampler", {}).get("modes", [None])
+        preload = self.data.get("http", {}).get("preload", [False]) if self.kind == "http" else [None]
+        out = []
+        for n, k, mode, pre in product(workers, lru, modes, preload):
+            parts = [f"n{n}" if n is not None else "", f"k{k}" if k is not None else "",
+                     f"sampler-{mode}" if mode else "", ("preload" if pre else "no-preload") if pre is not None else ""]
+            fields = {"workers": n, "lru": k, "sampler": mode, "preload": pre}
+            label = "-".join(p for p in parts if p)
+            given = {key: value for key, value in fields.items() if value is not None}
+            out.append((f"{self.name}@{label}" if label else self.name, given))
+        return out
+
+    def plan(self, fields: dict[str, Any], threads: int | None, requests: int | None,
+             timeout_s: float | None, models: list[ModelFiles]) -> dict[str, Any]:
+        """The dict a cell process runs (bench.scenario_cell); empty fields mean the plain single serve."""
+        if self.kind == "single":
+            return {k: v for k, v in {"sampler": fields.get("sampler"), "timeout_s": timeout_s}.items() if v}
+        phases = [dict(p) for p in self.data.get("phase", [{"do": "requests", "count": 10}])]
+        workers = int(fields.get("workers") or 1)
+        for phase in phases:
+            if phase["do"] == "requests":
+                phase["count"] = requests or phase["count"]
+                phase["add_after"] = min(phase.get("add_after", 0), phase["count"] - 1)
+                if phase.get("concurrency") == "workers":
+                    phase["concurrency"] = workers
+        peak = workers + sum(int(p.get("add_workers", 0)) for p in phases)
+        texts = self.data.get("texts", {})
+        plan = {**fields, "kind": self.kind, "phases": phases, "threads": threads or self._threads(peak),
+                "order": texts.get("order", "cycle"), "order_seed": texts.get("seed", 0),
+                "timeout_s": timeout_s or self.data.get("timeout_s")}
+        if self.kind == "switch":
+            switch = self.data.get("switch", {})
+            plan.update(models=[m.to_json() for m in models], model_label="+".join(m.name for m in models),
+                        pattern=switch.get("pattern", "round-robin"), pattern_seed=switch.get("seed", 0))
+        if "leak" in self.data:
+            plan["leak"] = self.data["leak"]
+        return plan
+
+    def _threads(self, peak_workers: int) -> int:
+        """torch threads per worker: the scenario's number, or max(1, cores // workers) so N workers never
+        oversubscribe the cores (a 4-worker pool on 2 cores gets 1 thread each)."""
+        setting = self.data.get("workers", {}).get("threads", "auto")
+        return setting if isinstance(setting, int) else max(1, (os.cpu_count() or 1) // peak_workers)
+
+    def cells(self, strategies: list[str], models: list[ModelFiles], repeat: int, threads: int | None = None,
+              requests: int | None = None, timeout_s: float | None = None) -> list[Cell]:
+        """Repetitions outermost (r0 of every cell, then r1, ...), so drift over a run hits all cells alike."""
+        groups = [models] if self.kind == "switch" else [[m] for m in models]
+        if self.kind == "switch" and len(models) < 2:
+            raise ScenarioError(f"{self.path}: models: the switch scenario needs at least 2 models, got "
+                                f"{', '.join(m.name for m in models)}")
+        return [Cell(strategy, group[0], r, label, self.plan(fields, threads, requests, timeout_s, group))
+                for r in range(repeat) for group in groups for label, fields in self.variants()
+                for strategy in strategies]
+
+
+def available() -> dict[str, Path]:
+    """Built-in scenarios by name."""
+    return {path.stem: path for path in sorted(builtin_folder().glob("*.toml"))}
+
+
+def load(name_or_path: str) -> Scenario:
+    """A built-in name or a path to a .toml file; errors name the file and the key."""
+    path = Path(name_or_path)
+    if not (path.suffix == ".toml" or path.exists()):
+        builtin = available()
+        if name_or_path not in builtin:
+            raise ScenarioError(f"unknown scenario '{name_or_path}': use a built-in ({', '.join(builtin)}) "
+                                "or a path to a .toml file")
+        path = builtin[name_or_path]
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: no such scenario file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
+    return Scenario(path.stem, path, validate(data, path))

@@ -1,0 +1,148 @@
+"""The served side of the http scenario: a Flask app and the gunicorn hooks around it.
+
+gunicorn runs this module twice over: as its config (`-c python:bench.http_app`, which picks up
+`post_fork` and `post_worker_init` below) and as the app factory (`bench.http_app:create_app()`).
+Everything the server needs comes from the cell through the TTSLOAD_HTTP environment variable
+(JSON: strategy, model, threads, preload, events_fd, status_fd).
+
+Without --preload every worker builds the strategy's topology itself. With --preload the master
+loads one resident model before forking, with ONE torch thread (libgomp hangs a child forked
+after a parallel region ran) and then freezes the collector, so the workers share its pages;
+each worker sets its own thread count right after the fork.
+
+Phase events go straight to the runner's events pipe (one os.write per line: atomic under
+PIPE_BUF), and each worker tells the cell it is ready on a separate status pipe, so the cell can
+wait for all N workers without reading the runner's pipe.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import time
+from typing import Any
+
+ENV = "TTSLOAD_HTTP"
+# gunicorn settings read from this module: no control socket (gunicorn >= 25 opens a unix socket in
+# ~/.gunicorn, shared by every server on the machine); older versions ignore the unknown name.
+control_socket_disable = True
+_state: dict[str, Any] = {"server": None, "worker": None, "child_threads": None}
+
+
+def settings() -> dict[str, Any]:
+    return json.loads(os.environ[ENV])
+
+
+def _write_line(fd: int, record: dict[str, Any]) -> None:
+    line = (json.dumps(record, default=str) + "\n").encode()
+    if len(line) >= 4096:  # keep the write atomic on a pipe: drop detail, never interleave
+        line = (json.dumps({k: record[k] for k in ("event", "t", "pid") if k in record}) + "\n").encode()
+    os.write(fd, line)
+
+
+def fd_hook(event: str, t: float | None = None, **fields: Any) -> None:
+    """The Hook strategies call inside server processes: same JSON lines as bench.cell.EventPipe."""
+    fields.setdefault("pid", os.getpid())
+    _write_line(settings()["events_fd"], {"event": event, "t": t if t is not None else time.monotonic(), **fields})
+
+
+def _status(**record: Any) -> None:
+    """Tell the cell (not the runner) about readiness or a failure to start."""
+    _write_line(settings()["status_fd"], {"pid": os.getpid(), **record})
+
+
+class _Preloaded:
+    """A resident model loaded in the master before fork; workers only synthesize with it."""
+
+    def __init__(self, model: Any):
+        self.model = model
+
+    def synthesize(self, text: str, seed: int) -> Any:
+        return self.model.synthesize(text, seed)
+
+
+def preload(config: dict[str, Any]) -> _Preloaded:
+    """Load once in the master: one torch thread, then gc.freeze() so the workers share pages."""
+    from ttsload.strategies.base import ModelFiles, StrategyError
+    from ttsload.strategies.coqui import import_runtime
+    from ttsload.strategies.registry import make_loader, resolve
+
+    spec = resolve(config["strategy"])
+    if spec.topology != "resident":
+        raise StrategyError(f"http --preload needs a resident topology: strategy '{spec.name}' is {spec.topology}")
+    import torch
+
+    info = import_runtime(config.get("threads"))
+    _state["child_threads"] = info["torch_threads"]  # what each worker sets after the fork
+    torch.set_num_threads(1)
+    fd_hook("imports_done", **info)
+    model = make_loader(spec.loader).load(ModelFiles.from_json(config["model"]), fd_hook)
+    gc.collect()
+    gc.freeze()
+    return _Preloaded(model)
+
+
+def build(config: dict[str, Any]) -> Any:
+    """Without preload: this worker builds and starts the strategy's topology, whatever it is."""
+    from ttsload.strategies.base import ModelFiles
+    from ttsload.strategies.registry import resolve
+
+    topology = resolve(config["strategy"]).build(ModelFiles.from_json(config["model"]), fd_hook, config.get("threads"))
+    topology.start()
+    return topology
+
+
+def create_app() -> Any:
+    """The gunicorn app factory: loads the model (master with --preload, else this worker) first."""
+    from flask import Flask, Response, jsonify, request
+
+    config = settings()
+    try:
+        _state["server"] = preload(config) if config.get("preload") else build(config)
+    except BaseException as exc:
+        _status(error=_one_line(exc))
+        raise
+
+    app = Flask("ttsload-http")
+
+    @app.get("/ready")
+    def ready() -> Any:
+        loaded = _state["server"] is not None
+        return jsonify(ready=loaded, pid=os.getpid()), (200 if loaded else 503)
+
+    @app.post("/tts")
+    def tts() -> Any:
+        server = _state["server"]
+        if server is None:
+            return jsonify(error="model not loaded"), 503
+        body = request.get_json(force=True)
+        audio = server.synthesize(str(body["text"]), int(body["seed"]))
+        return Response(audio.wav.astype("<f4", copy=False).tobytes(), mimetype="application/octet-stream",
+                        headers={"X-Sample-Rate": str(audio.sample_rate), "X-Worker-Pid": str(os.getpid())})
+
+    return app
+
+
+def _one_line(exc: BaseException) -> str:
+    from ttsload.strategies.base import StrategyError
+
+    text = str(exc) if isinstance(exc, StrategyError) else f"{type(exc).__name__}: {exc}"
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# --- gunicorn server hooks (this module is also gunicorn's config) ---
+
+def post_fork(server: Any, worker: Any) -> None:
+    """In each worker, right after the fork: its own torch thread count (the master ran with one)."""
+    _state["worker"] = worker.age
+    if _state["child_threads"] is not None:
+        import torch
+
+        torch.set_num_threads(_state["child_threads"])
+
+
+def post_worker_init(worker: Any) -> None:
+    """The app is loaded in this worker (or inherited from the master): it is ready to serve."""
+    fd_hook("worker_ready", worker_pid=os.getpid(), worker=worker.age)
+    _status(ready=os.getpid(), worker=worker.age)

@@ -1,0 +1,1 @@
+"""Built-in scenario scripts (TOML), shipped as package data of ttsload.scenarios."""
