@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ttsload.bench.errors import UsageError
-from ttsload.strategies.base import ModelFiles
-from ttsload.strategies.checkpoint import sha256_of
+from ttsload.strategies.base import ModelFiles, sha256_of
 
 MANIFEST = "manifest.json"
 CHECKPOINT = "model_file.pth"

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ttsload.bench.analysis.summary import COLUMNS
+from ttsload.bench.analysis.metrics import COLUMNS
 
 SCHEMA_VERSION = 1
 RESULTS = "results.jsonl"

@@ -1,1 +1,1 @@
-"""Tables, plots and the HTML report built from a results folder alone (see the reports issue)."""
+"""Tables, plots and the HTML report built from a results folder alone (results.jsonl is all they read)."""

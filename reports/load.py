@@ -13,16 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from ttsload.bench.analysis.summary import COLUMNS, PHASES
+from ttsload.bench.analysis.metrics import COLUMNS, NUMERIC, PHASES
+from ttsload.bench.cells import SINGLE, CellKey
 from ttsload.bench.errors import UsageError
-from ttsload.bench.harness.runner import SCENARIO
 from ttsload.bench.results import RESULTS, load_records
 
 MB = 1024 * 1024
 CELL_KEYS = ["model", "scenario", "strategy"]
-NUMERIC = [c for c in COLUMNS if c.endswith(("_s", "_mb", "_fraction")) or c in ("rtf", "processes", "requests",
-                                                                                      "loads", "torch_threads")]
-PHASE_COLUMNS = [column for column, _, _ in PHASES]
+PHASE_COLUMNS = [metric.column for metric in PHASES]
 
 
 @dataclass
@@ -89,16 +87,11 @@ def _frame(records: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
 
 def _cells(records: list[dict[str, Any]]) -> pd.DataFrame:
     frame = _frame(records, COLUMNS)
-    for column in NUMERIC + [c for c in ("workers", "pss_total_mb", "rss_sum_mb") if c in frame]:
+    for column in NUMERIC:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    frame["cell"] = frame.apply(_cell_id, axis=1) if len(frame) else pd.Series(dtype=str)
+    frame["cell"] = frame.apply(lambda row: CellKey.of_row(row).id, axis=1) if len(frame) else pd.Series(dtype=str)
     frame["reason"] = frame["reason"].fillna("")
     return frame.drop(columns=[c for c in ("type", "schema") if c in frame])
-
-
-def _cell_id(row: pd.Series) -> str:
-    """The runner's cell id (strategy|model|scenario|repeat): the key of its events and samples."""
-    return f"{row['strategy']}|{row['model']}|{row['scenario']}|{int(row['repeat'])}"
 
 
 def _samples(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -124,7 +117,7 @@ def _planned_cells(options: dict[str, Any]) -> list[str]:
     if "planned_cells" in options:
         return list(options["planned_cells"])
     models = [m.get("name") for m in options.get("models", [])]
-    return [f"{strategy}|{model}|{SCENARIO}|{repeat}" for repeat in range(int(options.get("repeat") or 0))
+    return [CellKey(strategy, model, SINGLE, repeat).id for repeat in range(int(options.get("repeat") or 0))
             for model, strategy in product(models, options.get("strategies") or {})]
 
 
@@ -136,7 +129,7 @@ def _unfinished(runs: list[dict[str, Any]], cells: pd.DataFrame, events: pd.Data
     for run in runs:
         for cell in _planned_cells(run.get("options", {})):
             if cell not in done:
-                strategy, model, scenario, repeat = cell.split("|")
+                strategy, model, scenario, repeat = CellKey.parse(cell)
                 reason = ("interrupted: started, no result written" if cell in started
                           else "not run (run interrupted or still going)")
                 rows.append({"strategy": strategy, "model": model, "scenario": scenario, "repeat": int(repeat),

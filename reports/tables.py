@@ -4,59 +4,22 @@ recommendation per scenario (stated only where the intervals do not overlap).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pandas as pd
+from ttsload.bench.analysis.metrics import BY_COLUMN, REPORT, REPORT_MAIN, REPORT_SCENARIO, Metric, shown
 from ttsload.bench.analysis.stats import median_interval
+from ttsload.bench.cells import CellKey
 from ttsload.reports.load import CELL_KEYS, RunData
 
 # Below this coverage an interval is too weak to call a winner (2 repetitions: [min, max] covers 50 %).
 MIN_COVERAGE = 0.75
 
 
-@dataclass(frozen=True)
-class Metric:
-    column: str
-    label: str
-    unit: str
-    decimals: int
-
-
-METRICS = [
-    Metric("cold_start_s", "cold start", "s", 2),
-    Metric("first_audio_s", "first synthesis", "s", 2),
-    Metric("pss_mb", "PSS (tree)", "MiB", 0),
-    Metric("uss_mb", "USS (tree)", "MiB", 0),
-    Metric("rss_mb", "RSS (summed)", "MiB", 0),
-    Metric("peak_pss_mb", "peak PSS during load", "MiB", 0),
-    Metric("latency_p50_s", "latency p50", "s", 2),
-    Metric("latency_p90_s", "latency p90", "s", 2),
-    Metric("rtf", "RTF", "", 2),
-]
-# Scenario columns: whole-tree totals, readiness, switching, leaks, faults, what the sampler cost.
-SCENARIO_METRICS = [
-    Metric("workers", "workers", "", 0),
-    Metric("pss_total_mb", "PSS total", "MiB", 0),
-    Metric("uss_total_mb", "USS total", "MiB", 0),
-    Metric("rss_sum_mb", "RSS sum", "MiB", 0),
-    Metric("ready_s", "ready", "s", 2),
-    Metric("latency_p99_s", "latency p99", "s", 2),
-    Metric("scaleout_ready_s", "new worker ready", "s", 2),
-    Metric("scaleout_latency_p50_s", "p50 during scale-out", "s", 2),
-    Metric("loads", "loads", "", 0),
-    Metric("evictions", "evictions", "", 0),
-    Metric("model_load_s", "load per switch", "s", 2),
-    Metric("peak_pss_total_mb", "peak PSS", "MiB", 0),
-    Metric("leak_mb_per_1k", "leak", "MiB/1000 req", 1),
-    Metric("growth_mb_per_1k", "growth between trims", "MiB/1000 req", 0),
-    Metric("trim_returned_mb", "last trim gave back", "MiB", 0),
-    Metric("worker_deaths", "worker deaths", "", 0),
-    Metric("sampler_cpu_s", "sampler CPU", "s", 2),
-]
-BY_COLUMN = {m.column: m for m in METRICS + SCENARIO_METRICS}
+METRICS = shown(REPORT)  # medians.csv and the long table: every metric the report compares
+SCENARIO_METRICS = shown(REPORT_SCENARIO)
 # The page's table stays readable at a glance; medians.csv (long form) keeps every metric above.
-MAIN_METRICS = [BY_COLUMN[c] for c in ("cold_start_s", "pss_mb", "uss_mb", "peak_pss_mb", "latency_p50_s",
-                                       "latency_p90_s", "rtf")]
+MAIN_METRICS = shown(REPORT_MAIN)
 # What "wins" means per criterion: lower is better for all three.
 CRITERIA = {"memory": "pss_mb", "cold start": "cold_start_s", "latency": "latency_p50_s"}
 
@@ -100,8 +63,8 @@ def main_table(long: pd.DataFrame, data: RunData, metrics: list[Metric] = MAIN_M
         cells = data.cells[(data.cells[CELL_KEYS] == pd.Series(dict(zip(CELL_KEYS, keys, strict=True)))).all(axis=1)]
         row["ok / cells"] = f"{int((cells['status'] == 'ok').sum())}/{len(cells)}"
         for metric in metrics:
-            header = f"{metric.label} ({metric.unit})" if metric.unit else metric.label
-            row[header] = fmt_interval(by_metric[metric.column], metric.decimals) if metric.column in by_metric else "-"
+            found = by_metric.get(metric.column)
+            row[metric.header] = fmt_interval(found, metric.decimals) if found is not None else "-"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -175,8 +138,9 @@ def phase_table(data: RunData) -> pd.DataFrame:
     """Client-side latency per load phase (closed loop C, Poisson λ): medians over repetitions."""
     if not len(data.phases):
         return pd.DataFrame()
-    keys = data.phases["cell"].str.split("|", expand=True)
-    frame = data.phases.assign(strategy=keys[0], model=keys[1], scenario=keys[2])
+    keys = [CellKey.parse(cell) for cell in data.phases["cell"]]
+    frame = data.phases.assign(strategy=[k.strategy for k in keys], model=[k.model for k in keys],
+                               scenario=[k.scenario for k in keys])
     rows = []
     for (scenario, strategy, model, phase), group in frame.groupby(["scenario", "strategy", "model", "phase"],
                                                                    sort=False):

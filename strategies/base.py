@@ -1,16 +1,23 @@
-"""Shared types: model files, the event hook, synthesized audio, and the loader/topology contracts."""
+"""The contracts, free of any one model family: model files, the event hook, audio, a loaded model,
+Loader (with the public phase template every loader can reuse) and Topology (with its capabilities).
+
+A third-party loader subclasses `PhasedLoader` and gets the phase events, the sha256 check and
+profiler attribution without copying code; it needs nothing of Coqui. Every phase runs inside a
+method of this file whose name ends in `_phase` (and every request through `serve_request`), so
+py-spy's cold-start breakdown finds a plugin's phases wherever the plugin lives.
+"""
 
 from __future__ import annotations
 
 import abc
+import ctypes
+import hashlib
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from ttsload.strategies.coqui import LoadedModel
 
 
 class Hook(Protocol):
@@ -31,9 +38,22 @@ class StrategyError(Exception):
     """A strategy could not load or serve the model; the message is one line naming what and where."""
 
 
+class UnknownStrategy(ValueError):
+    """A strategy name that is neither a preset nor a TOPOLOGY+LOADER combination."""
+
+
+def request_seed(text: str) -> int:
+    """Seed derived from the text alone, so the same text gives the same audio in any order and process."""
+    return zlib.crc32(text.encode("utf-8"))
+
+
 @dataclass(frozen=True)
 class ModelFiles:
-    """A Coqui model on disk plus the sha256 every file must have before it is read."""
+    """A model on disk plus the sha256 every file must have before it is read.
+
+    `config` and `checkpoint` are the two files every family has in some form; `safetensors` is the
+    optional second copy of the weights some loaders read instead.
+    """
 
     name: str
     config: Path
@@ -41,10 +61,12 @@ class ModelFiles:
     sha256: dict[str, str]  # file name -> expected hex digest
     safetensors: Path | None = None
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    family: str = "coqui"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "family": self.family,
             "config": str(self.config),
             "checkpoint": str(self.checkpoint),
             "sha256": self.sha256,
@@ -61,6 +83,7 @@ class ModelFiles:
             sha256=dict(data["sha256"]),
             safetensors=Path(data["safetensors"]) if data.get("safetensors") else None,
             meta=dict(data.get("meta") or {}),
+            family=data.get("family", "coqui"),
         )
 
     def files(self) -> list[Path]:
@@ -80,23 +103,185 @@ class Audio:
         return len(self.wav) / self.sample_rate
 
 
+# --- integrity: runs before any checkpoint byte is unpickled -----------------------------------------
+
+_CHUNK = 1 << 20
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, streamed so large checkpoints do not need their size in RAM."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_files(files: ModelFiles, paths: list[Path] | None = None) -> None:
+    """Raise StrategyError unless every file has the sha256 its manifest recorded."""
+    for path in paths if paths is not None else [files.config, files.checkpoint]:
+        expected = files.sha256.get(path.name)
+        if expected is None:
+            raise StrategyError(f"no sha256 recorded for {path} in the manifest of model '{files.name}'")
+        if not path.is_file():
+            raise StrategyError(f"model file missing: {path}")
+        actual = sha256_of(path)
+        if actual != expected:
+            raise StrategyError(
+                f"sha256 mismatch for {path}: manifest says {expected[:12]}..., file is {actual[:12]}... "
+                "(truncated, corrupted or replaced; rebuild or re-download it)"
+            )
+
+
+def malloc_trim() -> bool:
+    """Ask glibc to give freed heap back to the OS; tells allocator retention apart from leaks."""
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
+@runtime_checkable
+class LoadedModel(Protocol):
+    """What a loader returns: a model that turns (text, seed) into audio, plus what the loader did.
+
+    `info` holds the facts the results need: `params`, `dtypes` (parameter count per dtype),
+    `file_bytes` (bytes of the files read), and anything a conversion reports (int8_fraction, ...).
+    """
+
+    info: dict[str, Any]
+
+    def synthesize(self, text: str, seed: int) -> Audio: ...
+
+
+def serve_request(model: LoadedModel, text: str, seed: int) -> Audio:
+    """Every topology serves a request through here (profilers attribute first synthesis to it)."""
+    return model.synthesize(text, seed)
+
+
+def tensor_facts(module: Any) -> dict[str, Any]:
+    """Parameter count and dtype mix of a torch module (buffers left out: they are not weights)."""
+    dtypes: dict[str, int] = {}
+    for parameter in module.parameters():
+        name = str(parameter.dtype).removeprefix("torch.")
+        dtypes[name] = dtypes.get(name, 0) + parameter.numel()
+    return {"params": sum(dtypes.values()), "dtypes": dtypes}
+
+
 class Loader(abc.ABC):
     """How weights reach memory. Subclasses return a model ready to synthesize."""
 
     name: ClassVar[str]
     summary: ClassVar[str]
-    exact: ClassVar[bool] = True  # fp32 weights and compute: output bit-identical to Coqui's own path
+    exact: ClassVar[bool] = True  # fp32 weights and compute: output bit-identical to the family's own path
+    maps_checkpoint: ClassVar[bool] = False  # weights stay in a file mapping (resident only where touched)
+
+    def runtime_phase(self, threads: int | None) -> dict[str, Any]:
+        """Import the runtime this loader's models need, before any load is timed."""
+        return self.import_runtime(threads)
+
+    def import_runtime(self, threads: int | None) -> dict[str, Any]:
+        """Import torch (and whatever the family needs); set the thread count; return facts for the results."""
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        # str(): torch.__version__ is a TorchVersion, and unpickling one imports all of torch.
+        return {"torch_threads": torch.get_num_threads(), "torch": str(torch.__version__)}
 
     @abc.abstractmethod
     def load(self, files: ModelFiles, hook: Hook) -> LoadedModel:
-        """Verify, construct and fill a Coqui model, emitting the phase events."""
+        """Verify, construct and fill a model, emitting the phase events."""
+
+
+class PhasedLoader(Loader):
+    """The phase template: verify (sha256) → construct → fill → convert, one event after each.
+
+    Subclasses implement `construct` and `fill`, and `ready` to wrap the filled model; `weight_files`
+    (what is verified besides the config) and `convert` (precision changes) are optional.
+    Failures become one-line StrategyErrors naming the file.
+    """
+
+    def weight_files(self, files: ModelFiles) -> list[Path]:
+        return [files.checkpoint]
+
+    def load(self, files: ModelFiles, hook: Hook) -> LoadedModel:
+        hook("load_start", loader=self.name)
+        paths = [files.config, *self.weight_files(files)]
+        self.verify_phase(files, paths)
+        hook("verify_done")
+        model = self.construct_phase(files)
+        hook("construct_done", **self.construct_facts())
+        model = self.weights_phase(model, files)
+        info = {"params": self.describe(model)["params"], "file_bytes": sum(p.stat().st_size for p in paths)}
+        info.update(self.convert_phase(model))
+        info["dtypes"] = self.describe(model)["dtypes"]  # what stays resident, after any conversion
+        hook("weights_done", **info)
+        return self.ready(model, files, info)
+
+    def verify_phase(self, files: ModelFiles, paths: list[Path]) -> None:
+        verify_files(files, paths)
+
+    def construct_phase(self, files: ModelFiles) -> Any:
+        try:
+            return self.construct(files)
+        except StrategyError:
+            raise
+        except Exception as exc:
+            raise StrategyError(f"cannot construct the model of {files.config}: {type(exc).__name__}: {exc}") from exc
+
+    def weights_phase(self, model: Any, files: ModelFiles) -> Any:
+        try:
+            return self.fill(model, files)
+        except StrategyError:
+            raise
+        except Exception as exc:
+            path = self.weight_files(files)[0]
+            raise StrategyError(f"cannot load weights from {path}: {type(exc).__name__}: {exc}") from exc
+
+    def convert_phase(self, model: Any) -> dict[str, Any]:
+        return self.convert(model)
+
+    @abc.abstractmethod
+    def construct(self, files: ModelFiles) -> Any:
+        """Build the model object (no weights read yet)."""
+
+    @abc.abstractmethod
+    def fill(self, model: Any, files: ModelFiles) -> Any:
+        """Put the checkpoint's weights into the model; return the model ready for inference."""
+
+    @abc.abstractmethod
+    def ready(self, model: Any, files: ModelFiles, info: dict[str, Any]) -> LoadedModel:
+        """Wrap the filled model as a LoadedModel."""
+
+    def construct_facts(self) -> dict[str, Any]:
+        """Fields of the construct_done event (e.g. how the model was constructed)."""
+        return {}
+
+    def describe(self, model: Any) -> dict[str, Any]:
+        """Parameter count and dtype mix of the filled model (torch modules by default)."""
+        return tensor_facts(model)
+
+    def convert(self, model: Any) -> dict[str, Any]:
+        """Post-load conversion (precision); returns facts for the results."""
+        return {}
 
 
 class Topology(abc.ABC):
-    """Where the loaded model lives and how a request reaches it."""
+    """Where the loaded model lives and how a request reaches it.
+
+    The capabilities below let the harness treat a third-party topology by what it can do,
+    never by its name.
+    """
 
     name: ClassVar[str]
     summary: ClassVar[str]
+    # Loads once in this process and can fork serving children that share its pages (a pool forks from it).
+    forks_from_loaded_parent: ClassVar[bool] = False
+    # Serves from a model resident in the calling process (what an in-process LRU or gunicorn --preload needs).
+    serves_from_resident_model: ClassVar[bool] = False
+    # Serves from a model held by a child process (in-process profilers do not see that model).
+    serves_from_child_process: ClassVar[bool] = False
 
     def __init__(self, loader: Loader, files: ModelFiles, hook: Hook, threads: int | None = None,
                  workers: int = 1):
@@ -117,10 +302,15 @@ class Topology(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op unless a topology holds resources
         """Release the model and any helper processes."""
 
+    def fork(self, worker: int) -> Any:
+        """One more serving child sharing this process's loaded model (needs forks_from_loaded_parent).
+
+        Returns a `hosts.PipeClient`; a pool calls it after `start()` for each worker it wants.
+        """
+        raise NotImplementedError(f"topology '{self.name}' does not fork from a loaded parent")
+
     def trim(self) -> bool:
         """Give freed heap back to the OS in every process of the topology (glibc malloc_trim(0))."""
-        from ttsload.strategies.hosts import malloc_trim
-
         return malloc_trim()
 
     def __enter__(self) -> Topology:

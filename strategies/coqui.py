@@ -8,7 +8,6 @@ device) and turns a request into float32 audio with a fixed seed.
 from __future__ import annotations
 
 import contextlib
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +17,8 @@ from ttsload.strategies.base import Audio, StrategyError
 
 # Modules the first VITS construction imports lazily (librosa.filters pulls scipy.signal, ~1.3 s).
 # Importing them with the rest of the runtime makes "construct" measure construction alone, the
-# same way for every loader; cold start as a whole is unchanged (DESIGN.md §8).
+# same way for every loader; cold start as a whole is unchanged. A second construction in the same
+# process takes a fraction of the first: the rest is these one-time imports.
 _RUNTIME_MODULES = (
     "torch",
     "TTS.config",
@@ -31,7 +31,7 @@ _RUNTIME_MODULES = (
 
 
 def import_runtime(threads: int | None = None) -> dict[str, Any]:
-    """Import torch and Coqui up front; return facts about the runtime for the results."""
+    """Import torch and Coqui up front; set the thread count; return facts about the runtime for the results."""
     import importlib
     import warnings
 
@@ -48,14 +48,9 @@ def import_runtime(threads: int | None = None) -> dict[str, Any]:
     return {"torch_threads": torch.get_num_threads(), "torch": str(torch.__version__)}
 
 
-def request_seed(text: str) -> int:
-    """Seed derived from the text alone, so the same text gives the same audio in any order."""
-    return zlib.crc32(text.encode("utf-8"))
-
-
 @dataclass
-class LoadedModel:
-    """A Coqui model ready for inference plus what the loader did to it."""
+class CoquiModel:
+    """A Coqui model ready for inference plus what the loader did to it (a base.LoadedModel)."""
 
     model: Any
     config: Any
@@ -147,7 +142,3 @@ def finish_for_inference(model: Any) -> Any:
         model.audio_resampler = None
     model.eval()
     return model
-
-
-def parameter_count(model: Any) -> int:
-    return sum(p.numel() for p in model.parameters())

@@ -8,21 +8,12 @@ scenario engine's worker pools share one client and one serve loop:
 
 from __future__ import annotations
 
-import ctypes
 import os
 import queue
 import time
 from typing import Any
 
-from ttsload.strategies.base import Audio, Hook, ModelFiles, StrategyError
-
-
-def malloc_trim() -> bool:
-    """Ask glibc to give freed heap back to the OS; tells allocator retention apart from leaks."""
-    try:
-        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
-    except (OSError, AttributeError):
-        return False
+from ttsload.strategies.base import Audio, Hook, ModelFiles, StrategyError, malloc_trim
 
 
 def serve_loop(synthesize: Any, conn: Any, trim: Any = malloc_trim) -> None:
@@ -52,14 +43,16 @@ def pipe_hook(conn: Any, worker: int | None = None) -> Hook:
     return hook
 
 
-def serve_strategy(strategy: str, files_json: dict[str, Any], threads: int | None, conn: Any,
+def serve_topology(build: Any, files_json: dict[str, Any], threads: int | None, conn: Any,
                    worker: int | None = None) -> None:
-    """Body of a spawned host: build a strategy from the registry, start it, serve."""
-    from ttsload.strategies.registry import resolve
+    """Body of a spawned host: `build(files, hook, threads)` makes a topology; start it and serve.
 
+    `build` reaches the child by pickle (a module-level function or class, found by its module path),
+    so this module needs no registry of strategies.
+    """
     hook = pipe_hook(conn, worker)
     try:
-        topology = resolve(strategy).build(ModelFiles.from_json(files_json), hook, threads)
+        topology = build(ModelFiles.from_json(files_json), hook, threads)
         topology.start()
     except Exception as exc:  # reported to the parent, which raises it there
         reason = str(exc) if isinstance(exc, StrategyError) else f"{type(exc).__name__}: {exc}"
@@ -130,14 +123,14 @@ class PipeClient:
 class SpawnedHost(PipeClient):
     """A fresh interpreter (multiprocessing spawn) hosting a whole strategy."""
 
-    def __init__(self, strategy: str, files: ModelFiles, hook: Hook, threads: int | None, worker: int | None = None,
+    def __init__(self, build: Any, files: ModelFiles, hook: Hook, threads: int | None, worker: int | None = None,
                  daemon: bool = True):
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
         conn, child_conn = ctx.Pipe(duplex=True)
-        self.process = ctx.Process(target=serve_strategy, name="ttsload-worker", daemon=daemon,
-                                   args=(strategy, files.to_json(), threads, child_conn, worker))
+        self.process = ctx.Process(target=serve_topology, name="ttsload-worker", daemon=daemon,
+                                   args=(build, files.to_json(), threads, child_conn, worker))
         self.process.start()
         child_conn.close()
         super().__init__(conn, self.process.pid, hook, worker)

@@ -1,7 +1,8 @@
-"""Loaders: how the weights of a Coqui model reach memory.
+"""Loaders of the Coqui family: how the weights of a Coqui model reach memory.
 
-Every loader verifies the sha256 of the files it reads before reading them, never unpickles
-with weights_only=False, and emits load_start, verify_done, construct_done, weights_done.
+Each is a `base.PhasedLoader`, so each verifies the sha256 of the files it reads before reading
+them and emits load_start, verify_done, construct_done, weights_done; none unpickles with
+weights_only=False.
 """
 
 from __future__ import annotations
@@ -12,71 +13,52 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ttsload.strategies import coqui, precision
-from ttsload.strategies.base import Hook, Loader, ModelFiles, StrategyError
-from ttsload.strategies.checkpoint import verify_files
+from ttsload.strategies.base import Loader, ModelFiles, PhasedLoader, StrategyError
 
 
-class _PhasedLoader(Loader):
-    """Template for the phases every loader goes through; subclasses fill in construct/weights."""
+class CoquiLoader(PhasedLoader):
+    """The Coqui family on the public phase template: Coqui's config, construction modes and model class."""
 
     construct_mode: ClassVar[str] = "init"
 
-    def weight_files(self, files: ModelFiles) -> list[Path]:
-        return [files.checkpoint]
+    def import_runtime(self, threads: int | None) -> dict[str, Any]:
+        return coqui.import_runtime(threads)
 
-    def load(self, files: ModelFiles, hook: Hook) -> coqui.LoadedModel:
-        hook("load_start", loader=self.name)
-        verify_files(files, [files.config, *self.weight_files(files)])
-        hook("verify_done")
+    def construct(self, files: ModelFiles) -> Any:
         config = coqui.load_coqui_config(files.config)
-        try:
-            model = coqui.construct(config, self.construct_mode)
-        except Exception as exc:
-            raise StrategyError(f"cannot construct the model of {files.config}: {type(exc).__name__}: {exc}") from exc
-        hook("construct_done", mode=self.construct_mode)
-        try:
-            model = self.fill(model, config, files)
-        except StrategyError:
-            raise
-        except Exception as exc:
-            path = self.weight_files(files)[0]
-            raise StrategyError(f"cannot load weights from {path}: {type(exc).__name__}: {exc}") from exc
-        info = {"params": coqui.parameter_count(model)}
-        info.update(self.convert(model))
-        hook("weights_done", **info)
-        return coqui.LoadedModel(model=model, config=config, info=info)
+        return coqui.construct(config, self.construct_mode)  # Coqui models keep their config as .config
 
-    def fill(self, model: Any, config: Any, files: ModelFiles) -> Any:
-        raise NotImplementedError
+    def construct_facts(self) -> dict[str, Any]:
+        return {"mode": self.construct_mode}
 
-    def convert(self, model: Any) -> dict[str, Any]:
-        """Post-load conversion (precision); returns facts for the results."""
-        return {}
+    def ready(self, model: Any, files: ModelFiles, info: dict[str, Any]) -> coqui.CoquiModel:
+        return coqui.CoquiModel(model=model, config=model.config, info=info)
 
 
-class EagerLoader(_PhasedLoader):
+class EagerLoader(CoquiLoader):
     """Coqui's own path: random init, then `model.load_checkpoint` (torch.load into RAM, copy)."""
 
     name = "eager"
     summary = "Coqui's load_checkpoint: random init, read whole file, copy into parameters"
 
-    def fill(self, model: Any, config: Any, files: ModelFiles) -> Any:
+    def fill(self, model: Any, files: ModelFiles) -> Any:
         import trainer.io
 
         if not getattr(trainer.io, "_WEIGHTS_ONLY", False):
             raise StrategyError("this Coqui trainer would unpickle with weights_only=False; refusing to load")
-        model.load_checkpoint(config, str(files.checkpoint), eval=True)
+        model.load_checkpoint(model.config, str(files.checkpoint), eval=True)
         return model
 
 
-class MmapLoader(_PhasedLoader):
+class MmapLoader(CoquiLoader):
     """Construct without initialising, map the checkpoint, and assign its tensors (no copy)."""
 
     name = "mmap"
     summary = "skip param init + torch.load(mmap=True, weights_only=True) + load_state_dict(assign=True)"
     construct_mode = "skip"
+    maps_checkpoint = True
 
-    def fill(self, model: Any, config: Any, files: ModelFiles) -> Any:
+    def fill(self, model: Any, files: ModelFiles) -> Any:
         import torch
 
         checkpoint = torch.load(files.checkpoint, mmap=True, weights_only=True, map_location="cpu")
@@ -95,7 +77,7 @@ class MetaMmapLoader(MmapLoader):
     construct_mode = "meta"
 
 
-class SafetensorsLoader(_PhasedLoader):
+class SafetensorsLoader(CoquiLoader):
     """Construct without initialising and assign tensors from the safetensors file."""
 
     name = "safetensors"
@@ -107,7 +89,7 @@ class SafetensorsLoader(_PhasedLoader):
             raise StrategyError(f"model '{files.name}' has no safetensors file next to {files.checkpoint}")
         return [files.safetensors]
 
-    def fill(self, model: Any, config: Any, files: ModelFiles) -> Any:
+    def fill(self, model: Any, files: ModelFiles) -> Any:
         from safetensors.torch import load_file
 
         state = load_file(str(files.safetensors), device="cpu")

@@ -2,7 +2,7 @@
 
 A third party registers more through the entry-point groups `ttsload.loaders` and
 `ttsload.topologies` (each entry a Loader or Topology subclass). Test-only loaders with planted
-faults (strategies/testing.py) exist only when TTSLOAD_TEST_STRATEGIES=1.
+faults (`testing.py`) exist only when TTSLOAD_TEST_STRATEGIES=1.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
 
-from ttsload.strategies.base import Hook, Loader, ModelFiles, Topology
+from ttsload.strategies.base import Hook, Loader, ModelFiles, Topology, UnknownStrategy
+
+__all__ = ["PRESETS", "StrategySpec", "UnknownStrategy", "loaders", "make_loader", "resolve", "topologies"]
 
 PRESETS: dict[str, tuple[str, str]] = {
     "naive": ("per_request", "eager"),
@@ -21,10 +23,6 @@ PRESETS: dict[str, tuple[str, str]] = {
     "quantized": ("resident", "int8-bf16"),
     "subprocess-worker": ("worker", "eager"),
 }
-
-
-class UnknownStrategy(ValueError):
-    """A strategy name that is neither a preset nor a TOPOLOGY+LOADER combination."""
 
 
 def _with_entry_points(builtin: dict[str, type], group: str) -> dict[str, type]:
@@ -61,8 +59,13 @@ class StrategySpec:
     topology: str
     loader: str
 
+    @property
+    def topology_class(self) -> type[Topology]:
+        """What the harness asks about a topology: its capabilities, never its name."""
+        return topologies()[self.topology]
+
     def build(self, files: ModelFiles, hook: Hook, threads: int | None = None, workers: int = 1) -> Topology:
-        return topologies()[self.topology](make_loader(self.loader), files, hook, threads, workers)
+        return self.topology_class(make_loader(self.loader), files, hook, threads, workers)
 
 
 def make_loader(name: str) -> Loader:

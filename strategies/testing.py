@@ -1,6 +1,6 @@
 """Planted faults for testing the harness itself: loaders that misbehave on purpose.
 
-Never visible in normal use: `strategies.registry.loaders()` adds them only when the environment has
+Never visible in normal use: `registry.loaders()` adds them only when the environment has
 TTSLOAD_TEST_STRATEGIES=1 (inherited by cell processes). With TTSLOAD_TEST_PLANT=NAME as well, the
 named fault also stands in for `eager`, so every eager-based preset regresses under its usual name,
 just as a slow change committed to the eager loader would.
@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from ttsload.strategies.base import Loader, ModelFiles
+from ttsload.strategies.base import Loader, ModelFiles, UnknownStrategy
 from ttsload.strategies.loaders import EagerLoader
 
 
@@ -23,9 +23,9 @@ class SlowEagerLoader(EagerLoader):
     name = "slow-eager"
     summary = "TEST ONLY: eager + a fixed sleep while loading weights"
 
-    def fill(self, model: Any, config: Any, files: ModelFiles) -> Any:
+    def fill(self, model: Any, files: ModelFiles) -> Any:
         time.sleep(float(os.environ.get("TTSLOAD_TEST_SLEEP_S", "2")))
-        return super().fill(model, config, files)
+        return super().fill(model, files)
 
 
 class CopyEagerLoader(EagerLoader):
@@ -34,10 +34,10 @@ class CopyEagerLoader(EagerLoader):
     name = "copy-eager"
     summary = "TEST ONLY: eager + one extra copy of the weights kept alive"
 
-    def fill(self, model: Any, config: Any, files: ModelFiles) -> Any:
+    def fill(self, model: Any, files: ModelFiles) -> Any:
         import torch
 
-        model = super().fill(model, config, files)
+        model = super().fill(model, files)
         # One contiguous buffer, not a clone per tensor: small clones can be served from heap that
         # malloc kept after reading the checkpoint (seen: +1.7 of 5.7 MiB on vits-tiny), while a
         # buffer this large is always freshly mapped, so the copy really adds the weights' size.
@@ -53,7 +53,7 @@ class HangEagerLoader(EagerLoader):
     name = "hang-eager"
     summary = "TEST ONLY: constructs the model, then blocks forever in the weights phase"
 
-    def fill(self, model: Any, config: Any, files: Any) -> Any:
+    def fill(self, model: Any, files: Any) -> Any:
         threading.Event().wait()  # blocks in Python, so a stack dump shows exactly where
         return model
 
@@ -89,8 +89,6 @@ def with_planted_faults(found: dict[str, type[Loader]]) -> dict[str, type[Loader
     plant = os.environ.get("TTSLOAD_TEST_PLANT")
     if plant:
         if plant not in PLANTED:
-            from ttsload.strategies.registry import UnknownStrategy
-
             raise UnknownStrategy(f"TTSLOAD_TEST_PLANT='{plant}' is not a planted fault ({', '.join(PLANTED)})")
         found["eager"] = PLANTED[plant]
     return found

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import threading
 
-from ttsload.strategies import coqui
-from ttsload.strategies.base import Audio, Hook, Loader, ModelFiles, Topology
+from ttsload.strategies.base import Audio, Hook, LoadedModel, Loader, ModelFiles, Topology, serve_request
 from ttsload.strategies.hosts import Dispatcher, ForkedHost, SpawnedHost
 
 
@@ -17,13 +17,13 @@ class PerRequest(Topology):
     summary = "load, synthesize and drop the model on every request"
 
     def start(self) -> None:
-        info = coqui.import_runtime(self.threads)
+        info = self.loader.runtime_phase(self.threads)
         self.hook("imports_done", **info)
 
     def synthesize(self, text: str, seed: int) -> Audio:
         model = self.loader.load(self.files, self.hook)
         try:
-            return model.synthesize(text, seed)
+            return serve_request(model, text, seed)
         finally:
             del model
             gc.collect()
@@ -34,19 +34,20 @@ class Resident(Topology):
 
     name = "resident"
     summary = "one resident model per process (singleton, double-checked lock)"
+    serves_from_resident_model = True
 
     def __init__(self, loader: Loader, files: ModelFiles, hook: Hook, threads: int | None = None,
                  workers: int = 1):
         super().__init__(loader, files, hook, threads, workers)
-        self._model: coqui.LoadedModel | None = None
+        self._model: LoadedModel | None = None
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        info = coqui.import_runtime(self.threads)
+        info = self.loader.runtime_phase(self.threads)
         self.hook("imports_done", **info)
         self.get()
 
-    def get(self) -> coqui.LoadedModel:
+    def get(self) -> LoadedModel:
         """Return the model, loading it once even when many threads ask at the same moment."""
         model = self._model
         if model is None:
@@ -57,7 +58,7 @@ class Resident(Topology):
         return model
 
     def synthesize(self, text: str, seed: int) -> Audio:
-        return self.get().synthesize(text, seed)
+        return serve_request(self.get(), text, seed)
 
     def close(self) -> None:
         self._model = None
@@ -72,9 +73,11 @@ class Worker(Topology):
 
     name = "worker"
     summary = "persistent subprocess worker fed by a task queue (audio returned as arrays)"
+    serves_from_child_process = True
 
     def start(self) -> None:
-        self._host = SpawnedHost(f"resident+{self.loader.name}", self.files, self.hook, self.threads)
+        # The loader instance travels to the child by pickle: no registry lookup by name there.
+        self._host = SpawnedHost(functools.partial(Resident, self.loader), self.files, self.hook, self.threads)
         self._host.wait_for("ready", None)
 
     def synthesize(self, text: str, seed: int) -> Audio:
@@ -103,11 +106,12 @@ class Prefork(Topology):
 
     name = "prefork"
     summary = "parent loads once, gc.freeze(), then forks N workers sharing pages copy-on-write"
+    forks_from_loaded_parent = True
 
     def start(self) -> None:
         import torch
 
-        info = coqui.import_runtime(self.threads)  # children get this count (same float order as others)
+        info = self.loader.runtime_phase(self.threads)  # children get this count (same float order as others)
         child_threads = info["torch_threads"]
         torch.set_num_threads(1)
         self.hook("imports_done", **info)
@@ -122,7 +126,7 @@ class Prefork(Topology):
 
     def fork(self, worker: int) -> ForkedHost:
         """One more child sharing the loaded model (a scale-out forks from the same parent)."""
-        return ForkedHost(self._model.synthesize, self.hook, self._child_threads, worker)
+        return ForkedHost(functools.partial(serve_request, self._model), self.hook, self._child_threads, worker)
 
     def synthesize(self, text: str, seed: int) -> Audio:
         return self._dispatch.synthesize(text, seed)

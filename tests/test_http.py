@@ -11,7 +11,9 @@ from typing import Any
 
 import psutil
 import pytest
-from ttsload.bench.harness.runner import Cell, CellOptions, CellOutcome, run_cell
+from ttsload.bench.cells import Cell, CellOutcome
+from ttsload.bench.harness.runner import CellOptions, run_cell
+from ttsload.bench.plan import Plan
 from ttsload.bench.scenario import corpus
 
 WORKERS = 2
@@ -20,9 +22,9 @@ PHASES = [{"do": "requests", "count": 6, "concurrency": 2},
 TEXTS = corpus.texts(4)
 
 
-def http_plan(preload: bool, **extra: Any) -> dict[str, Any]:
-    return {"kind": "http", "workers": WORKERS, "threads": 1, "preload": preload, "order": "cycle",
-            "order_seed": 0, "phases": PHASES, **extra}
+def http_plan(preload: bool, **extra: Any) -> Plan:
+    return Plan.from_json({"kind": "http", "workers": WORKERS, "threads": 1, "preload": preload, "order": "cycle",
+                           "order_seed": 0, "phases": PHASES, **extra})
 
 
 def listen_addresses(root: int) -> list[str]:
@@ -34,7 +36,7 @@ def listen_addresses(root: int) -> list[str]:
             + [f"unix:{c.laddr}" for c in connections if c.family == socket.AF_UNIX and c.laddr])
 
 
-def run_http(tiny, tmp_path: Path, strategy: str, plan: dict[str, Any]) -> tuple[CellOutcome, dict[str, Any]]:
+def run_http(tiny, tmp_path: Path, strategy: str, plan: Plan) -> tuple[CellOutcome, dict[str, Any]]:
     seen: dict[str, Any] = {"pids": set(), "listen": None}
 
     def on_event(event: dict[str, Any]) -> None:
@@ -47,7 +49,7 @@ def run_http(tiny, tmp_path: Path, strategy: str, plan: dict[str, Any]) -> tuple
         elif event["event"] == "request_end":
             seen["pids"].add(event["worker_pid"])
 
-    name = f"http@n{WORKERS}{'-preload' if plan.get('preload') else ''}"
+    name = f"http@n{WORKERS}{'-preload' if plan.preload else ''}"
     outcome = run_cell(Cell(strategy, tiny, 0, name, plan=plan), CellOptions(texts=TEXTS, timeout_s=300),
                        tmp_path / f"{name}.log", on_event)
     return outcome, seen

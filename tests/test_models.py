@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from ttsload.bench import fixtures as models
 from ttsload.bench.errors import UsageError
-from ttsload.strategies.checkpoint import sha256_of
+from ttsload.strategies.base import sha256_of
 
 
 def test_manifest_records_sha256_bytes_and_params(tiny):

@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ttsload.bench.scenario.corpus import texts
-from ttsload.strategies.base import StrategyError, null_hook
-from ttsload.strategies.coqui import request_seed
+from ttsload.strategies.base import StrategyError, null_hook, request_seed
 from ttsload.strategies.registry import PRESETS, UnknownStrategy, make_loader, resolve
 
 FP32 = ["naive", "singleton", "mmap", "subprocess-worker", "resident+mmap-meta", "resident+safetensors",

@@ -1,6 +1,6 @@
 """Leak trend: memory against requests served after warm-up, as MB per 1000 requests with an interval.
 
-The points are the readings taken right after each malloc_trim(0) of a soak (bench/pool_cell.py):
+The points are the readings taken right after each malloc_trim(0) of a soak (cell/pool_kind.py):
 memory the allocator merely kept is given back by then, so what still grows is held by someone.
 
 Theil–Sen (the median of pairwise slopes) rather than least squares: a server's memory moves in

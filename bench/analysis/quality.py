@@ -11,12 +11,13 @@ from typing import Any
 
 import numpy as np
 from ttsload.bench.analysis.stats import median
+from ttsload.bench.cells import file_safe
 
 AUDIO = "audio"
 
 
 def audio_dir(out: Path, strategy: str, model: str) -> Path:
-    safe = f"{strategy}__{model}".replace("/", "_").replace("|", "_")
+    safe = file_safe(f"{strategy}__{model}")
     return out / AUDIO / safe
 
 

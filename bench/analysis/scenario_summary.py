@@ -1,57 +1,29 @@
-"""The columns a scenario adds to a cell's summary row, and its per-phase records.
+"""What a scenario cell's events say beyond single-cell metrics: scale-out, leak, load phases.
 
-Worker counts and whole-tree totals, time to ready (the first workers, and workers added under
-load), deaths, model loads and evictions, the leak fit over the readings taken after each
-malloc_trim, what the last trim gave back, and what the sampler itself cost.
+Time to ready of workers added under load and the latency meanwhile, the leak fit over the
+readings taken after each malloc_trim and the growth between trims, and one record per load phase.
+The metric registry (metrics.py) reads the first two; phase records go to results.jsonl as they are.
 """
 
 from __future__ import annotations
 
-from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
-from ttsload.bench.analysis import leak, stats
+from ttsload.bench.analysis import leak as leak_fit
+from ttsload.bench.analysis import stats
+from ttsload.bench.plan import LeakSettings
 
 if TYPE_CHECKING:
-    from ttsload.bench.harness.runner import CellOutcome
+    from ttsload.bench.cells import CellOutcome
 
 MB = 1024 * 1024
-DEFAULT_LEAK = {"warmup": 50, "threshold_mb_per_1k": 5.0, "confidence": 0.95}
 
 
 def _named(events: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     return [e for e in events if e["event"] == name]
 
 
-def scenario_columns(outcome: CellOutcome) -> dict[str, Any]:
-    plan, events = outcome.cell.plan, outcome.events
-    steady = outcome.steady.total if outcome.steady else {}
-    added = sum(int(e.get("add", 0)) for e in _named(events, "scale_out"))
-    row: dict[str, Any] = {
-        "workers": int(plan.get("workers", 1)) + added,
-        "pss_total_mb": steady["pss"] / MB if steady else None,
-        "uss_total_mb": steady["uss"] / MB if steady else None,
-        "rss_sum_mb": steady["rss"] / MB if steady else None,
-        "peak_pss_total_mb": max((r.total["pss"] for r in outcome.readings), default=None),
-        "worker_deaths": len(_named(events, "worker_died")),
-        "failed_requests": len(_named(events, "request_failed")),
-        "evictions": len(_named(events, "model_evict")),
-        "model_load_s": stats.median([e["load_s"] for e in _named(events, "model_loaded")]),
-        "sampler": "off" if plan.get("sampler") == "off" else "on",
-        "sampler_cpu_s": outcome.sampler_cpu_s,
-        "samples": len(outcome.readings),
-        "sampler_interval_s": stats.median([b.t - a.t for a, b in pairwise(outcome.readings)]),
-    }
-    if row["peak_pss_total_mb"] is not None:
-        row["peak_pss_total_mb"] /= MB
-    ready = _named(events, "ready")
-    row["ready_s"] = ready[0]["t"] - outcome.t0 if ready else None
-    row.update(_scale_out(events))
-    row.update(_leak(outcome, {**DEFAULT_LEAK, **plan.get("leak", {})}))
-    return row
-
-
-def _scale_out(events: list[dict[str, Any]]) -> dict[str, Any]:
+def scale_out(events: list[dict[str, Any]]) -> dict[str, Any]:
     """Spawn-to-ready of the workers added under load, and latency of requests sent meanwhile."""
     outs = _named(events, "scale_out")
     if not outs:
@@ -76,12 +48,12 @@ def _trims(outcome: CellOutcome) -> list[tuple[int, float, float]]:
     return [(served, used, left) for (served, used), left in zip(before, after, strict=False)]
 
 
-def _leak(outcome: CellOutcome, settings: dict[str, Any]) -> dict[str, Any]:
+def leak(outcome: CellOutcome, settings: LeakSettings) -> dict[str, Any]:
     """Leak = the trend of memory read right after each malloc_trim (what the processes really hold);
     growth = how fast memory climbs between trims (what a server that never trims sees: mostly retention)."""
     trims = _trims(outcome)
-    found = leak.fit([(served, left) for served, _, left in trims if served is not None],
-                     int(settings["warmup"]), float(settings["threshold_mb_per_1k"]), float(settings["confidence"]))
+    found = leak_fit.fit([(served, left) for served, _, left in trims if served is not None],
+                         settings.warmup, settings.threshold_mb_per_1k, settings.confidence)
     rates = [(used - trims[k - 1][2]) / (served - trims[k - 1][0]) * 1000 / MB
              for k, (served, used, _) in enumerate(trims) if k and served and served > trims[k - 1][0]]
     row = {"trim_returned_mb": (trims[-1][1] - trims[-1][2]) / MB if trims else None,

@@ -1,6 +1,6 @@
 """What runs inside one measured process: start the strategy, serve the requests, report events.
 
-Started by the runner as `python -m bench.cell SPEC_JSON EVENTS_FD`. Events go out as JSON lines
+Started by the runner as `python -P -m ttsload.bench.cell SPEC_JSON EVENTS_FD`. Events go out as JSON lines
 on the inherited pipe EVENTS_FD (stdout and stderr are free for library chatter and go to a log).
 After the last request the process waits on stdin, so the runner can take the steady-state
 memory reading of a process tree that is alive and idle. Kept light: torch and Coqui are only
@@ -18,6 +18,8 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any, TextIO
+
+from ttsload.bench.plan import Plan
 
 
 class EventPipe:
@@ -49,8 +51,7 @@ def save_audio(folder: Path, index: int, wav: Any) -> None:
 
 
 def serve(spec: dict[str, Any], hook: EventPipe) -> None:
-    from ttsload.strategies.base import ModelFiles
-    from ttsload.strategies.coqui import request_seed
+    from ttsload.strategies.base import ModelFiles, request_seed
     from ttsload.strategies.registry import resolve
 
     strategy = resolve(spec["strategy"])
@@ -84,10 +85,11 @@ def main(argv: list[str]) -> int:
     hook = EventPipe(os.fdopen(int(argv[2]), "w", buffering=1))
     hook("started")
     try:
-        if spec.get("plan", {}).get("kind", "single") != "single":
+        plan = Plan.from_json(spec.get("plan"))
+        if plan.kind != "single":
             from ttsload.bench.cell.kinds import run_plan
 
-            run_plan(spec, hook)
+            run_plan(spec, plan, hook)
         else:
             serve(spec, hook)
     except BaseException as exc:

@@ -1,6 +1,6 @@
 """Inside a scenario's cell process: run its plan (a pool of workers, a model switcher, an HTTP server).
 
-`bench.cell` hands over here when the spec carries a plan whose kind is not "single". Each kind
+`ttsload.bench.cell` hands over here when the spec carries a plan whose kind is not "single". Each kind
 reports through the same hook (events to the runner) and ends with `requests_done`, after which it
 waits on stdin while the runner reads the steady-state memory.
 """
@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ttsload.bench.plan import Plan
+
 KINDS = {  # kind -> "module:function(spec, plan, hook)"
     "pool": "ttsload.bench.cell.pool_kind:run_pool",
     "switch": "ttsload.bench.cell.switch_kind:run_switch",
@@ -17,13 +19,12 @@ KINDS = {  # kind -> "module:function(spec, plan, hook)"
 }
 
 
-def run_plan(spec: dict[str, Any], hook: Any) -> None:
-    plan = spec["plan"]
-    module, _, function = KINDS[plan["kind"]].partition(":")
+def run_plan(spec: dict[str, Any], plan: Plan, hook: Any) -> None:
+    module, _, function = KINDS[plan.kind].partition(":")
     getattr(importlib.import_module(module), function)(spec, plan, hook)
 
 
-def request_texts(spec: dict[str, Any], plan: dict[str, Any]) -> Any:
+def request_texts(texts: list[str], plan: Plan) -> Any:
     """`text(index)` for the scenario's requests, drawn from the spec's distinct texts.
 
     "cycle" takes them in order, again and again; "random" draws one per request from a seeded
@@ -31,11 +32,10 @@ def request_texts(spec: dict[str, Any], plan: dict[str, Any]) -> Any:
     """
     import random
 
-    texts: list[str] = spec["texts"]
-    if plan.get("order", "cycle") == "cycle":
+    if plan.order == "cycle":
         return lambda index: texts[index % len(texts)]
-    rng = random.Random(plan.get("order_seed", 0))
-    total = sum(int(p.get("count", 0)) for p in plan.get("phases", []))
+    rng = random.Random(plan.order_seed)
+    total = plan.request_count
     chosen = [0] + [rng.randrange(len(texts)) for _ in range(max(0, total - 1))]
     return lambda index: texts[chosen[index] if index < len(chosen) else index % len(texts)]
 

@@ -15,25 +15,23 @@ import signal
 import threading
 import time
 
-from ttsload.strategies.base import Audio, Hook, ModelFiles, StrategyError
-from ttsload.strategies.hosts import Dispatcher, PipeClient, SpawnedHost, malloc_trim
+from ttsload.strategies.base import Audio, Hook, ModelFiles, StrategyError, Topology, malloc_trim
+from ttsload.strategies.hosts import Dispatcher, PipeClient, SpawnedHost
 from ttsload.strategies.registry import StrategySpec
-from ttsload.strategies.topologies import Prefork
 
 
 class Pool:
     def __init__(self, spec: StrategySpec, files: ModelFiles, hook: Hook, threads: int | None):
         self.spec, self.files, self.hook, self.threads = spec, files, hook, threads
         self.dispatcher = Dispatcher([], on_death=self._died)
-        self._parent: Prefork | None = None  # prefork: the topology whose process (this one) holds the model
+        self._parent: Topology | None = None  # a forking topology whose process (this one) holds the model
         self._next_worker = 0
         self._scale_outs: list[threading.Thread] = []
 
     def start(self, workers: int) -> None:
         """Bring up the first workers and wait until every one of them is ready."""
-        if self.spec.topology == "prefork":
+        if self.spec.topology_class.forks_from_loaded_parent:
             parent = self.spec.build(self.files, self.hook, self.threads, workers=0)
-            assert isinstance(parent, Prefork)
             self._parent = parent
             parent.start()  # imports and loads here, forks nobody yet
         self._wait_ready(self._launch(workers))
@@ -87,7 +85,7 @@ class Pool:
                 host: PipeClient = self._parent.fork(worker)
             else:
                 # not a daemon: a worker may have children of its own (subprocess-worker's model process)
-                host = SpawnedHost(self.spec.name, self.files, self.hook, self.threads, worker, daemon=False)
+                host = SpawnedHost(self.spec.build, self.files, self.hook, self.threads, worker, daemon=False)
             launched.append((host, started))
         return launched
 

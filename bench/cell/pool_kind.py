@@ -20,25 +20,25 @@ from typing import Any
 from ttsload.bench.cell import drive
 from ttsload.bench.cell.kinds import RequestReporter, request_texts
 from ttsload.bench.cell.pool import Pool
-from ttsload.strategies.base import ModelFiles
-from ttsload.strategies.coqui import request_seed
+from ttsload.bench.plan import Phase, Plan
+from ttsload.strategies.base import ModelFiles, request_seed
 from ttsload.strategies.registry import resolve
 
 
-def run_pool(spec: dict[str, Any], plan: dict[str, Any], hook: Any) -> None:
-    pool = Pool(resolve(spec["strategy"]), ModelFiles.from_json(spec["model"]), hook, plan.get("threads"))
-    reporter = RequestReporter(hook, request_texts(spec, plan))
+def run_pool(spec: dict[str, Any], plan: Plan, hook: Any) -> None:
+    pool = Pool(resolve(spec["strategy"]), ModelFiles.from_json(spec["model"]), hook, plan.threads)
+    reporter = RequestReporter(hook, request_texts(spec["texts"], plan))
     try:
-        pool.start(plan["workers"])
-        hook("ready", workers=plan["workers"])
+        pool.start(plan.workers)
+        hook("ready", workers=plan.workers)
         index = 0
-        for phase in plan["phases"]:
-            if phase["do"] == "requests":
+        for phase in plan.phases:
+            if phase.do == "requests":
                 index = _requests(pool, phase, index, reporter, hook)
-            elif phase["do"] == "trim":
+            elif phase.do == "trim":
                 _trim(pool, hook, index)
-            elif phase["do"] == "kill_worker":
-                pool.kill(int(phase["worker"]))
+            elif phase.do == "kill_worker":
+                pool.kill(phase.worker)
         hook("requests_done")
         sys.stdin.readline()  # the runner reads steady-state memory, then lets us go
     finally:
@@ -52,11 +52,11 @@ def _trim(pool: Pool, hook: Any, served: int) -> None:
     hook.sync("after_trim", requests=served, released=released)
 
 
-def _requests(pool: Pool, phase: dict[str, Any], first: int, reporter: RequestReporter, hook: Any) -> int:
-    shape = drive.LoadShape.from_json(phase)
-    label = phase.get("label") or shape.label
-    add, add_after = int(phase.get("add_workers") or 0), int(phase.get("add_after") or 0)
-    every = int(phase.get("trim_every") or 0) or shape.count  # a trim after every `every` requests, if asked
+def _requests(pool: Pool, phase: Phase, first: int, reporter: RequestReporter, hook: Any) -> int:
+    shape = drive.LoadShape.from_json(phase.to_shape_json())
+    label = phase.label or shape.label
+    add, add_after = phase.add_workers, phase.add_after
+    every = phase.trim_every or shape.count  # a trim after every `every` requests, if asked
 
     def scale_out() -> None:
         hook("scale_out", add=add, phase=label)
@@ -84,7 +84,7 @@ def _requests(pool: Pool, phase: dict[str, Any], first: int, reporter: RequestRe
             if not record["ok"]:
                 hook("request_failed", index=record["index"], error=record["error"], phase=label)
         index += chunk.count
-        if phase.get("trim_every"):
+        if phase.trim_every:
             _trim(pool, hook, index)
     pool.join_scale_outs()  # a scale-out belongs to its phase: the phase ends when its workers are up
     hook("phase_end", phase=label)

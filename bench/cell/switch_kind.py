@@ -16,40 +16,39 @@ from collections import OrderedDict
 from typing import Any
 
 from ttsload.bench.cell.kinds import RequestReporter, request_texts
-from ttsload.strategies import coqui
-from ttsload.strategies.base import ModelFiles, StrategyError
+from ttsload.bench.plan import Plan
+from ttsload.strategies.base import LoadedModel, ModelFiles, StrategyError, request_seed, serve_request
 from ttsload.strategies.registry import make_loader, resolve
 
 
-def model_pattern(plan: dict[str, Any], count: int) -> list[int]:
+def model_pattern(plan: Plan, count: int) -> list[int]:
     """Which model each request asks for: round-robin, or a seeded random draw."""
-    models = len(plan["models"])
-    if plan.get("pattern", "round-robin") == "round-robin":
+    models = len(plan.models)
+    if plan.pattern == "round-robin":
         return [index % models for index in range(count)]
-    rng = random.Random(plan.get("pattern_seed", 0))
+    rng = random.Random(plan.pattern_seed)
     return [rng.randrange(models) for _ in range(count)]
 
 
-def run_switch(spec: dict[str, Any], plan: dict[str, Any], hook: Any) -> None:
+def run_switch(spec: dict[str, Any], plan: Plan, hook: Any) -> None:
     strategy = resolve(spec["strategy"])
-    if strategy.topology != "resident":
+    if not strategy.topology_class.serves_from_resident_model:
         raise StrategyError(f"the switch scenario keeps its models in one resident process: strategy "
-                            f"'{strategy.name}' has topology '{strategy.topology}' (use singleton, mmap, "
-                            f"quantized or resident+LOADER)")
-    models = [ModelFiles.from_json(m) for m in plan["models"]]
+                            f"'{strategy.name}' has topology '{strategy.topology}', which does not serve from a "
+                            f"resident model (use singleton, mmap, quantized or resident+LOADER)")
+    models = [ModelFiles.from_json(m) for m in plan.models]
     loader = make_loader(strategy.loader)
-    reporter = RequestReporter(hook, request_texts(spec, plan))
-    hook("imports_done", **coqui.import_runtime(plan.get("threads")))
-    hook("ready", lru=plan["lru"], models=[m.name for m in models])
-    loaded: OrderedDict[str, coqui.LoadedModel] = OrderedDict()
-    count = sum(int(p["count"]) for p in plan["phases"] if p["do"] == "requests")
-    for index, choice in enumerate(model_pattern(plan, count)):
+    reporter = RequestReporter(hook, request_texts(spec["texts"], plan))
+    hook("imports_done", **loader.runtime_phase(plan.threads))
+    hook("ready", lru=plan.lru, models=[m.name for m in models])
+    loaded: OrderedDict[str, LoadedModel] = OrderedDict()
+    for index, choice in enumerate(model_pattern(plan, plan.request_count)):
         files = models[choice]
         start = time.monotonic()
         if files.name in loaded:
             loaded.move_to_end(files.name)
         else:
-            while len(loaded) >= plan["lru"]:
+            while len(loaded) >= (plan.lru or 1):
                 victim, _ = loaded.popitem(last=False)
                 gc.collect()
                 hook("model_evict", model=victim)
@@ -58,7 +57,7 @@ def run_switch(spec: dict[str, Any], plan: dict[str, Any], hook: Any) -> None:
             hook("model_loaded", model=files.name, load_s=time.monotonic() - start)
         text = reporter.text(index)
         hook("request_start", index=index, model=files.name)
-        audio = loaded[files.name].synthesize(text, coqui.request_seed(text))
+        audio = serve_request(loaded[files.name], text, request_seed(text))
         reporter.done(index, text, audio, time.monotonic() - start, model=files.name)
     hook("requests_done")
     sys.stdin.readline()

@@ -9,26 +9,12 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from ttsload.bench.analysis.stats import median
+from ttsload.bench.analysis.metrics import CONSOLE, CONSOLE_SCENARIO, Metric, shown
+from ttsload.bench.analysis.stats import median, statistic
+from ttsload.bench.cells import CellKey
 
 # Off a terminal (CI logs, nox) rich assumes 80 columns and squashes the table: give it room.
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
-
-TABLE_COLUMNS = (  # (summary column, header, format)
-    ("cold_start_s", "cold start s", "{:.2f}"),
-    ("import_s", "imports s", "{:.2f}"),
-    ("verify_s", "verify s", "{:.3f}"),
-    ("construct_s", "construct s", "{:.3f}"),
-    ("weights_s", "weights s", "{:.3f}"),
-    ("first_audio_s", "1st synth s", "{:.2f}"),
-    ("pss_mb", "PSS MiB", "{:.0f}"),
-    ("uss_mb", "USS MiB", "{:.0f}"),
-    ("peak_pss_mb", "peak PSS MiB", "{:.0f}"),
-    ("latency_p50_s", "p50 s", "{:.3f}"),
-    ("rtf", "RTF", "{:.3f}"),
-    ("loads", "loads", "{:.0f}"),
-)
-
 
 def progress() -> Progress:
     return Progress(
@@ -37,9 +23,10 @@ def progress() -> Progress:
     )
 
 
-def medians_table(rows: list[dict[str, Any]], columns: tuple = TABLE_COLUMNS,
+def medians_table(rows: list[dict[str, Any]], columns: list[Metric] | None = None,
                   title: str = "medians over repetitions (times in s, memory of the whole process tree)") -> Table:
-    """One line per (scenario, strategy, model): medians over the repetitions that succeeded."""
+    """One line per (scenario, strategy, model): each metric aggregated over the repetitions that succeeded."""
+    columns = shown(CONSOLE) if columns is None else columns
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         groups[(row.get("scenario") or "single", row["strategy"], row["model"])].append(row)
@@ -47,41 +34,16 @@ def medians_table(rows: list[dict[str, Any]], columns: tuple = TABLE_COLUMNS,
     for header in ("scenario", "strategy", "model"):
         table.add_column(header)
     table.add_column("ok/n", justify="right")
-    for _, header, _ in columns:
-        table.add_column(header, justify="right")
+    for metric in columns:
+        table.add_column(f"{metric.label} {metric.unit}".strip(), justify="right")
     for (scenario, strategy, model), group in groups.items():
         ok = [r for r in group if r["status"] == "ok"]
         cells = []
-        for column, _, fmt in columns:
-            value = median([_number(r.get(column)) for r in ok])
-            cells.append(fmt.format(value) if value is not None else "-")
+        for metric in columns:
+            values = [v for r in ok if (v := _number(r.get(metric.column))) is not None]
+            cells.append(metric.format(statistic(values, metric.aggregate) if values else None))
         table.add_row(scenario, strategy, model, f"{len(ok)}/{len(group)}", *cells)
     return table
-
-
-SCENARIO_COLUMNS = (
-    ("workers", "workers", "{:.0f}"),
-    ("torch_threads", "threads", "{:.0f}"),
-    ("ready_s", "ready s", "{:.2f}"),
-    ("pss_total_mb", "PSS total MiB", "{:.0f}"),
-    ("uss_total_mb", "USS total MiB", "{:.0f}"),
-    ("rss_sum_mb", "RSS sum MiB", "{:.0f}"),
-    ("peak_pss_total_mb", "peak PSS MiB", "{:.0f}"),
-    ("latency_p50_s", "p50 s", "{:.3f}"),
-    ("latency_p99_s", "p99 s", "{:.3f}"),
-    ("scaleout_ready_s", "new worker ready s", "{:.2f}"),
-    ("scaleout_latency_p50_s", "p50 during scale-out s", "{:.3f}"),
-    ("worker_deaths", "deaths", "{:.0f}"),
-    ("loads", "loads", "{:.0f}"),
-    ("evictions", "evictions", "{:.0f}"),
-    ("model_load_s", "load s", "{:.3f}"),
-    ("leak_mb_per_1k", "leak MiB/1k", "{:+.1f}"),
-    ("leak_ci_low", "leak low", "{:+.1f}"),
-    ("leak_ci_high", "leak high", "{:+.1f}"),
-    ("growth_mb_per_1k", "growth between trims MiB/1k", "{:+.1f}"),
-    ("trim_returned_mb", "last trim gave back MiB", "{:.0f}"),
-    ("sampler_cpu_s", "sampler CPU s", "{:.3f}"),
-)
 
 
 def cell_line(row: dict[str, Any]) -> str:
@@ -104,7 +66,8 @@ def print_tables(rows: list[dict[str, Any]], phases: list[dict[str, Any]]) -> No
     console.print(medians_table(rows))
     scenario_rows = [r for r in rows if r.get("scenario", "single") != "single"]
     if scenario_rows:
-        present = tuple(c for c in SCENARIO_COLUMNS if any(_number(r.get(c[0])) is not None for r in scenario_rows))
+        present = [m for m in shown(CONSOLE_SCENARIO) if any(_number(r.get(m.column)) is not None
+                                                              for r in scenario_rows)]
         console.print(medians_table(scenario_rows, present, "scenario medians (memory summed over the process tree)"))
     if phases:
         console.print(phase_table(phases))
@@ -114,7 +77,7 @@ def phase_table(phases: list[dict[str, Any]]) -> Table:
     """Latency per load phase (closed loop C, Poisson rate λ), medians over repetitions."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for record in phases:
-        strategy, model, scenario, _ = record["cell"].split("|")
+        strategy, model, scenario, _ = CellKey.parse(record["cell"])
         groups[(f"{scenario} {strategy} {model}", record["phase"])].append(record)
     table = Table(title="load phases (client-side latency, medians over repetitions)")
     for header in ("cell", "phase", "n", "ok", "failed", "p50 s", "p90 s", "p99 s", "req/s"):

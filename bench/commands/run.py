@@ -15,6 +15,7 @@ from typing import Any
 
 from ttsload.bench import fixtures as models
 from ttsload.bench.analysis import quality
+from ttsload.bench.cells import Cell, CellKey
 from ttsload.bench.commands import console as ui
 from ttsload.bench.errors import UsageError
 from ttsload.bench.harness import environment, runner
@@ -33,7 +34,7 @@ class Batch:
     scenario: scenarios.Scenario
     specs: list[StrategySpec]
     models: list[Any]
-    cells: list[runner.Cell]
+    cells: list[Cell]
     options: runner.CellOptions
 
 
@@ -92,7 +93,7 @@ def _record_options(args: argparse.Namespace, batches: list[Batch]) -> dict[str,
 def _finished(out: Path) -> set[str]:
     if not load_records(out, "run"):
         raise UsageError(f"--resume {out}: no ttsload run there (no run record in {out / 'results.jsonl'})")
-    return {f"{r['strategy']}|{r['model']}|{r['scenario']}|{r['repeat']}" for r in load_cell_rows(out)
+    return {CellKey.of_row(r).id for r in load_cell_rows(out)
             if r.get("status") == "ok"}
 
 
@@ -117,11 +118,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     with ui.progress() as bar:
         task = bar.add_task("cells", total=todo, detail="")
 
-        def on_event(cell: runner.Cell, event: dict[str, Any]) -> None:
+        def on_event(cell: Cell, event: dict[str, Any]) -> None:
             detail = event["event"] if event["event"] != "request_end" else f"request {event['index'] + 1}"
             bar.update(task, detail=f"{cell.strategy} {cell.scenario} #{cell.repeat}: {detail}")
 
-        def on_done(cell: runner.Cell, row: dict[str, Any]) -> None:
+        def on_done(cell: Cell, row: dict[str, Any]) -> None:
             bar.advance(task)
             bar.console.print(f"[{int(bar.tasks[0].completed)}/{todo}] {cell.id}: {ui.cell_line(row)}")
 

@@ -18,34 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ttsload.bench.analysis.scenario_summary import phase_records
+from ttsload.bench.analysis.summary import summarize
+from ttsload.bench.cells import Cell, CellOutcome, file_safe
 from ttsload.bench.harness import pagecache
-from ttsload.bench.harness.probes import TreeReading, TreeSampler, read_tree
+from ttsload.bench.harness.probes import TreeSampler, read_tree
 from ttsload.bench.procs import python_module
 from ttsload.strategies.base import ModelFiles
 
-SCENARIO = "single"
 CELL_MODULE = "ttsload.bench.cell"  # its __main__ runs one measured cell
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One measured unit: a strategy serving a model, one repetition of it."""
-
-    strategy: str
-    model: ModelFiles
-    repeat: int
-    scenario: str = SCENARIO  # a scenario's label: its name, plus its variant when it sweeps (workers@n4)
-    # What the cell process does (bench.scenario_cell); empty for the single scenario's plain serve.
-    plan: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
-
-    @property
-    def model_label(self) -> str:
-        """The model column: one model's name, or 'a+b' for a cell that switches between models."""
-        return self.plan.get("model_label") or self.model.name
-
-    @property
-    def id(self) -> str:
-        return f"{self.strategy}|{self.model_label}|{self.scenario}|{self.repeat}"
 
 
 @dataclass
@@ -65,54 +46,14 @@ class CellOptions:
     on_deadline: Callable[[Cell, int], list[str]] | None = None
 
 
-@dataclass
-class CellOutcome:
-    """Everything observed of one cell, raw; `summary.summarize` turns it into a row."""
-
-    cell: Cell
-    t0: float
-    events: list[dict[str, Any]] = field(default_factory=list)
-    readings: list[TreeReading] = field(default_factory=list)
-    steady: TreeReading | None = None
-    marks: list[tuple[dict[str, Any], TreeReading]] = field(default_factory=list)  # (sync event, reading)
-    after_request: list[tuple[int, TreeReading]] = field(default_factory=list)  # (request index, reading)
-    root: int = 0  # the pid whose tree is measured: the cell, or the server it started (measure_root)
-    sampler_cpu_s: float | None = None
-    status: str = "ok"
-    reason: str = ""
-    exit_code: int | None = None
-    log: str = ""
-    deadline_hit: bool = False
-    evidence: list[str] = field(default_factory=list)
-
-    def records(self, run_id: str) -> list[dict[str, Any]]:
-        base = {"run_id": run_id, "cell": self.cell.id}
-        out = [{"type": "event", **base, **e, "t_rel": e["t"] - self.t0} for e in self.events]
-        out += [{"type": "sample", **base, **r.to_json(), "t_rel": r.t - self.t0} for r in self.readings]
-        if self.steady is not None:
-            out.append({"type": "sample", **base, **self.steady.to_json(), "t_rel": self.steady.t - self.t0,
-                        "steady": True})
-        out += [{"type": "sample", **base, **r.to_json(), "t_rel": r.t - self.t0, "mark": e.get("label", e["event"]),
-                 **({"requests": e["requests"]} if "requests" in e else {})} for e, r in self.marks]
-        out += [{"type": "sample", **base, **r.to_json(), "t_rel": r.t - self.t0, "after_request": index}
-                for index, r in self.after_request]
-        out += [{"type": "request", **base, **{k: v for k, v in e.items() if k != "event"}}
-                for e in self.events if e["event"] == "request_end"]
-        if self.status != "ok":
-            out.append({"type": "failure", **base, "status": self.status, "reason": self.reason,
-                        "exit_code": self.exit_code, "log": self.log,
-                        **({"evidence": self.evidence} if self.evidence else {})})
-        return out
-
-
 def run_cell(cell: Cell, options: CellOptions, log_path: Path,
              on_event: Callable[[dict[str, Any]], None] = lambda e: None) -> CellOutcome:
     """Run one cell in a new process group; never raises for a failing strategy, only records it."""
-    switched = [ModelFiles.from_json(m) for m in cell.plan.get("models", [])]  # a switch cell reads them all
+    switched = [ModelFiles.from_json(m) for m in cell.plan.models]  # a switch cell reads them all
     pagecache.prepare([f for m in [cell.model, *switched] for f in m.files()], options.cache)
     audio = options.audio_dir(cell) if options.audio_dir else None
     spec = {"strategy": cell.strategy, "model": cell.model.to_json(), "texts": options.texts,
-            "threads": options.threads, "audio_dir": str(audio) if audio else None, "plan": cell.plan}
+            "threads": options.threads, "audio_dir": str(audio) if audio else None, "plan": cell.plan.to_json()}
     read_fd, write_fd = os.pipe()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
@@ -125,12 +66,12 @@ def run_cell(cell: Cell, options: CellOptions, log_path: Path,
         )
     os.close(write_fd)
     outcome = CellOutcome(cell, t0, root=proc.pid)
-    interval = None if cell.plan.get("sampler") == "off" else options.interval_s
+    interval = None if cell.plan.sampler == "off" else options.interval_s
     sampler = TreeSampler(proc.pid, interval) if interval else None
     if sampler:
         sampler.start()
     try:
-        timeout = float(cell.plan.get("timeout_s") or options.timeout_s)
+        timeout = float(cell.plan.timeout_s or options.timeout_s)
         _follow(proc, read_fd, outcome, t0 + timeout, on_event, sampler)
         if outcome.deadline_hit and options.on_deadline:
             outcome.evidence = options.on_deadline(cell, proc.pid)
@@ -230,22 +171,13 @@ def _tail(path: Path, lines: int = 20) -> str:
         return ""
 
 
-def plan(strategies: list[str], models: list[ModelFiles], repeat: int) -> list[Cell]:
-    """Repetitions interleaved (r0 of every strategy, then r1, ...), so drift hits all alike."""
-    return [Cell(s, m, r) for r in range(repeat) for m in models for s in strategies]
-
-
-
 def run_cells(cells: list[Cell], options: CellOptions, store: Any, run_id: str,
               on_event: Callable[[Cell, dict[str, Any]], None] = lambda c, e: None,
               on_done: Callable[[Cell, dict[str, Any]], None] = lambda c, r: None) -> list[dict[str, Any]]:
     """Run cells one after another, writing each to the store as it ends. Returns the rows."""
-    from ttsload.bench.analysis.scenario_summary import phase_records
-    from ttsload.bench.analysis.summary import summarize
-
     rows = []
     for cell in cells:
-        log_path = store.out / "logs" / (cell.id.replace("|", "__").replace("/", "_") + f"__{run_id}.log")
+        log_path = store.out / "logs" / f"{file_safe(cell.id)}__{run_id}.log"
         outcome = run_cell(cell, options, log_path, lambda event, cell=cell: on_event(cell, event))
         row = summarize(outcome, run_id, options.cache)
         store.write_cell(outcome.records(run_id) + phase_records(outcome, run_id), row)

@@ -17,14 +17,17 @@ from pathlib import Path
 from typing import Any
 
 # (phase, function name as py-spy prints it without its class, file suffix); outermost match wins.
+# The markers are the phase methods of the contracts in strategies/base.py, which every loader and
+# topology runs through (a third-party loader's `fill` runs inside `weights_phase`), so a plugin's
+# phases are found wherever the plugin lives.
+CONTRACTS = "strategies/base.py"
 PHASE_MARKERS: tuple[tuple[str, str, str], ...] = (
-    ("imports", "import_runtime", "strategies/coqui.py"),
-    ("verify", "verify_files", "strategies/checkpoint.py"),
-    ("construction", "load_coqui_config", "strategies/coqui.py"),
-    ("construction", "construct", "strategies/coqui.py"),
-    ("weights", "fill", "strategies/loaders.py"),
-    ("weights", "convert", "strategies/loaders.py"),
-    ("first synthesis", "synthesize", "strategies/coqui.py"),
+    ("imports", "runtime_phase", CONTRACTS),
+    ("verify", "verify_phase", CONTRACTS),
+    ("construction", "construct_phase", CONTRACTS),
+    ("weights", "weights_phase", CONTRACTS),
+    ("weights", "convert_phase", CONTRACTS),
+    ("first synthesis", "serve_request", CONTRACTS),
     ("after first audio", "close", "strategies/topologies.py"),
 )
 OTHER = "interpreter + harness"
@@ -33,7 +36,7 @@ AFTER = "after first audio"
 # Frames on nearly every stack of their kind that name no work of their own.
 _PLUMBING_NAMES = {"_call_impl", "_wrapped_call_impl", "decorate_context", "import_module", "_run_module_as_main",
                    "_run_code", "inner", "wrapper", "__call__"}
-_PLUMBING_FILES = ("<frozen importlib", "<frozen runpy", "contextlib.py", "bench/cell.py")
+_PLUMBING_FILES = ("<frozen importlib", "<frozen runpy", "contextlib.py", "bench/cell/entry.py")
 TOP = 3
 
 
@@ -42,7 +45,7 @@ def _short(name: str) -> str:
 
 
 def short_file(path: str) -> str:
-    """A package-relative path: torch/nn/modules/conv.py, importlib/metadata/__init__.py, bench/cell.py."""
+    """A package-relative path: torch/nn/modules/conv.py, importlib/metadata/__init__.py, cell/entry.py."""
     if "site-packages/" in path:
         return path.split("site-packages/", 1)[1]
     if stdlib := re.search(r"/lib/python3\.\d+/(.+)$", path):

@@ -7,21 +7,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ttsload.bench.cells import Cell, CellOutcome
 from ttsload.bench.harness import runner
+from ttsload.strategies.registry import StrategySpec
 
 
 @dataclass
 class ProfilePass:
     """A cell, the folder its profiles go to, and the options of the cell it profiles."""
 
-    cell: runner.Cell
+    cell: Cell
     out: Path  # the results folder: file paths in records are relative to it
     folder: Path
     options: runner.CellOptions
-    topology: str = ""
-    loader: str = ""
+    spec: StrategySpec
 
-    def run(self, name: str, **changes: Any) -> runner.CellOutcome:
+    def run(self, name: str, **changes: Any) -> CellOutcome:
         """Run the cell once with some options changed (how it is started); its log is `name`.log."""
         self.folder.mkdir(parents=True, exist_ok=True)
         return runner.run_cell(self.cell, dataclasses.replace(self.options, **changes), self.folder / f"{name}.log")

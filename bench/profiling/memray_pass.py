@@ -1,10 +1,10 @@
 """memray: every allocation of a cell (native stacks included), its peak heap and where it was made.
 
-The cell runs as `python -m memray run --native -o capture.bin -m bench.cell ...`, so memray
+The cell runs as `python -P -m memray run --native -o capture.bin -m ttsload.bench.cell ...`, so memray
 tracks from interpreter start through load and the first synthesis. memray sees allocator and
 mmap calls, not pages: an mmap'd checkpoint counts at its full length even when few of its
 pages are resident, so for the mmap loaders its peak is not comparable with the harness's PSS.
-It follows no spawned process: for a worker topology it tracks the cell process, not the worker.
+It follows no spawned process: for a topology serving from a child it tracks the cell process only.
 """
 
 from __future__ import annotations
@@ -19,20 +19,13 @@ from typing import Any
 from ttsload.bench.errors import ProfilerUnavailable
 from ttsload.bench.profiling.coldstart import short_file
 from ttsload.bench.profiling.job import ProfilePass
+from ttsload.strategies.registry import loaders
 
 NAME = "memray"
 MB = 1024 * 1024
-MMAP_LOADERS = {"mmap", "mmap-meta"}
 MMAP_NOTE = ("memray counts an mmap'd file at its full length even when its pages are not resident: "
              "its peak is not comparable with the harness's PSS for mmap loaders")
-# Which HTML views each scenario gets: (file, extra `memray flamegraph` flags).
-VIEWS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
-    "single": (("flamegraph.html", ()),),
-    # a soak keeps allocating: what stayed allocated at the end, and memory over time
-    "soak": (("flamegraph.html", ()), ("leaks.html", ("--leaks",)), ("temporal.html", ("--temporal",))),
-}
-# Leak views need every Python allocation, not pymalloc's arenas.
-RUN_FLAGS: dict[str, tuple[str, ...]] = {"single": (), "soak": ("--trace-python-allocators",)}
+VIEW = "flamegraph.html"  # the peak's flame graph
 
 
 def require() -> None:
@@ -87,12 +80,11 @@ def at_peak(capture: Path, top: int = 5, depth: int = 6) -> dict[str, Any]:
 def profile(job: ProfilePass) -> dict[str, Any]:
     """Run the cell under memray, then write its stats and HTML views next to the capture."""
     require()
-    scenario = job.cell.scenario
     capture = job.folder / "capture.bin"
     outcome = job.run("cell", interpreter_args=["-m", "memray", "run", "--native", "--force", "--quiet",
-                                                *RUN_FLAGS[scenario], "--output", str(capture)])
-    notes = [MMAP_NOTE] if job.loader in MMAP_LOADERS else []
-    if job.topology == "worker":
+                                                "--output", str(capture)])
+    notes = [MMAP_NOTE] if loaders()[job.spec.loader].maps_checkpoint else []
+    if job.spec.topology_class.serves_from_child_process:
         notes.append("memray tracked the cell process only, not the spawned worker (see the py-spy profile)")
     if not capture.is_file():
         return {"status": "failed", "reason": outcome.reason or "memray wrote no capture", "files": {}, "notes": notes}
@@ -100,10 +92,9 @@ def profile(job: ProfilePass) -> dict[str, Any]:
     stats_path = job.folder / "stats.json"
     _memray("stats", "--json", "--force", "--output", str(stats_path), str(capture))
     files["stats"] = job.relative(stats_path)
-    for name, flags in VIEWS[scenario]:
-        # --no-web: the page carries its own scripts, so it opens offline and beside the report
-        _memray("flamegraph", *flags, "--no-web", "--force", "--output", str(job.folder / name), str(capture))
-        files[name.removesuffix(".html")] = job.relative(job.folder / name)
+    # --no-web: the page carries its own scripts, so it opens offline and beside the report
+    _memray("flamegraph", "--no-web", "--force", "--output", str(job.folder / VIEW), str(capture))
+    files[VIEW.removesuffix(".html")] = job.relative(job.folder / VIEW)
     stats = {**read_stats(stats_path), **at_peak(capture)}
     result = {"status": outcome.status, "files": files, "stats": stats, "notes": notes}
     if outcome.status != "ok":

@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ttsload.bench.analysis import stats
+from ttsload.bench.cells import group_label
 from ttsload.bench.errors import UsageError
-from ttsload.bench.regression.resultset import ResultSet, cell_name
+from ttsload.bench.regression.resultset import ResultSet
 
 EXIT_OK, EXIT_REGRESSION, EXIT_UNUSABLE = 0, 1, 2
 ALPHA = 0.05
@@ -139,9 +140,9 @@ def compare(baseline: ResultSet, current: ResultSet, rules: list[Rule], alpha: f
     """Every rule on every baseline cell; unusable input raises UsageError before anything is judged."""
     _check_usable(baseline, current, rules)
     checks = [judge(rule, baseline.cells[key].get(rule.metric, []), current.cells[key].get(rule.metric, []),
-                    alpha, cell_name(key))
+                    alpha, group_label(key))
               for key in sorted(baseline.cells) for rule in rules]
-    new = [cell_name(k) for k in sorted(set(current.cells) - set(baseline.cells))]
+    new = [group_label(k) for k in sorted(set(current.cells) - set(baseline.cells))]
     return Outcome(checks, environment_warnings(baseline, current) + _option_warnings(baseline, current), new)
 
 
@@ -149,7 +150,7 @@ def _check_usable(baseline: ResultSet, current: ResultSet, rules: list[Rule]) ->
     missing = sorted(set(baseline.cells) - set(current.cells))
     if missing:
         raise UsageError(f"{len(missing)} baseline cell(s) missing from {current.source}: "
-                         f"{', '.join(cell_name(k) for k in missing)}")
+                         f"{', '.join(group_label(k) for k in missing)}")
     for side in (baseline, current):
         known = side.metrics()
         for rule in rules:

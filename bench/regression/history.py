@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from ttsload.bench.analysis import stats
+from ttsload.bench.cells import group_label
 from ttsload.bench.errors import UsageError
 from ttsload.bench.regression import gate
-from ttsload.bench.regression.resultset import ResultSet, cell_name
+from ttsload.bench.regression.resultset import ResultSet
 
 HISTORY = "history.jsonl"
 
@@ -80,7 +81,7 @@ def series(entries: list[tuple[dict[str, Any], ResultSet]], metric: str,
         for key, metrics in result.cells.items():
             if (model and key[1] != model) or not metrics.get(metric):
                 continue
-            label = cell_name(key)
+            label = group_label(key)
             if len(configs) > 1:
                 label += " " + ",".join(f"{k}={v}" for k, v in sorted(result.options.items()) if v is not None)
             found[label].append(Point(header["date"], header["git_sha"], result.run_id, metrics[metric]))

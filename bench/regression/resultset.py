@@ -16,18 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from ttsload.bench.analysis import stats
+from ttsload.bench.analysis.metrics import GATEABLE
+from ttsload.bench.cells import CellKey, Group
 from ttsload.bench.errors import UsageError
 from ttsload.bench.results import RESULTS, SCHEMA_VERSION, load_records
 
 FORMAT = "ttsload-result-set"
 FORMAT_VERSION = 1
-NOT_METRICS = {"repeat", "schema"}  # numeric, but they name a row rather than measure it
-CellKey = tuple[str, str, str]  # (strategy, model, scenario)
 OPTION_KEYS = ("requests", "cache", "corpus_seed", "threads", "interval")  # what makes runs comparable
-
-
-def cell_name(key: CellKey) -> str:
-    return "/".join(key)
 
 
 @dataclass
@@ -38,9 +34,9 @@ class ResultSet:
     run_id: str = ""
     environment: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
-    cells: dict[CellKey, dict[str, list[float]]] = field(default_factory=dict)
-    repetitions: dict[CellKey, int] = field(default_factory=dict)  # successful
-    failed: dict[CellKey, int] = field(default_factory=dict)
+    cells: dict[Group, dict[str, list[float]]] = field(default_factory=dict)
+    repetitions: dict[Group, int] = field(default_factory=dict)  # successful
+    failed: dict[Group, int] = field(default_factory=dict)
 
     @property
     def git_sha(self) -> str | None:
@@ -65,15 +61,15 @@ class ResultSet:
             raise UsageError(f"{folder / RESULTS} has no {'run record' if not runs else 'finished cells'}")
         result = cls(str(folder), runs[-1].get("run_id", ""), runs[-1].get("environment", {}),
                      {k: runs[-1].get("options", {}).get(k) for k in OPTION_KEYS})
-        values: dict[CellKey, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        values: dict[Group, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         for row in rows:
-            key = (row["strategy"], row["model"], row["scenario"])
+            key = CellKey.of_row(row).group
             if row.get("status") != "ok":
                 result.failed[key] = result.failed.get(key, 0) + 1
                 continue
             result.repetitions[key] = result.repetitions.get(key, 0) + 1
             for column, value in row.items():
-                if _is_number(value) and column not in NOT_METRICS:
+                if column in GATEABLE and _is_number(value):
                     values[key][column].append(float(value))
         result.cells = {key: dict(metrics) for key, metrics in values.items()}
         for key in result.failed:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import tomllib
-from ttsload.bench.harness.runner import Cell
+from ttsload.bench.cells import Cell
+from ttsload.bench.plan import LeakSettings, Phase, Plan
 from ttsload.bench.scenario import corpus
 from ttsload.bench.scenario.schema import ScenarioError, validate
 from ttsload.strategies.base import ModelFiles
@@ -70,30 +71,37 @@ class Scenario:
         return out
 
     def plan(self, fields: dict[str, Any], threads: int | None, requests: int | None,
-             timeout_s: float | None, models: list[ModelFiles]) -> dict[str, Any]:
-        """The dict a cell process runs (bench.scenario_cell); empty fields mean the plain single serve."""
+             timeout_s: float | None, models: list[ModelFiles]) -> Plan:
+        """What one cell of this scenario runs; a single-kind plan is the plain serve."""
+        sampler = fields.get("sampler") or "on"
         if self.kind == "single":
-            return {k: v for k, v in {"sampler": fields.get("sampler"), "timeout_s": timeout_s}.items() if v}
-        phases = [dict(p) for p in self.data.get("phase", [{"do": "requests", "count": 10}])]
+            return Plan(sampler=sampler, timeout_s=timeout_s)
         workers = int(fields.get("workers") or 1)
-        for phase in phases:
-            if phase["do"] == "requests":
-                phase["count"] = requests or phase["count"]
-                phase["add_after"] = min(phase.get("add_after", 0), phase["count"] - 1)
-                if phase.get("concurrency") == "workers":
-                    phase["concurrency"] = workers
-        peak = workers + sum(int(p.get("add_workers", 0)) for p in phases)
-        texts = self.data.get("texts", {})
-        plan = {**fields, "kind": self.kind, "phases": phases, "threads": threads or self._threads(peak),
-                "order": texts.get("order", "cycle"), "order_seed": texts.get("seed", 0),
-                "timeout_s": timeout_s or self.data.get("timeout_s")}
-        if self.kind == "switch":
-            switch = self.data.get("switch", {})
-            plan.update(models=[m.to_json() for m in models], model_label="+".join(m.name for m in models),
-                        pattern=switch.get("pattern", "round-robin"), pattern_seed=switch.get("seed", 0))
-        if "leak" in self.data:
-            plan["leak"] = self.data["leak"]
-        return plan
+        phases = [self._phase(p, requests, workers) for p in self.data.get("phase", [{"do": "requests", "count": 10}])]
+        peak = workers + sum(p.add_workers for p in phases)
+        texts, switch = self.data.get("texts", {}), self.data.get("switch", {})
+        is_switch = self.kind == "switch"
+        return Plan(
+            kind=self.kind, phases=tuple(phases), workers=workers, threads=threads or self._threads(peak),
+            sampler=sampler, timeout_s=timeout_s or self.data.get("timeout_s"),
+            order=texts.get("order", "cycle"), order_seed=texts.get("seed", 0),
+            lru=fields.get("lru"), preload=fields.get("preload"),
+            models=tuple(m.to_json() for m in models) if is_switch else (),
+            model_label="+".join(m.name for m in models) if is_switch else None,
+            pattern=switch.get("pattern", "round-robin"), pattern_seed=switch.get("seed", 0),
+            leak=LeakSettings(**self.data.get("leak", {})),
+        )
+
+    @staticmethod
+    def _phase(data: dict[str, Any], requests: int | None, workers: int) -> Phase:
+        """A script's [[phase]] with --requests and `concurrency = "workers"` resolved."""
+        phase = dict(data)
+        if phase["do"] == "requests":
+            phase["count"] = requests or phase["count"]
+            phase["add_after"] = min(phase.get("add_after", 0), phase["count"] - 1)
+            if phase.get("concurrency") == "workers":
+                phase["concurrency"] = workers
+        return Phase(**phase)
 
     def _threads(self, peak_workers: int) -> int:
         """torch threads per worker: the scenario's number, or max(1, cores // workers) so N workers never

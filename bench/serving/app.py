@@ -59,25 +59,28 @@ class _Preloaded:
         self.model = model
 
     def synthesize(self, text: str, seed: int) -> Any:
-        return self.model.synthesize(text, seed)
+        from ttsload.strategies.base import serve_request
+
+        return serve_request(self.model, text, seed)
 
 
 def preload(config: dict[str, Any]) -> _Preloaded:
     """Load once in the master: one torch thread, then gc.freeze() so the workers share pages."""
     from ttsload.strategies.base import ModelFiles, StrategyError
-    from ttsload.strategies.coqui import import_runtime
     from ttsload.strategies.registry import make_loader, resolve
 
     spec = resolve(config["strategy"])
-    if spec.topology != "resident":
-        raise StrategyError(f"http --preload needs a resident topology: strategy '{spec.name}' is {spec.topology}")
+    if not spec.topology_class.serves_from_resident_model:
+        raise StrategyError(f"http --preload needs a topology that serves from a resident model: strategy "
+                            f"'{spec.name}' is {spec.topology}")
     import torch
 
-    info = import_runtime(config.get("threads"))
+    loader = make_loader(spec.loader)
+    info = loader.runtime_phase(config.get("threads"))
     _state["child_threads"] = info["torch_threads"]  # what each worker sets after the fork
     torch.set_num_threads(1)
     fd_hook("imports_done", **info)
-    model = make_loader(spec.loader).load(ModelFiles.from_json(config["model"]), fd_hook)
+    model = loader.load(ModelFiles.from_json(config["model"]), fd_hook)
     gc.collect()
     gc.freeze()
     return _Preloaded(model)

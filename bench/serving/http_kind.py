@@ -20,23 +20,24 @@ from typing import Any
 
 import psutil
 from ttsload.bench.cell.drive import LoadShape
+from ttsload.bench.plan import Plan
 from ttsload.bench.procs import package_root, python_module
 from ttsload.strategies.base import StrategyError
 
 APP = "ttsload.bench.serving.app"
-READY_TIMEOUT_S = 600.0  # default for plan["ready_timeout_s"]
+READY_TIMEOUT_S = 600.0  # every worker holds its model by then, or the cell fails
 STOP_GRACE_S = 10.0
 
 
-def run_http(spec: dict[str, Any], plan: dict[str, Any], hook: Any) -> None:
-    workers = int(plan.get("workers", 1))
-    if plan.get("preload"):
+def run_http(spec: dict[str, Any], plan: Plan, hook: Any) -> None:
+    workers = plan.workers
+    if plan.preload:
         from ttsload.strategies.registry import resolve
 
         strategy = resolve(spec["strategy"])
-        if strategy.topology != "resident":  # fail before any server starts; the app checks too
-            raise StrategyError(f"http --preload needs a resident topology: strategy '{strategy.name}' "
-                                f"is {strategy.topology}")
+        if not strategy.topology_class.serves_from_resident_model:  # fail before any server starts
+            raise StrategyError(f"http --preload needs a topology that serves from a resident model: strategy "
+                                f"'{strategy.name}' is {strategy.topology}")
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))  # loopback only; the kernel picks a free port, no race
@@ -48,15 +49,15 @@ def run_http(spec: dict[str, Any], plan: dict[str, Any], hook: Any) -> None:
     os.close(status_write)  # EOF on the status pipe once every server process is gone
     try:
         hook("measure_root", root=server.pid)
-        deadline = time.monotonic() + float(plan.get("ready_timeout_s", READY_TIMEOUT_S))
+        deadline = time.monotonic() + READY_TIMEOUT_S
         pids = _wait_ready(server, status_read, workers, deadline)
         hook("ready", workers=workers, port=port, worker_pids=pids)
         first_index, first_audio = 0, False
-        for phase in plan.get("phases", []):
-            if phase.get("do") != "requests":
-                raise StrategyError(f"http plan: unknown phase {phase.get('do')!r}")
-            shape = LoadShape.from_json(phase)
-            first_audio = _run_phase(spec, plan, shape, first_index, port, hook, first_audio, phase.get("label", ""))
+        for phase in plan.phases:
+            if phase.do != "requests":
+                raise StrategyError(f"http plan: unsupported phase {phase.do!r}")
+            shape = LoadShape.from_json(phase.to_shape_json())
+            first_audio = _run_phase(spec, plan, shape, first_index, port, hook, first_audio, phase.label)
             first_index += shape.count
         hook("requests_done")
         sys.stdin.readline()  # the runner reads steady-state memory, then lets us go
@@ -65,16 +66,16 @@ def run_http(spec: dict[str, Any], plan: dict[str, Any], hook: Any) -> None:
         os.close(status_read)  # after the stop: a worker respawned meanwhile must not hit a closed pipe
 
 
-def _start_gunicorn(spec: dict[str, Any], plan: dict[str, Any], hook: Any, listen_fd: int,
+def _start_gunicorn(spec: dict[str, Any], plan: Plan, hook: Any, listen_fd: int,
                     status_fd: int) -> subprocess.Popen:
     events_fd = hook.stream.fileno() if hasattr(hook, "stream") else int(sys.argv[2])
-    config = {"strategy": spec["strategy"], "model": spec["model"], "threads": plan.get("threads"),
-              "preload": bool(plan.get("preload")), "events_fd": events_fd, "status_fd": status_fd}
+    config = {"strategy": spec["strategy"], "model": spec["model"], "threads": plan.threads,
+              "preload": bool(plan.preload), "events_fd": events_fd, "status_fd": status_fd}
     # --chdir: gunicorn puts that folder first on sys.path; the one holding ttsload shadows nothing.
     command = [*python_module("gunicorn"), "--config", f"python:{APP}", "--chdir", str(package_root()),
-               "--worker-class", "sync", "--workers", str(int(plan.get("workers", 1))),
+               "--worker-class", "sync", "--workers", str(plan.workers),
                "--timeout", "900", "--graceful-timeout", "5", "--bind", f"fd://{listen_fd}",
-               *(["--preload"] if plan.get("preload") else []), f"{APP}:create_app()"]
+               *(["--preload"] if plan.preload else []), f"{APP}:create_app()"]
     env = {**os.environ, "TTSLOAD_HTTP": json.dumps(config)}
     # stdout/stderr inherited: gunicorn's log lands in the cell's log, which the runner keeps.
     return subprocess.Popen(command, pass_fds=(events_fd, status_fd, listen_fd), env=env, stdin=subprocess.DEVNULL)
@@ -107,7 +108,7 @@ def _wait_ready(server: subprocess.Popen, status_fd: int, workers: int, deadline
     return sorted(ready)
 
 
-def _run_phase(spec: dict[str, Any], plan: dict[str, Any], shape: LoadShape, first_index: int, port: int,
+def _run_phase(spec: dict[str, Any], plan: Plan, shape: LoadShape, first_index: int, port: int,
                hook: Any, first_audio: bool, label: str = "") -> bool:
     """One load phase through a separate loadgen process; returns whether first_audio was sent."""
     label = label or shape.label
@@ -116,7 +117,7 @@ def _run_phase(spec: dict[str, Any], plan: dict[str, Any], shape: LoadShape, fir
     job = {"port": port, "phase": {"count": shape.count, "concurrency": shape.concurrency, "rate": shape.rate,
                                    "seed": shape.seed},
            "first_index": first_index, "texts": spec["texts"],
-           "plan": {k: plan.get(k) for k in ("order", "order_seed", "phases") if k in plan}}
+           "plan": plan.to_json()}
     loadgen = subprocess.Popen(python_module("ttsload.bench.serving.loadgen", json.dumps(job)), stdout=subprocess.PIPE,
                                stdin=subprocess.DEVNULL)
     try:

@@ -1,0 +1,94 @@
+"""One cell's raw observations, viewed the way the metric registry reads them.
+
+`CellView` computes what several metrics share (first event times, the requests, the steady
+reading, the leak fit) once, lazily.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from itertools import pairwise
+from typing import TYPE_CHECKING, Any
+
+from ttsload.bench.analysis import scenario_summary
+
+if TYPE_CHECKING:
+    from ttsload.bench.cells import CellOutcome
+
+MB = 1024 * 1024
+
+
+class CellView:
+    """Read-only accessors over a CellOutcome for the metric registry's readers."""
+
+    def __init__(self, outcome: CellOutcome, run_id: str = "", cache: str = ""):
+        self.outcome, self.run_id, self.cache = outcome, run_id, cache
+        self.cell, self.plan, self.events = outcome.cell, outcome.cell.plan, outcome.events
+
+    @cached_property
+    def at(self) -> dict[str, float]:
+        """The time each event was first seen."""
+        seen: dict[str, float] = {}
+        for event in self.events:
+            seen.setdefault(event["event"], event["t"])
+        return seen
+
+    def first(self, name: str) -> dict[str, Any]:
+        """The fields of the first event called `name` ({} when there is none)."""
+        return next((e for e in self.events if e["event"] == name), {})
+
+    def named(self, name: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["event"] == name]
+
+    def span(self, start: str | None, end: str) -> float | None:
+        """Seconds from event `start` (None: the process start) to event `end`."""
+        begin = self.outcome.t0 if start is None else self.at.get(start)
+        return self.at[end] - begin if begin is not None and end in self.at else None
+
+    @cached_property
+    def requests(self) -> list[dict[str, Any]]:
+        return sorted(self.named("request_end"), key=lambda e: e["index"])
+
+    @cached_property
+    def latencies(self) -> list[float]:
+        return [r["latency_s"] for r in self.requests]
+
+    @cached_property
+    def steady(self) -> dict[str, int]:
+        """Whole-tree totals (bytes) of the reading after the last request ({} when there is none)."""
+        return self.outcome.steady.total if self.outcome.steady else {}
+
+    def steady_mb(self, key: str) -> float | None:
+        return self.steady[key] / MB if key in self.steady else None
+
+    def peak_during_load_mb(self, key: str) -> float | None:
+        """Highest sampled total of `key` up to the first audio (all samples when there was none)."""
+        end = self.at.get("first_audio", float("inf"))
+        readings = [r.total for r in self.outcome.readings if r.t <= end] or [r.total for r in self.outcome.readings]
+        values = [t[key] for t in readings]
+        return max(values) / MB if values else None
+
+    def peak_mb(self, key: str) -> float | None:
+        """Highest sampled total of `key` over the whole cell."""
+        values = [r.total[key] for r in self.outcome.readings]
+        return max(values) / MB if values else None
+
+    @cached_property
+    def sampled_s(self) -> float | None:
+        """How long the sampler ran: first to last timeline reading."""
+        readings = self.outcome.readings
+        return readings[-1].t - readings[0].t if len(readings) > 1 else None
+
+    @cached_property
+    def sampler_interval_s(self) -> float | None:
+        from ttsload.bench.analysis.stats import median
+
+        return median([b.t - a.t for a, b in pairwise(self.outcome.readings)])
+
+    @cached_property
+    def scale_out(self) -> dict[str, Any]:
+        return scenario_summary.scale_out(self.events)
+
+    @cached_property
+    def leak(self) -> dict[str, Any]:
+        return scenario_summary.leak(self.outcome, self.plan.leak)

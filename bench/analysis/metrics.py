@@ -1,0 +1,173 @@
+"""The metric registry: every column of summary.csv, declared once.
+
+A metric says its column, label and unit, how it is read from a cell (a function of
+`cellview.CellView`), how repetitions aggregate, where it is shown, and whether the regression
+gate may use it. summary.csv, the terminal tables, the report's tables and the gate all read
+this list; adding a metric is adding one entry here.
+
+Where a metric is shown (`show`): "console" (the end-of-run table), "console-scenario" (the
+scenario table), "report-main" (the page's main table), "report" (medians.csv and the per-metric
+tables), "report-scenario" (the page's scenario table).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ttsload.bench.analysis import stats
+from ttsload.bench.analysis.cellview import CellView
+
+CONSOLE, CONSOLE_SCENARIO = "console", "console-scenario"
+REPORT_MAIN, REPORT, REPORT_SCENARIO = "report-main", "report", "report-scenario"
+
+
+@dataclass(frozen=True)
+class Metric:
+    column: str
+    label: str
+    unit: str
+    decimals: int
+    read: Callable[[CellView], Any]
+    kind: str = "number"  # number | text (identity, digests, flags): only numbers aggregate and gate
+    aggregate: str = "median"  # over a cell's repetitions (stats.STATISTICS)
+    show: frozenset[str] = frozenset()
+    gate: bool = True  # the gate may use it (numbers only)
+    signed: bool = False  # printed with its sign (slopes)
+    phase: tuple[str | None, str] | None = None  # a cold-start phase: (from event, to event)
+
+    @property
+    def header(self) -> str:
+        return f"{self.label} ({self.unit})" if self.unit else self.label
+
+    def format(self, value: float | None) -> str:
+        if value is None:
+            return "-"
+        return f"{value:{'+' if self.signed else ''}.{self.decimals}f}"
+
+
+def _text(column: str, read: Callable[[CellView], Any]) -> Metric:
+    return Metric(column, column, "", 0, read, kind="text", gate=False)
+
+
+def _phase(column: str, label: str, start: str | None, end: str, decimals: int, *show: str) -> Metric:
+    return Metric(column, label, "s", decimals, lambda v: v.span(start, end), show=frozenset(show),
+                  phase=(start, end))
+
+
+def _steady(key: str, label: str, *show: str) -> Metric:
+    return Metric(f"{key}_mb", label, "MiB", 0, lambda v: v.steady_mb(key), show=frozenset(show))
+
+
+def _scenario(column: str, label: str, unit: str, decimals: int, read: Callable[[CellView], Any],
+              *show: str, signed: bool = False) -> Metric:
+    return Metric(column, label, unit, decimals, read, show=frozenset(show), signed=signed)
+
+
+def _digest(view: CellView) -> str | None:
+    """One hash over every request's audio: equal digests mean bit-identical output."""
+    if not view.requests:
+        return None
+    return hashlib.sha256("".join(r["audio_sha256"] for r in view.requests).encode()).hexdigest()[:16]
+
+
+def _rtf(view: CellView) -> float | None:
+    return stats.median([r["latency_s"] / r["audio_s"] for r in view.requests if r["audio_s"] > 0])
+
+
+def _cold_start(view: CellView) -> float | None:
+    return view.at["first_audio"] - view.outcome.t0 if "first_audio" in view.at else None
+
+
+def _percentile(p: int) -> Callable[[CellView], float | None]:
+    return lambda v: stats.latency_percentiles(v.latencies)[f"latency_p{p}_s"]
+
+
+CS, CSS, RM, R, RS = CONSOLE, CONSOLE_SCENARIO, REPORT_MAIN, REPORT, REPORT_SCENARIO
+REGISTRY: tuple[Metric, ...] = (
+    # identity of the cell and how it ended
+    _text("run_id", lambda v: v.run_id),
+    _text("strategy", lambda v: v.cell.strategy),
+    _text("model", lambda v: v.cell.model_label),
+    _text("scenario", lambda v: v.cell.scenario),
+    Metric("repeat", "repetition", "", 0, lambda v: v.cell.repeat, gate=False),
+    _text("status", lambda v: v.outcome.status),
+    _text("reason", lambda v: v.outcome.reason),
+    # cold start and its phases
+    Metric("cold_start_s", "cold start", "s", 2, _cold_start, show=frozenset({CS, RM, R})),
+    _phase("import_s", "imports", None, "imports_done", 2, CS),
+    _phase("verify_s", "verify", "load_start", "verify_done", 3, CS),
+    _phase("construct_s", "construct", "verify_done", "construct_done", 3, CS),
+    _phase("weights_s", "weights", "construct_done", "weights_done", 3, CS),
+    _phase("first_audio_s", "first synthesis", "weights_done", "first_audio", 2, CS, R),
+    # memory of the whole process tree after the last request, and peaks
+    _steady("rss", "RSS (summed)", R),
+    _steady("pss", "PSS (tree)", CS, RM, R),
+    _steady("uss", "USS (tree)", CS, RM, R),
+    _steady("pss_anon", "anonymous PSS"),
+    _steady("pss_file", "file-backed PSS"),
+    Metric("peak_pss_mb", "peak PSS during load", "MiB", 0, lambda v: v.peak_during_load_mb("pss"),
+           show=frozenset({CS, RM, R})),
+    Metric("peak_rss_mb", "peak RSS during load", "MiB", 0, lambda v: v.peak_during_load_mb("rss")),
+    _steady("rss_hwm", "RSS high-water mark (summed)"),
+    Metric("processes", "processes", "", 0, lambda v: len(v.outcome.steady.processes) if v.outcome.steady else None,
+           gate=False),
+    # serving
+    Metric("latency_p50_s", "latency p50", "s", 3, _percentile(50), show=frozenset({CS, CSS, RM, R})),
+    Metric("latency_p90_s", "latency p90", "s", 3, _percentile(90), show=frozenset({RM, R})),
+    Metric("latency_p99_s", "latency p99", "s", 3, _percentile(99), show=frozenset({CSS, RS})),
+    Metric("rtf", "RTF", "", 3, _rtf, show=frozenset({CS, RM, R})),
+    Metric("audio_s", "audio", "s", 2, lambda v: sum(r["audio_s"] for r in v.requests) if v.requests else None),
+    Metric("requests", "requests", "", 0, lambda v: len(v.requests), gate=False),
+    Metric("loads", "loads", "", 0, lambda v: len(v.named("weights_done")), show=frozenset({CS, CSS, RS})),
+    Metric("torch_threads", "threads", "", 0, lambda v: v.first("imports_done").get("torch_threads"),
+           show=frozenset({CSS}), gate=False),
+    _text("cache", lambda v: v.cache),
+    Metric("int8_fraction", "int8 fraction", "", 3, lambda v: v.first("weights_done").get("int8_fraction")),
+    Metric("bf16_fraction", "bf16 fraction", "", 3, lambda v: v.first("weights_done").get("bf16_fraction")),
+    _text("output_digest", _digest),
+    # scenarios: whole-tree totals, readiness, faults, switching
+    _scenario("workers", "workers", "", 0, lambda v: v.plan.workers + sum(int(e.get("add", 0))
+                                                                        for e in v.named("scale_out")), CSS, RS),
+    _scenario("pss_total_mb", "PSS total", "MiB", 0, lambda v: v.steady_mb("pss"), CSS, RS),
+    _scenario("uss_total_mb", "USS total", "MiB", 0, lambda v: v.steady_mb("uss"), CSS, RS),
+    _scenario("rss_sum_mb", "RSS sum", "MiB", 0, lambda v: v.steady_mb("rss"), CSS, RS),
+    _scenario("peak_pss_total_mb", "peak PSS", "MiB", 0, lambda v: v.peak_mb("pss"), CSS, RS),
+    _scenario("ready_s", "ready", "s", 2, lambda v: v.span(None, "ready"), CSS, RS),
+    _scenario("scaleout_ready_s", "new worker ready", "s", 2, lambda v: v.scale_out["scaleout_ready_s"], CSS, RS),
+    _scenario("scaleout_latency_p50_s", "p50 during scale-out", "s", 3,
+              lambda v: v.scale_out["scaleout_latency_p50_s"], CSS, RS),
+    _scenario("scaleout_requests", "requests during scale-out", "", 0, lambda v: v.scale_out["scaleout_requests"]),
+    _scenario("worker_deaths", "worker deaths", "", 0, lambda v: len(v.named("worker_died")), CSS, RS),
+    _scenario("failed_requests", "failed requests", "", 0, lambda v: len(v.named("request_failed"))),
+    _scenario("evictions", "evictions", "", 0, lambda v: len(v.named("model_evict")), CSS, RS),
+    _scenario("model_load_s", "load per switch", "s", 3,
+              lambda v: stats.median([e["load_s"] for e in v.named("model_loaded")]), CSS, RS),
+    # soak: leak after trims, growth between them
+    _scenario("leak_mb_per_1k", "leak", "MiB/1k req", 1, lambda v: v.leak["leak_mb_per_1k"], CSS, RS, signed=True),
+    _scenario("leak_ci_low", "leak low", "MiB/1k req", 1, lambda v: v.leak["leak_ci_low"], CSS, signed=True),
+    _scenario("leak_ci_high", "leak high", "MiB/1k req", 1, lambda v: v.leak["leak_ci_high"], CSS, signed=True),
+    Metric("leak_flagged", "leak called", "", 0, lambda v: v.leak["leak_flagged"], kind="text", gate=False),
+    _scenario("growth_mb_per_1k", "growth between trims", "MiB/1k req", 1, lambda v: v.leak["growth_mb_per_1k"],
+              CSS, RS, signed=True),
+    _scenario("trims", "trims", "", 0, lambda v: v.leak["trims"]),
+    _scenario("trim_returned_mb", "last trim gave back", "MiB", 0, lambda v: v.leak["trim_returned_mb"], CSS, RS),
+    # what measuring cost
+    _text("sampler", lambda v: v.plan.sampler),
+    _scenario("sampler_cpu_s", "sampler CPU", "s", 3, lambda v: v.outcome.sampler_cpu_s, CSS, RS),
+    _scenario("samples", "samples", "", 0, lambda v: len(v.outcome.readings)),
+    _scenario("sampler_interval_s", "sampler interval", "s", 3, lambda v: v.sampler_interval_s),
+)
+
+BY_COLUMN: dict[str, Metric] = {m.column: m for m in REGISTRY}
+COLUMNS: list[str] = [m.column for m in REGISTRY]
+NUMERIC: list[str] = [m.column for m in REGISTRY if m.kind == "number"]
+GATEABLE: frozenset[str] = frozenset(m.column for m in REGISTRY if m.kind == "number" and m.gate)
+PHASES: tuple[Metric, ...] = tuple(m for m in REGISTRY if m.phase)
+
+
+def shown(place: str) -> list[Metric]:
+    """The metrics shown in one place, in registry order."""
+    return [m for m in REGISTRY if place in m.show]
