@@ -20,33 +20,24 @@ nox.options.sessions = ["tests"]
 TORCH = "torch==2.13.0"
 ROOT = Path(__file__).parent
 
-# PyPI's torchaudio 2.11 is a CUDA build: beside CPU torch its native extension fails to load.
-# torchaudio treats that extension as optional, so removing it leaves the pure-Python mode Coqui needs.
-FIX_TORCHAUDIO = """
-import glob, os, sys
-try:
-    import torchaudio  # noqa: F401
-except OSError as exc:
-    if "torchaudio" not in str(exc):
-        raise
-    import importlib.util
-    lib = os.path.join(os.path.dirname(importlib.util.find_spec("torchaudio").origin), "lib")
-    removed = [p for p in glob.glob(os.path.join(lib, "*.so")) if not os.remove(p)]
-    print(f"torchaudio: removed CUDA-only native extension ({len(removed)} files); pure-Python mode")
-"""
-
-
 def install(session: nox.Session, extras: str) -> None:
-    """Install torch first, then ttsload; skip both when the stamp says nothing changed."""
+    """Install torch first, then ttsload; skip both when the stamp says nothing changed.
+
+    Every step is an install step (`run_install` runs under `--install-only` too, where `session.run`
+    is skipped), and the stamp is written only after the environment imports torch, torchaudio and
+    TTS.api: `nox -s tests --install-only && nox -s tests` works, and a broken venv is never stamped.
+    PyPI's torchaudio 2.11 is a CUDA build whose native extension cannot load beside CPU torch;
+    `ttsload doctor --fix` removes that optional extension only when the import fails that way.
+    """
     key = hashlib.sha256((TORCH + extras + (ROOT / "pyproject.toml").read_text()).encode()).hexdigest()
     stamp = Path(session.virtualenv.location) / ".ttsload-installed"
     if stamp.is_file() and stamp.read_text() == key:
         session.log("dependencies unchanged since last install: skipping pip")
         return
+    stamp.unlink(missing_ok=True)
     session.install(TORCH)
     session.install("-e", f".[{extras}]")
-    session.run("python", "-c", FIX_TORCHAUDIO)
-    session.run("python", "-c", "import TTS.api, torchaudio")
+    session.run_install("python", "-P", "-m", "ttsload", "doctor", "--fix")  # fails unless the imports work
     stamp.write_text(key)
 
 

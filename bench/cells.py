@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import unquote
 
-from ttsload.bench.harness.probes import TreeReading
 from ttsload.bench.plan import Plan
 from ttsload.strategies.base import ModelFiles
 
@@ -24,6 +23,18 @@ _SEPARATOR = "|"
 def _escape(part: str) -> str:
     """Only `%` and the separator are escaped, so ids stay readable and unquote() inverts it exactly."""
     return part.replace("%", "%25").replace(_SEPARATOR, "%7C")
+
+
+@dataclass
+class TreeReading:
+    """One look at every process of a tree: per process, and summed."""
+
+    t: float
+    processes: list[dict[str, int]]
+    total: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"t": self.t, "processes": self.processes, "total": self.total, "n": len(self.processes)}
 
 
 class CellKey(NamedTuple):

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
 from ttsload.reports import html, plots, tables
 from ttsload.reports.claims import seed_comparison
 from ttsload.reports.load import RunData, load_run

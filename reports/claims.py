@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pandas as pd
+
 from ttsload.reports.load import RunData
 from ttsload.reports.tables import BY_COLUMN, MIN_COVERAGE, fmt, fmt_interval
 

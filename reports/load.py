@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
 from ttsload.bench.analysis.metrics import COLUMNS, NUMERIC, PHASES
 from ttsload.bench.cells import SINGLE, CellKey
 from ttsload.bench.errors import UsageError

@@ -19,6 +19,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
+
 from ttsload.bench.analysis.stats import median_interval  # noqa: E402
 from ttsload.reports.load import PHASE_COLUMNS, RunData  # noqa: E402
 

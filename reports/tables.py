@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pandas as pd
+
 from ttsload.bench.analysis.metrics import BY_COLUMN, REPORT, REPORT_MAIN, REPORT_SCENARIO, Metric, shown
 from ttsload.bench.analysis.stats import median_interval
 from ttsload.bench.cells import CellKey

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from ttsload.strategies.base import Audio, StrategyError
 
 # Modules the first VITS construction imports lazily (librosa.filters pulls scipy.signal, ~1.3 s).

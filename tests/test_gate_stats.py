@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from ttsload.bench.analysis import stats
 from ttsload.bench.errors import UsageError
 from ttsload.bench.regression.gate import Rule, judge, parse_spec

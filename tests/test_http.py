@@ -11,6 +11,7 @@ from typing import Any
 
 import psutil
 import pytest
+
 from ttsload.bench.cells import Cell, CellOutcome
 from ttsload.bench.harness.runner import CellOptions, run_cell
 from ttsload.bench.plan import Plan

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from ttsload.bench import fixtures as models
 from ttsload.bench.errors import UsageError
 from ttsload.strategies.base import sha256_of

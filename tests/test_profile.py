@@ -10,13 +10,13 @@ from pathlib import Path
 
 import psutil
 import pytest
+
+from tests.conftest import ttsload
 from ttsload.bench.commands import cli
 from ttsload.bench.profiling import coldstart
 from ttsload.bench.profiling import memray_pass as profile_memray
 from ttsload.bench.profiling import pyspy_pass as profile_pyspy
 from ttsload.bench.results import load_records
-
-from tests.conftest import ttsload
 
 
 def frame_mentions(speedscope: Path, text: str) -> bool:

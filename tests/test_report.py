@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 from scipy import stats as scipy_stats
+
+from tests.conftest import ttsload
 from ttsload.bench.analysis.stats import median_interval
 from ttsload.bench.results import load_records
 from ttsload.reports import tables
-
-from tests.conftest import ttsload
 
 STRATEGIES = ("singleton", "mmap", "quantized")
 PLOTS = ("cold_start_phases", "memory_by_strategy", "latency_cdf", "memory_per_request", "timeline")

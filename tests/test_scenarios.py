@@ -9,10 +9,10 @@ import json
 from pathlib import Path
 
 import pytest
-from ttsload.bench.scenario import loading as scenarios
-from ttsload.bench.scenario.schema import ScenarioError
 
 from tests.conftest import ttsload
+from ttsload.bench.scenario import loading as scenarios
+from ttsload.bench.scenario.schema import ScenarioError
 
 POOL = """
 summary = "test: pools of 1 and 2 workers"

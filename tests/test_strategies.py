@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from ttsload.bench.scenario.corpus import texts
 from ttsload.strategies.base import StrategyError, null_hook, request_seed
 from ttsload.strategies.registry import PRESETS, UnknownStrategy, make_loader, resolve

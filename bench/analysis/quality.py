@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from ttsload.bench.analysis.stats import median
 from ttsload.bench.cells import file_safe
 

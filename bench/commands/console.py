@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
 from ttsload.bench.analysis.metrics import CONSOLE, CONSOLE_SCENARIO, Metric, shown
 from ttsload.bench.analysis.stats import median, statistic
 from ttsload.bench.cells import CellKey

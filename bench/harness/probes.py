@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
 
 import psutil
+
+from ttsload.bench.cells import TreeReading
 
 _FIELDS = {
     "Rss": "rss",
@@ -64,18 +65,6 @@ def tree_pids(root: int) -> list[int]:
         return [root] + [child.pid for child in parent.children(recursive=True)]
     except psutil.NoSuchProcess:
         return []
-
-
-@dataclass
-class TreeReading:
-    """One look at every process of a tree: per process, and summed."""
-
-    t: float
-    processes: list[dict[str, int]]
-    total: dict[str, int] = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        return {"t": self.t, "processes": self.processes, "total": self.total, "n": len(self.processes)}
 
 
 def read_tree(root: int) -> TreeReading:

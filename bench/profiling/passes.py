@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+
 from ttsload.bench.cells import Cell, file_safe
 from ttsload.bench.errors import ProfilerUnavailable, UsageError
 from ttsload.bench.harness import runner

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import tomllib
+
 from ttsload.bench.cells import Cell
 from ttsload.bench.plan import LeakSettings, Phase, Plan
 from ttsload.bench.scenario import corpus

@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import psutil
+
 from ttsload.bench.cell.drive import LoadShape
 from ttsload.bench.plan import Plan
 from ttsload.bench.procs import package_root, python_module

@@ -2,6 +2,6 @@
 
 import sys
 
-from ttsload.bench.commands.cli import main
+from ttsload.bench.cli import main
 
 sys.exit(main())

@@ -9,6 +9,7 @@ Excluded from `nox -s tests` (see [tool.pytest.ini_options]).
 from __future__ import annotations
 
 import pytest
+
 from ttsload.bench.scenario import corpus
 from ttsload.strategies.base import null_hook
 from ttsload.strategies.loaders import LOADERS

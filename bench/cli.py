@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ttsload import __version__
+from ttsload.bench.commands import doctor
 from ttsload.bench.errors import UsageError
 from ttsload.bench.scenario import corpus
 
-from ttsload import __version__
-
-EXIT_OK, EXIT_CELL_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_CELL_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _positive(value: str) -> int:
@@ -77,6 +77,7 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("strategies", help="list presets, topologies and loaders")
     sub.add_parser("scenarios", help="list the built-in scenarios with what each measures")
+    doctor.add_parser(sub)
 
     gate = sub.add_parser("gate", help="compare two runs cell by cell; exit 1 on a significant regression")
     gate.add_argument("--baseline", type=Path, required=True, help="results folder or saved baseline .json")
@@ -116,6 +117,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ttsload.bench.commands.run import cmd_run as run
 
     return run(args)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    return doctor.run(args.fix)
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
@@ -237,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     # run the way Ctrl-C does: the cell under way is killed with its process group, finished ones are kept.
     signal.signal(signal.SIGTERM, _interrupt)
     args = parser().parse_args(argv)
-    handlers = {"run": cmd_run, "report": cmd_report, "profile": cmd_profile, "models": cmd_models,
-                "strategies": cmd_strategies, "scenarios": cmd_scenarios, "gate": cmd_gate, "baseline": cmd_baseline,
+    handlers = {"doctor": cmd_doctor, "run": cmd_run, "report": cmd_report, "profile": cmd_profile,
+                "models": cmd_models, "strategies": cmd_strategies, "scenarios": cmd_scenarios, "gate": cmd_gate, "baseline": cmd_baseline,
                 "history": cmd_history}
     try:
         return handlers[args.command](args)

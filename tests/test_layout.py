@@ -1,0 +1,121 @@
+"""The import rules of the source tree, read from the code itself (every import statement, also those
+inside functions and under TYPE_CHECKING), so a rule broken in one line fails here, not in a wheel."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# Where each top-level folder installs (pyproject's package-dir).
+PACKAGES = {"src/ttsload": "ttsload", "bench": "ttsload.bench", "strategies": "ttsload.strategies",
+            "reports": "ttsload.reports", "scenarios": "ttsload.scenarios"}
+OLD_NAMES = {"bench", "strategies", "reports", "scenarios"}  # top-level import names before the namespace
+# Code that runs inside a measured cell process (or the server it starts) may import only these.
+CELL_SIDE = ("ttsload.bench.cell", "ttsload.bench.serving")
+CELL_SIDE_MAY_IMPORT = ("ttsload.bench.cell", "ttsload.bench.serving", "ttsload.bench.plan", "ttsload.bench.procs",
+                        "ttsload.bench.errors", "ttsload.strategies")
+# Reports read result files: they may use the analysis and the shared types, never the harness's moving parts.
+REPORTS_MAY_IMPORT = ("ttsload.reports", "ttsload.bench.analysis", "ttsload.bench.cells", "ttsload.bench.plan",
+                      "ttsload.bench.results", "ttsload.bench.errors", "ttsload.strategies.base")
+
+
+def modules() -> dict[str, Path]:
+    """Every installed module of the project by its import name."""
+    found = {}
+    for folder, package in PACKAGES.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            parts = path.relative_to(ROOT / folder).with_suffix("").parts
+            parts = parts[:-1] if parts[-1] == "__init__" else parts
+            found[".".join((package, *parts))] = path
+    return found
+
+
+MODULES = modules()
+
+
+def imports_of(path: Path, module: str) -> list[tuple[str, int]]:
+    """(imported module, line) for every import statement of a file, resolved to the project's modules."""
+    tree = ast.parse(path.read_text(), str(path))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{anchor}.{base}" if base else anchor
+            for alias in node.names:  # `from pkg import submodule` depends on the submodule
+                submodule = f"{base}.{alias.name}"
+                out.append((submodule if submodule in MODULES else base, node.lineno))
+    return out
+
+
+GRAPH = {module: imports_of(path, module) for module, path in MODULES.items()}
+
+
+def _within(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def test_no_old_top_level_names() -> None:
+    """bench, strategies and reports exist only as ttsload.*: an old name imports in the repo, fails in the wheel."""
+    files = [*MODULES.values(), *sorted((ROOT / "tests").rglob("*.py")), ROOT / "noxfile.py"]
+    bad = [f"{path.relative_to(ROOT)}:{line} imports {name}" for path in files
+           for name, line in imports_of(path, "tests.x") if name.split(".")[0] in OLD_NAMES]
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if _within(m, CELL_SIDE)])
+def test_cell_side_imports_no_analysis_reports_or_harness(module: str) -> None:
+    bad = [f"{name} (line {line})" for name, line in GRAPH[module]
+           if name.startswith("ttsload") and not _within(name, CELL_SIDE_MAY_IMPORT)]
+    assert not bad, f"{module} runs inside a cell process but imports {', '.join(bad)}"
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if _within(m, ("ttsload.strategies",))])
+def test_strategies_import_no_measurement_code(module: str) -> None:
+    bad = [f"{name} (line {line})" for name, line in GRAPH[module]
+           if _within(name, ("ttsload.bench", "ttsload.reports"))]
+    assert not bad, f"{module} is a strategy module but imports {', '.join(bad)}"
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if _within(m, ("ttsload.reports",))])
+def test_reports_read_results_not_the_harness(module: str) -> None:
+    bad = [f"{name} (line {line})" for name, line in GRAPH[module]
+           if name.startswith("ttsload") and not _within(name, REPORTS_MAY_IMPORT)]
+    assert not bad, f"{module} builds reports from result files but imports {', '.join(bad)}"
+
+
+def test_no_import_cycles() -> None:
+    """Depth-first search over every import edge between the project's modules; a cycle is printed whole."""
+    edges = {m: sorted({name for name, _ in deps if name in MODULES and name != m}) for m, deps in GRAPH.items()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(module: str) -> list[str] | None:
+        state[module] = 1
+        path.append(module)
+        for target in edges[module]:
+            if state.get(target) == 1:
+                return path[path.index(target):] + [target]
+            if target not in state and (cycle := visit(target)):
+                return cycle
+        path.pop()
+        state[module] = 2
+        return None
+
+    for module in edges:
+        if module not in state and (cycle := visit(module)):
+            pytest.fail("import cycle: " + " -> ".join(cycle))
+
+
+def test_the_rules_see_the_code() -> None:
+    """Guards the test itself: it found the modules and the imports it judges."""
+    assert {"ttsload.bench.cell.entry", "ttsload.strategies.base", "ttsload.reports.build"} <= set(MODULES)
+    entry = {name for name, _ in GRAPH["ttsload.bench.cell.entry"]}
+    assert {"ttsload.bench.plan", "ttsload.strategies.registry"} <= entry
