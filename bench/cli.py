@@ -243,8 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     args = parser().parse_args(argv)
     handlers = {"doctor": cmd_doctor, "run": cmd_run, "report": cmd_report, "profile": cmd_profile,
-                "models": cmd_models, "strategies": cmd_strategies, "scenarios": cmd_scenarios, "gate": cmd_gate, "baseline": cmd_baseline,
-                "history": cmd_history}
+                "models": cmd_models, "strategies": cmd_strategies, "scenarios": cmd_scenarios, "gate": cmd_gate,
+                "baseline": cmd_baseline, "history": cmd_history}
     try:
         return handlers[args.command](args)
     except UsageError as exc:
