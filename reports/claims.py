@@ -1,32 +1,45 @@
-"""Seed 001 §4 rebuilt from measurements: the same rows, our numbers, and a note on where they differ.
+"""Published claims rebuilt from measurements: the same rows as a write-up's table, our numbers, and
+a note on where they differ.
 
-The seed's own figures are quotations of a published table (kept here as its claims, never as
-expectations) so the note can compare ratios: absolute numbers from another machine and another
-model are not comparable, "mmap cuts memory by 58 %" is.
+The published figures are data (reports/published/*.toml, each with its source), quoted, never
+expected, so the note can compare ratios: absolute numbers from another machine and another model
+are not comparable, "mmap cuts memory by 58 %" is. Today: seed 001's section 4 (Coqui loading).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
+from typing import Any
 
 import pandas as pd
+import tomllib
 
 from ttsload.reports.load import RunData
 from ttsload.reports.tables import BY_COLUMN, MIN_COVERAGE, fmt, fmt_interval
 
-# Seed 001 §4 as published: (columns: native load, async+mmap, quantized+async+mmap).
-SEED_SETTING = "Intel i7-11800H, 32 GB, NVMe SSD, a 480 MB VITS (EN-LJSpeech); MOS from 20 listeners"
-# Column names translated from the seed's Chinese (原生加载 / 异步+mmap / 量化+异步+mmap), so the page needs no
-# CJK font; each maps to the first of our strategies the run has.
-SEED_COLUMNS = {"native load": ("singleton", "naive"), "async+mmap": ("mmap",),
-                "quantized+async+mmap": ("quantized",)}
-SEED_CLAIMS = {  # row -> the three published values, in the units the seed printed
-    "cold start": (6.8, 2.9, 1.9, "s"),
-    "one-process memory": (1.15, 0.48, 0.25, "GB"),
-    "four-process memory": (4.6, 1.9, 1.0, "GB"),
-    "first-utterance latency": (30, 35, 38, "ms"),
-    "quality": (4.3, 4.3, 4.0, "MOS"),
-}
+
+@dataclass(frozen=True)
+class PublishedClaims:
+    """A published table, as data (reports/published/*.toml, with its source): quotations, not expectations."""
+
+    title: str
+    setting: str
+    columns: dict[str, tuple[str, ...]]  # the article's column (translated) -> our strategies standing for it
+    rows: dict[str, tuple[Any, ...]]  # metric -> (value per column..., unit)
+
+
+def load_claims(name: str) -> PublishedClaims:
+    """Read reports/published/NAME.toml (shipped as package data of ttsload.reports)."""
+    data = tomllib.loads((resources.files("ttsload.reports") / "published" / f"{name}.toml").read_text("utf-8"))
+    return PublishedClaims(data["title"], data["setting"],
+                           {c["name"]: tuple(c["ours"]) for c in data["column"]},
+                           {row: (*entry["values"], entry["unit"]) for row, entry in data["row"].items()})
+
+
+# Seed 001's section 4 (columns: native load, async+mmap, quantized+async+mmap).
+SEED = load_claims("coqui-loader-zh")
+SEED_SETTING, SEED_COLUMNS, SEED_CLAIMS = SEED.setting, SEED.columns, SEED.rows
 NOT_MEASURED = "not measured in this run"
 
 

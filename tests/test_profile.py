@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ import psutil
 import pytest
 
 from tests.conftest import ttsload
-from ttsload.bench.commands import cli
+from ttsload.bench import cli
 from ttsload.bench.profiling import coldstart
 from ttsload.bench.profiling import memray_pass as profile_memray
 from ttsload.bench.profiling import pyspy_pass as profile_pyspy
@@ -135,3 +136,23 @@ def test_a_hung_worker_leaves_its_stacks_before_the_kill(tiny, tmp_path, monkeyp
     assert any("PipeClient.wait_for" in t for t in texts)  # the parent, waiting on its worker
     pids = [int(d.stem.rsplit("-", 1)[1]) for d in dumps]
     assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+
+def test_pyspy_phases_find_a_plugins_loader(tmp_path: Path) -> None:
+    """A third-party loader's fill, in a file outside ttsload, counts as weights: the template's phase method
+    in strategies/base.py marks it, whatever file the plugin lives in."""
+    base = "/site-packages/ttsload/strategies/base.py"
+    frames = [{"name": "main", "file": "/site-packages/ttsload/bench/cell/entry.py"},
+              {"name": "PhasedLoader.load", "file": base},
+              {"name": "PhasedLoader.weights_phase", "file": base},
+              {"name": "MyLoader.fill", "file": "/home/someone/plugin/my_loader.py"},
+              {"name": "Loader.runtime_phase", "file": base},
+              {"name": "serve_request", "file": base}]
+    samples = [[0, 4], [0, 1, 2, 3], [0, 1, 2, 3], [0, 5]]
+    profile = {"shared": {"frames": frames},
+               "profiles": [{"type": "sampled", "samples": samples, "weights": [0.1, 0.2, 0.2, 0.3]}]}
+    path = tmp_path / "cold.speedscope.json"
+    path.write_text(json.dumps(profile))
+    seconds = {row["phase"]: row["seconds"] for row in coldstart.phase_table(path)["rows"]}
+    assert seconds["weights"] == pytest.approx(0.4) and seconds["imports"] == pytest.approx(0.1)
+    assert seconds["first synthesis"] == pytest.approx(0.3)

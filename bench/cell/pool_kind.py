@@ -6,7 +6,7 @@ pausing every `trim_every` requests for a trim), `trim` (malloc_trim in every pr
 reading before and after), and `kill_worker`.
 
 Why trims inside a soak: glibc keeps freed heap, so memory climbs request after request with no leak
-at all (seen: +51 MiB per 1000 requests on vits-tiny, all of it given back by malloc_trim). Memory
+at all (seen: ~1 GiB per 1000 requests on vits-tiny between trims, all of it given back by malloc_trim). Memory
 read right after a trim is what the process really still holds; the trend of its anonymous part is the leak.
 """
 
