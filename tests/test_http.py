@@ -124,7 +124,8 @@ def test_preloaded_workers_share_the_masters_pages(runs):
 def test_preload_with_a_per_request_strategy_fails_clearly(tiny, tmp_path):
     outcome, _ = run_http(tiny, tmp_path, "naive", http_plan(True))
     assert outcome.status == "failed"
-    assert "preload needs a resident topology" in outcome.reason and "naive" in outcome.reason
+    assert "preload needs a topology that serves from a resident model" in outcome.reason
+    assert "naive" in outcome.reason
 
 
 def test_a_worker_that_cannot_load_fails_the_cell_and_leaves_nothing(tiny, tmp_path):
