@@ -159,6 +159,9 @@ REGISTRY: tuple[Metric, ...] = (
     _scenario("sampler_cpu_s", "sampler CPU", "s", 3, lambda v: v.outcome.sampler_cpu_s, CSS, RS),
     _scenario("samples", "samples", "", 0, lambda v: len(v.outcome.readings)),
     _scenario("sampler_interval_s", "sampler interval", "s", 3, lambda v: v.sampler_interval_s),
+    _scenario("sampler_duty", "sampler duty", "% of a core", 1,
+              lambda v: 100 * v.outcome.sampler_cpu_s / v.sampled_s if v.sampled_s and v.outcome.sampler_cpu_s
+              is not None else None, CSS, RS),
 )
 
 BY_COLUMN: dict[str, Metric] = {m.column: m for m in REGISTRY}
