@@ -59,7 +59,7 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
         if len(frame):
             _write_table(target.parent / stem, frame)
     for seed in seeds:
-        _write_table(target.parent / f"seed-{seed['model']}-{seed['scenario']}", seed["comparison"].table)
+        _write_table(target.parent / f"claims-{seed['model']}-{seed['scenario']}", seed["comparison"].table)
     for figure in figures:
         if figure.png:
             (target.parent / f"{figure.name}.png").write_bytes(figure.png)

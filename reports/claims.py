@@ -3,7 +3,7 @@ a note on where they differ.
 
 The published figures are data (reports/published/*.toml, each with its source), quoted, never
 expected, so the note can compare ratios: absolute numbers from another machine and another model
-are not comparable, "mmap cuts memory by 58 %" is. Today: seed 001's section 4 (Coqui loading).
+are not comparable, "mmap cuts memory by 58 %" is. Today: one Coqui loading write-up's table (coqui-loader-zh.toml).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class SeedComparison:
     quoted: pd.DataFrame  # the seed's table as published
     mapping: dict[str, str]  # seed column -> our strategy
     notes: list[str]
+    title: str = SEED.title
 
 
 def seed_comparison(data: RunData, long: pd.DataFrame, model: str, scenario: str) -> SeedComparison:
@@ -64,16 +65,17 @@ def seed_comparison(data: RunData, long: pd.DataFrame, model: str, scenario: str
         "first-utterance latency (s, weights ready → first audio)": _values(long, strategies, "first_audio_s"),
         "quality vs fp32": _quality(data, cells, model, strategies, mapping),
     }
-    labels = {s: s + "".join(f" (seed: {seed})" for seed, ours in mapping.items() if ours == s)
+    labels = {s: s + "".join(f" (write-up: {seed})" for seed, ours in mapping.items() if ours == s)
               for s in strategies}
     table = pd.DataFrame(rows).T.rename(columns=labels).rename_axis("metric").reset_index()
     quoted = pd.DataFrame({seed: [f"{v[i]} {v[3]}" for v in SEED_CLAIMS.values()]
                            for i, seed in enumerate(SEED_COLUMNS)}, index=list(SEED_CLAIMS))
-    quoted = quoted.rename_axis("metric (seed §4)").reset_index()
+    quoted = quoted.rename_axis("metric (as published)").reset_index()
     notes = _notes(data, long, cells, model, mapping)
     quality = rows["quality vs fp32"]
     seed_mos = SEED_CLAIMS["quality"]
-    notes.append(f"Quality: the seed reports MOS {seed_mos[0]} → {seed_mos[2]} for quantization (20 listeners, not "
+    notes.append(f"Quality: the write-up reports MOS {seed_mos[0]} → {seed_mos[2]} for quantization (20 listeners, "
+                 "not "
                  "repeatable); measured here against the fp32 output for the same seeded texts: "
                  + "; ".join(f"{s}: {quality[s]}" for s in mapping.values() if s and s in quality) + ".")
     return SeedComparison(table, quoted, mapping, notes)
@@ -162,7 +164,7 @@ def _notes(data: RunData, long: pd.DataFrame, cells: pd.DataFrame, model: str, m
                 {})
     size = sum(f.get("bytes", 0) for name, f in meta.get("files", {}).items() if name.endswith(".pth")) / 2**20
     env = data.run.get("environment", {})
-    notes = [f"Setting: the seed measured {SEED_SETTING}; this run measured `{model}` "
+    notes = [f"Setting: the write-up measured {SEED_SETTING}; this run measured `{model}` "
              f"({(meta.get('params') or 0) / 1e6:.1f} M params, {size:.0f} MiB checkpoint) on {env.get('cpu', '?')} "
              f"with {env.get('cores_logical', '?')} cores. Absolute numbers do not transfer; the changes against the "
              f"fp32 baseline (`{base or 'none'}`) do."]
@@ -171,12 +173,12 @@ def _notes(data: RunData, long: pd.DataFrame, cells: pd.DataFrame, model: str, m
                         ("first-utterance latency", "first_audio_s")):
         claims = [f"{name} {seed[row][i] / seed[row][0] - 1:+.0%}" for i, name in ((1, "mmap"), (2, "quantized"))]
         ours = [f"{s} {_say(_change(long, s, base, column))}" for s in (mmap, quant) if s]
-        notes.append(f"{row.capitalize()}: the seed claims {', '.join(claims)}; measured here: "
+        notes.append(f"{row.capitalize()}: the write-up claims {', '.join(claims)}; measured here: "
                      f"{', '.join(ours) or 'not measured'}.")
     notes += _why(long, cells, base, mmap, quant)
     four, one = seed["four-process memory"], seed["one-process memory"]
     ratios = ", ".join(f"{f / o:.1f}×" for f, o in zip(four, one, strict=True))
-    notes.append(f"Four-process memory: the seed's figures are {ratios} its one-process figures, i.e. per-process "
+    notes.append(f"Four-process memory: the write-up's figures are {ratios} its one-process figures, i.e. per-process "
                  "memory multiplied by four, which counts every shared page (mapped weights, libraries) four times. "
                  "Summed PSS charges each shared page once in total; "
                  + ("compare the two rows above." if "workers" in data.cells else

@@ -97,21 +97,21 @@ def test_every_strategy_and_scenario_appears_in_the_tables(run_dir, report):
 
 
 def test_seed_table_is_rebuilt_from_the_run(report):
-    seed = read_csv(report.parent / "seed-vits-tiny-single.csv")
+    seed = read_csv(report.parent / "claims-vits-tiny-single.csv")
     by_metric = {r["metric"]: r for r in seed}
     four = by_metric["four-process memory, summed PSS (MiB) — needs the workers scenario"]
-    assert four["singleton (seed: native load)"] == "not measured in this run"
-    assert by_metric["quality vs fp32"]["mmap (seed: async+mmap)"].startswith("bit-identical")
-    quantized = by_metric["quality vs fp32"]["quantized (seed: quantized+async+mmap)"]
+    assert four["singleton (write-up: native load)"] == "not measured in this run"
+    assert by_metric["quality vs fp32"]["mmap (write-up: async+mmap)"].startswith("bit-identical")
+    quantized = by_metric["quality vs fp32"]["quantized (write-up: quantized+async+mmap)"]
     quality = [r for r in load_records(report.parent.parent, "quality") if r["strategy"] == "quantized"]
     assert quantized.startswith(f"SNR {quality[0]['snr_db_median']:.1f} dB")  # the run's own quality record
     summary = read_csv(report.parent.parent / "summary.csv")
     singleton = [float(r["cold_start_s"]) for r in summary if r["strategy"] == "singleton" and r["status"] == "ok"]
     low, high = min(singleton), max(singleton)
-    assert by_metric["cold start (s)"]["singleton (seed: native load)"] == (
+    assert by_metric["cold start (s)"]["singleton (write-up: native load)"] == (
         f"{np.median(singleton):.2f} [{low:.2f}–{high:.2f}]")
-    assert "Where the seed&#39;s numbers and ours differ" in report.read_text() or \
-        "Where the seed's numbers and ours differ" in report.read_text()
+    assert "Where the write-up&#39;s numbers and ours differ" in report.read_text() or \
+        "Where the write-up's numbers and ours differ" in report.read_text()
 
 
 def test_each_plot_is_a_valid_image_and_absent_data_is_named(report):

@@ -11,7 +11,7 @@ above the threshold, so a flat series with one late step is not a leak, and a st
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from scipy import stats as scipy_stats
 
@@ -33,8 +33,6 @@ class LeakFit:
     def flagged(self) -> bool:
         return self.ci_low > self.threshold_mb_per_1k
 
-    def to_json(self) -> dict:
-        return {**asdict(self), "flagged": self.flagged}
 
 
 def fit(points: list[tuple[int, float]], warmup: int, threshold_mb_per_1k: float,
