@@ -75,8 +75,7 @@ def seed_comparison(data: RunData, long: pd.DataFrame, model: str, scenario: str
     quality = rows["quality vs fp32"]
     seed_mos = SEED_CLAIMS["quality"]
     notes.append(f"Quality: the write-up reports MOS {seed_mos[0]} → {seed_mos[2]} for quantization (20 listeners, "
-                 "not "
-                 "repeatable); measured here against the fp32 output for the same seeded texts: "
+                 "not repeatable); measured here against the fp32 output for the same seeded texts: "
                  + "; ".join(f"{s}: {quality[s]}" for s in mapping.values() if s and s in quality) + ".")
     return SeedComparison(table, quoted, mapping, notes)
 
