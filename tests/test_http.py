@@ -144,6 +144,6 @@ def tree_of(root: int) -> list[int]:
 
 
 def test_loadgen_never_imports_torch():
-    probe = "import sys, bench.loadgen; print('torch' in sys.modules)"
+    probe = "import sys, ttsload.bench.serving.loadgen; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"

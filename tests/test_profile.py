@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import ttsload
 from ttsload.bench import cli
+from ttsload.bench.cells import file_safe
 from ttsload.bench.profiling import coldstart
 from ttsload.bench.profiling import memray_pass as profile_memray
 from ttsload.bench.profiling import pyspy_pass as profile_pyspy
@@ -92,7 +93,7 @@ def test_run_with_a_missing_profiler_says_so_and_still_times_and_profiles(tiny, 
     assert records["memray"]["status"] == "unavailable"
     assert records["py-spy"]["status"] == "ok" and records["py-spy"]["requests"] == 1
     assert (out / records["py-spy"]["files"]["speedscope"]).is_file()
-    assert records["py-spy"]["folder"] == "profiles/singleton__vits-tiny__single/py-spy"
+    assert records["py-spy"]["folder"] == f"profiles/{file_safe('singleton__vits-tiny__single')}/py-spy"
 
 
 def test_profile_with_a_missing_py_spy_is_one_clear_line(tiny, tmp_path, monkeypatch, capsys):

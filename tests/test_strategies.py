@@ -122,7 +122,8 @@ def test_worker_serves_many_requests_in_one_process(tiny):
 
 def test_worker_caller_never_imports_torch(tiny):
     code = (
-        "import sys; from bench.models import resolve; from strategies.registry import resolve as strategy\n"
+        "import sys; from ttsload.bench.fixtures import resolve\n"
+        "from ttsload.strategies.registry import resolve as strategy\n"
         f"t = strategy('subprocess-worker').build(resolve({str(tiny.checkpoint.parent)!r}), lambda *a, **k: None)\n"
         "t.start(); t.synthesize('Hello there.', 1); t.close()\n"
         "print('torch' in sys.modules)\n"
@@ -184,7 +185,7 @@ def test_combinations_resolve_in_either_order():
 def test_prefork_workers_serve_from_the_parents_model(tiny):
     """Forked from a fresh process, as in a real cell (forking after torch ran would hang libgomp)."""
     code = (
-        "from bench.models import resolve; from strategies.registry import resolve as strategy\n"
+        "from ttsload.bench.fixtures import resolve; from ttsload.strategies.registry import resolve as strategy\n"
         "events = []\n"
         "hook = lambda e, t=None, **f: events.append((e, f))\n"
         f"t = strategy('prefork+mmap').build(resolve({str(tiny.checkpoint.parent)!r}), hook, threads=1, workers=3)\n"
