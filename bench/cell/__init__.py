@@ -1,1 +1,4 @@
-"""What runs inside a measured cell process: the entry, the scenario kinds (pool, switch) and the load driver. Never imports analysis or reports."""
+"""What runs inside a measured cell process: the entry, the scenario kinds (pool, switch), the load driver.
+
+Nothing here imports analysis, reports or the harness (tests/test_layout.py).
+"""

@@ -1,1 +1,1 @@
-"""The parent side of a measurement: start a cell process, sample its tree's memory, read its events, keep its results."""
+"""The parent side of a measurement: start a cell process, sample its memory, read its events, keep results."""
