@@ -187,6 +187,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_strategies(args: argparse.Namespace) -> int:
+    from ttsload.strategies.families import FAMILIES
     from ttsload.strategies.registry import PRESETS, loaders, topologies
 
     print("presets:")
@@ -195,9 +196,13 @@ def cmd_strategies(args: argparse.Namespace) -> int:
     print("topologies:")
     for name, cls in topologies().items():
         print(f"  {name:<18} {cls.summary}")
-    print("loaders:")
-    for name, cls in loaders().items():
-        print(f"  {name:<18} {cls.summary}")
+    for family in FAMILIES.values():
+        print(f"loaders for {family.name} ({family.summary}):")
+        for name, by_family in loaders().items():
+            if family.name in by_family:
+                print(f"  {name:<18} {by_family[family.name].summary}")
+        for preset_loader, own in family.aliases.items():
+            print(f"  {preset_loader:<18} = {own} (the presets' '{preset_loader}' for this family)")
     return EXIT_OK
 
 

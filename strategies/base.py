@@ -52,7 +52,8 @@ class ModelFiles:
     """A model on disk plus the sha256 every file must have before it is read.
 
     `config` and `checkpoint` are the two files every family has in some form; `safetensors` is the
-    optional second copy of the weights some loaders read instead.
+    optional second copy of the weights some loaders read instead; `extras` holds a family's other
+    files by role (Kokoro's voice pack, an ONNX model's pre-optimized graph).
     """
 
     name: str
@@ -62,6 +63,7 @@ class ModelFiles:
     safetensors: Path | None = None
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     family: str = "coqui"
+    extras: dict[str, Path] = field(default_factory=dict, compare=False, hash=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -72,6 +74,7 @@ class ModelFiles:
             "sha256": self.sha256,
             "safetensors": str(self.safetensors) if self.safetensors else None,
             "meta": self.meta,
+            "extras": {role: str(path) for role, path in self.extras.items()},
         }
 
     @classmethod
@@ -84,11 +87,18 @@ class ModelFiles:
             safetensors=Path(data["safetensors"]) if data.get("safetensors") else None,
             meta=dict(data.get("meta") or {}),
             family=data.get("family", "coqui"),
+            extras={role: Path(path) for role, path in (data.get("extras") or {}).items()},
         )
 
     def files(self) -> list[Path]:
         paths = [self.config, self.checkpoint]
-        return paths + ([self.safetensors] if self.safetensors else [])
+        return paths + ([self.safetensors] if self.safetensors else []) + list(self.extras.values())
+
+    def extra(self, role: str) -> Path:
+        """A family file by role; a missing one is a one-line error naming the role and the model."""
+        if role not in self.extras:
+            raise StrategyError(f"model '{self.name}' ({self.family}) has no {role} file next to {self.checkpoint}")
+        return self.extras[role]
 
 
 @dataclass(frozen=True)
@@ -173,6 +183,7 @@ class Loader(abc.ABC):
 
     name: ClassVar[str]
     summary: ClassVar[str]
+    family: ClassVar[str] = "coqui"  # the model family it loads (strategies/families.py)
     exact: ClassVar[bool] = True  # fp32 weights and compute: output bit-identical to the family's own path
     maps_checkpoint: ClassVar[bool] = False  # weights stay in a file mapping (resident only where touched)
 
@@ -188,6 +199,20 @@ class Loader(abc.ABC):
             torch.set_num_threads(threads)
         # str(): torch.__version__ is a TorchVersion, and unpickling one imports all of torch.
         return {"torch_threads": torch.get_num_threads(), "torch": str(torch.__version__)}
+
+    def set_threads(self, threads: int) -> None:
+        """The compute threads of this process (a forked child sets its own)."""
+        import torch
+
+        torch.set_num_threads(threads)
+
+    def prepare_fork(self) -> None:
+        """Make this process safe to fork serving children from, before it loads.
+
+        torch's libgomp cannot survive a fork once a parallel region has run (the child waits
+        forever on the parent's thread team), so a torch parent computes with one thread.
+        """
+        self.set_threads(1)
 
     @abc.abstractmethod
     def load(self, files: ModelFiles, hook: Hook) -> LoadedModel:

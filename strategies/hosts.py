@@ -159,7 +159,7 @@ class SpawnedHost(PipeClient):
 class ForkedHost(PipeClient):
     """A child forked from a parent that already holds the model (copy-on-write sharing)."""
 
-    def __init__(self, synthesize: Any, hook: Hook, threads: int | None, worker: int):
+    def __init__(self, synthesize: Any, hook: Hook, after_fork: Any, worker: int):
         import multiprocessing
 
         conn, child_conn = multiprocessing.Pipe(duplex=True)
@@ -168,10 +168,8 @@ class ForkedHost(PipeClient):
             code = 0
             try:
                 conn.close()
-                if threads:
-                    import torch
-
-                    torch.set_num_threads(threads)
+                if after_fork is not None:  # e.g. the child's own thread count
+                    after_fork()
                 serve_loop(synthesize, child_conn)
             except BaseException:
                 code = 1

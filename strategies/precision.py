@@ -26,7 +26,6 @@ def to_int8_dynamic(model: Any) -> dict[str, Any]:
         from torch.ao.quantization import quantize_dynamic
 
         quantize_dynamic(model, {nn.Linear, nn.LSTM}, dtype=torch.qint8, inplace=True)
-        _wrap_float32_islands(model)
     return {"int8_fraction": converted / total if total else 0.0, "int8_layers": len(quantizable)}
 
 
@@ -34,6 +33,7 @@ def to_bf16(model: Any) -> dict[str, Any]:
     """Cast float parameters and buffers to bfloat16; outputs of `inference` go back to float32."""
     import torch
 
+    _wrap_float32_islands(model)  # int8 layers converted before keep their float32 input
     total = _count(model)
     before = sum(p.numel() for p in model.parameters() if p.dtype == torch.float32)
     for module in model.modules():

@@ -1,8 +1,11 @@
 """Strategy names: the five presets, TOPOLOGY+LOADER combinations, and third-party entries.
 
-A third party registers more through the entry-point groups `ttsload.loaders` and
-`ttsload.topologies` (each entry a Loader or Topology subclass). Test-only loaders with planted
-faults (`testing.py`) exist only when TTSLOAD_TEST_STRATEGIES=1.
+Loaders are registered per model family (a name may have one class per family, e.g. `eager` for
+Coqui and for Kokoro); the loader a cell uses is picked by its model's family, through the family's
+aliases where it has no loader of that name. A third party registers more through the entry-point
+groups `ttsload.loaders` and `ttsload.topologies` (each entry a Loader or Topology subclass; a
+loader's `family` says which models it loads). Test-only loaders with planted faults (`testing.py`)
+exist only when TTSLOAD_TEST_STRATEGIES=1.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from functools import cache
 from importlib.metadata import entry_points
 
 from ttsload.strategies.base import Hook, Loader, ModelFiles, Topology, UnknownStrategy
+from ttsload.strategies.families import FAMILIES
 
-__all__ = ["PRESETS", "StrategySpec", "UnknownStrategy", "loaders", "make_loader", "resolve", "topologies"]
+__all__ = ["PRESETS", "StrategySpec", "UnknownStrategy", "loader_class", "loader_names", "loaders", "make_loader",
+           "resolve", "topologies"]
 
 PRESETS: dict[str, tuple[str, str]] = {
     "naive": ("per_request", "eager"),
@@ -25,18 +30,18 @@ PRESETS: dict[str, tuple[str, str]] = {
 }
 
 
-def _with_entry_points(builtin: dict[str, type], group: str) -> dict[str, type]:
-    found = dict(builtin)
-    for entry in entry_points(group=group):
-        found[entry.name] = entry.load()
-    return found
-
-
 @cache
-def loaders() -> dict[str, type[Loader]]:
-    from ttsload.strategies.loaders import LOADERS
+def loaders() -> dict[str, dict[str, type[Loader]]]:
+    """Loader classes by name, then by family."""
+    from ttsload.strategies import kokoro_loaders
+    from ttsload.strategies import loaders as coqui_loaders
 
-    found = _with_entry_points(LOADERS, "ttsload.loaders")
+    found: dict[str, dict[str, type[Loader]]] = {}
+    for cls in [*coqui_loaders.LOADERS, *kokoro_loaders.LOADERS]:
+        found.setdefault(cls.name, {})[cls.family] = cls
+    for entry in entry_points(group="ttsload.loaders"):
+        cls = entry.load()
+        found.setdefault(entry.name, {})[cls.family] = cls
     if os.environ.get("TTSLOAD_TEST_STRATEGIES") == "1":  # planted faults for the harness's own tests
         from ttsload.strategies.testing import with_planted_faults
 
@@ -44,11 +49,31 @@ def loaders() -> dict[str, type[Loader]]:
     return found
 
 
+def loader_class(name: str, family: str = "coqui") -> type[Loader]:
+    """The class of loader `name` for a model of `family` (through the family's aliases)."""
+    table = loaders()
+    actual = name if family in table.get(name, {}) else FAMILIES[family].aliases.get(name, name) \
+        if family in FAMILIES else name
+    if family in table.get(actual, {}):
+        return table[actual][family]
+    own = sorted(n for n, by_family in table.items() if family in by_family)
+    raise UnknownStrategy(f"loader '{name}' does not load {family} models (loaders for {family}: "
+                          f"{', '.join(own) or 'none'})")
+
+
+def loader_names() -> list[str]:
+    """Every loader name and family alias a strategy may use."""
+    return list(dict.fromkeys([*loaders(), *(a for f in FAMILIES.values() for a in f.aliases)]))
+
+
 @cache
 def topologies() -> dict[str, type[Topology]]:
     from ttsload.strategies.topologies import TOPOLOGIES
 
-    return _with_entry_points(TOPOLOGIES, "ttsload.topologies")
+    found = dict(TOPOLOGIES)
+    for entry in entry_points(group="ttsload.topologies"):
+        found[entry.name] = entry.load()
+    return found
 
 
 @dataclass(frozen=True)
@@ -65,11 +90,15 @@ class StrategySpec:
         return topologies()[self.topology]
 
     def build(self, files: ModelFiles, hook: Hook, threads: int | None = None, workers: int = 1) -> Topology:
-        return self.topology_class(make_loader(self.loader), files, hook, threads, workers)
+        return self.topology_class(make_loader(self.loader, files.family), files, hook, threads, workers)
+
+    def check_family(self, family: str) -> None:
+        """Raise UnknownStrategy (one line) when this strategy's loader cannot load `family` models."""
+        loader_class(self.loader, family)
 
 
-def make_loader(name: str) -> Loader:
-    return loaders()[name]()
+def make_loader(name: str, family: str = "coqui") -> Loader:
+    return loader_class(name, family)()
 
 
 def _alias(part: str) -> str:
@@ -84,10 +113,10 @@ def resolve(name: str) -> StrategySpec:
         return StrategySpec(name, *PRESETS[name])
     parts = [_alias(p) for p in name.split("+")]
     topology = [p for p in parts if p in topologies()]
-    loader = [p for p in parts if p in loaders()]
+    loader = [p for p in parts if p in loader_names()]
     if len(parts) == 2 and len(topology) == 1 and len(loader) == 1:
         return StrategySpec(name, topology[0], loader[0])
     raise UnknownStrategy(
         f"unknown strategy '{name}': use a preset ({', '.join(PRESETS)}) or TOPOLOGY+LOADER with "
-        f"topologies {', '.join(topologies())} and loaders {', '.join(loaders())}"
+        f"topologies {', '.join(topologies())} and loaders {', '.join(loader_names())}"
     )

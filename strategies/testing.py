@@ -83,12 +83,12 @@ PLANTED: dict[str, type[Loader]] = {
 }
 
 
-def with_planted_faults(found: dict[str, type[Loader]]) -> dict[str, type[Loader]]:
-    """The loaders plus the planted ones; TTSLOAD_TEST_PLANT=NAME makes NAME stand in for `eager`."""
-    found = {**found, **PLANTED}
+def with_planted_faults(found: dict[str, dict[str, type[Loader]]]) -> dict[str, dict[str, type[Loader]]]:
+    """The loaders plus the planted ones (Coqui family); TTSLOAD_TEST_PLANT=NAME makes NAME stand in for `eager`."""
+    found = {**found, **{name: {cls.family: cls} for name, cls in PLANTED.items()}}
     plant = os.environ.get("TTSLOAD_TEST_PLANT")
     if plant:
         if plant not in PLANTED:
             raise UnknownStrategy(f"TTSLOAD_TEST_PLANT='{plant}' is not a planted fault ({', '.join(PLANTED)})")
-        found["eager"] = PLANTED[plant]
+        found["eager"] = {**found["eager"], PLANTED[plant].family: PLANTED[plant]}
     return found

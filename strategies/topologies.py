@@ -109,11 +109,9 @@ class Prefork(Topology):
     forks_from_loaded_parent = True
 
     def start(self) -> None:
-        import torch
-
         info = self.loader.runtime_phase(self.threads)  # children get this count (same float order as others)
-        child_threads = info["torch_threads"]
-        torch.set_num_threads(1)
+        child_threads = info.get("torch_threads") or self.threads
+        self.loader.prepare_fork()
         self.hook("imports_done", **info)
         self._model = self.loader.load(self.files, self.hook)
         self._child_threads = child_threads
@@ -126,7 +124,8 @@ class Prefork(Topology):
 
     def fork(self, worker: int) -> ForkedHost:
         """One more child sharing the loaded model (a scale-out forks from the same parent)."""
-        return ForkedHost(functools.partial(serve_request, self._model), self.hook, self._child_threads, worker)
+        after_fork = functools.partial(self.loader.set_threads, self._child_threads) if self._child_threads else None
+        return ForkedHost(functools.partial(serve_request, self._model), self.hook, after_fork, worker)
 
     def synthesize(self, text: str, seed: int) -> Audio:
         return self._dispatch.synthesize(text, seed)

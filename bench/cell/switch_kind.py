@@ -37,9 +37,13 @@ def run_switch(spec: dict[str, Any], plan: Plan, hook: Any) -> None:
                             f"'{strategy.name}' has topology '{strategy.topology}', which does not serve from a "
                             f"resident model (use singleton, mmap, quantized or resident+LOADER)")
     models = [ModelFiles.from_json(m) for m in plan.models]
-    loader = make_loader(strategy.loader)
+    loaders = {m.name: make_loader(strategy.loader, m.family) for m in models}
     reporter = RequestReporter(hook, request_texts(spec["texts"], plan))
-    hook("imports_done", **loader.runtime_phase(plan.threads))
+    runtimes = {}  # one import phase per family the switch serves
+    for model in models:
+        if model.family not in runtimes:
+            runtimes[model.family] = loaders[model.name].runtime_phase(plan.threads)
+    hook("imports_done", **next(iter(runtimes.values())), families=sorted(runtimes))
     hook("ready", lru=plan.lru, models=[m.name for m in models])
     loaded: OrderedDict[str, LoadedModel] = OrderedDict()
     for index, choice in enumerate(model_pattern(plan, plan.request_count)):
@@ -53,7 +57,7 @@ def run_switch(spec: dict[str, Any], plan: Plan, hook: Any) -> None:
                 gc.collect()
                 hook("model_evict", model=victim)
             hook("model_load_start", model=files.name)
-            loaded[files.name] = loader.load(files, hook)
+            loaded[files.name] = loaders[files.name].load(files, hook)
             hook("model_loaded", model=files.name, load_s=time.monotonic() - start)
         text = reporter.text(index)
         hook("request_start", index=index, model=files.name)

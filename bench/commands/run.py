@@ -22,7 +22,7 @@ from ttsload.bench.harness import environment, runner
 from ttsload.bench.profiling import passes as profile
 from ttsload.bench.results import ResultStore, load_cell_rows, load_records
 from ttsload.bench.scenario import loading as scenarios
-from ttsload.strategies.registry import StrategySpec, UnknownStrategy, loaders, resolve
+from ttsload.strategies.registry import StrategySpec, UnknownStrategy, loader_class, resolve
 
 DEFAULT_STRATEGIES = ["naive", "singleton", "mmap", "quantized", "subprocess-worker"]
 DEFAULT_MODELS = ["vits"]
@@ -54,6 +54,12 @@ def prepare(args: argparse.Namespace, out: Path, keeps_audio: list[bool]) -> lis
             raise UsageError(str(exc)) from None
         model_files = [models.resolve(m) for m in (_split(args.model) if args.model
                                                     else scenario.default("models", DEFAULT_MODELS))]
+        for spec in specs:
+            for model in model_files:
+                try:
+                    spec.check_family(model.family)
+                except UnknownStrategy as exc:
+                    raise UsageError(f"strategy '{spec.name}' cannot serve model '{model.name}': {exc}") from None
         repeat = args.repeat or scenario.default("repeat", DEFAULT_REPEAT)
         single = scenario.kind == "single"
         cells = scenario.cells([s.name for s in specs], model_files, repeat, args.threads,
@@ -157,10 +163,11 @@ def _compare_outputs(batches: list[Batch], rows: list[dict[str, Any]], out: Path
     keeping = [b for b in batches if b.options.audio_dir is not None]
     if not keeping:
         return
-    exact = {s.name: loaders()[s.loader].exact for s in keeping[0].specs}
+    specs = {s.name: s for s in keeping[0].specs}
+    families = {m.name: m.family for m in keeping[0].models}
     label = keeping[0].scenario.name
-    ok_cells = [(r["strategy"], r["model"], exact[r["strategy"]]) for r in rows
-                if r["status"] == "ok" and r["scenario"] == label and r["strategy"] in exact]
+    ok_cells = [(r["strategy"], r["model"], loader_class(specs[r["strategy"]].loader, families[r["model"]]).exact)
+                for r in rows if r["status"] == "ok" and r["scenario"] == label and r["strategy"] in specs]
     qualities = quality.compare(out, run_id, list(dict.fromkeys(ok_cells)))
     if qualities:
         store.append(qualities)

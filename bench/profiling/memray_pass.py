@@ -19,7 +19,7 @@ from typing import Any
 from ttsload.bench.errors import ProfilerUnavailable
 from ttsload.bench.profiling.coldstart import short_file
 from ttsload.bench.profiling.job import ProfilePass
-from ttsload.strategies.registry import loaders
+from ttsload.strategies.registry import loader_class
 
 NAME = "memray"
 MB = 1024 * 1024
@@ -83,7 +83,7 @@ def profile(job: ProfilePass) -> dict[str, Any]:
     capture = job.folder / "capture.bin"
     outcome = job.run("cell", interpreter_args=["-m", "memray", "run", "--native", "--force", "--quiet",
                                                 "--output", str(capture)])
-    notes = [MMAP_NOTE] if loaders()[job.spec.loader].maps_checkpoint else []
+    notes = [MMAP_NOTE] if loader_class(job.spec.loader, job.cell.model.family).maps_checkpoint else []
     if job.spec.topology_class.serves_from_child_process:
         notes.append("memray tracked the cell process only, not the spawned worker (see the py-spy profile)")
     if not capture.is_file():

@@ -73,14 +73,14 @@ def preload(config: dict[str, Any]) -> _Preloaded:
     if not spec.topology_class.serves_from_resident_model:
         raise StrategyError(f"http --preload needs a topology that serves from a resident model: strategy "
                             f"'{spec.name}' is {spec.topology}")
-    import torch
-
-    loader = make_loader(spec.loader)
+    files = ModelFiles.from_json(config["model"])
+    loader = make_loader(spec.loader, files.family)
     info = loader.runtime_phase(config.get("threads"))
-    _state["child_threads"] = info["torch_threads"]  # what each worker sets after the fork
-    torch.set_num_threads(1)
+    _state["child_threads"] = info.get("torch_threads") or config.get("threads")  # each worker sets it after fork
+    _state["loader"] = loader
+    loader.prepare_fork()
     fd_hook("imports_done", **info)
-    model = loader.load(ModelFiles.from_json(config["model"]), fd_hook)
+    model = loader.load(files, fd_hook)
     gc.collect()
     gc.freeze()
     return _Preloaded(model)
@@ -139,10 +139,8 @@ def _one_line(exc: BaseException) -> str:
 def post_fork(server: Any, worker: Any) -> None:
     """In each worker, right after the fork: its own torch thread count (the master ran with one)."""
     _state["worker"] = worker.age
-    if _state["child_threads"] is not None:
-        import torch
-
-        torch.set_num_threads(_state["child_threads"])
+    if _state["child_threads"] is not None and _state.get("loader") is not None:
+        _state["loader"].set_threads(_state["child_threads"])
 
 
 def post_worker_init(worker: Any) -> None:

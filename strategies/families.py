@@ -1,0 +1,79 @@
+"""Model families: which files make a model of each, and which loaders stand for the presets.
+
+A family is recognised from a folder's files (`detect`); a folder that matches none gets an error
+naming every family and what each looks for. Loaders are registered per family (`Loader.family`);
+where a family has no loader of a preset's name, `aliases` says which of its own loaders plays
+that role (the ONNX family has no torch `mmap`: its memory-lean session stands in).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar", ".ckpt")
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    summary: str
+    looks_for: str  # for error messages: the files that make a model of this family
+    aliases: dict[str, str] = field(default_factory=dict)  # preset loader name -> this family's loader
+
+    def detect(self, folder: Path) -> bool:
+        return DETECTORS[self.name](folder)
+
+
+def _is_kokoro(folder: Path) -> bool:
+    """Kokoro: its config names an iSTFTNet decoder and an ALBERT (plbert), next to a checkpoint."""
+    import json
+
+    config = folder / "config.json"
+    if not config.is_file() or not any(folder.glob("*.pth")):
+        return False
+    try:
+        data = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "istftnet" in data and "plbert" in data
+
+
+def _is_onnx(folder: Path) -> bool:
+    """Piper's voice format: model.onnx next to model.onnx.json."""
+    return any(path.with_name(path.name + ".json").is_file() for path in folder.glob("*.onnx"))
+
+
+def _is_coqui(folder: Path) -> bool:
+    """Coqui: config.json next to a checkpoint, and not a Kokoro config."""
+    return ((folder / "config.json").is_file() and any(p.suffix in CHECKPOINT_SUFFIXES for p in folder.iterdir())
+            and not _is_kokoro(folder))
+
+
+DETECTORS = {"kokoro": _is_kokoro, "onnx": _is_onnx, "coqui": _is_coqui}
+FAMILIES: dict[str, Family] = {
+    family.name: family
+    for family in (
+        Family("coqui", "Coqui TTS models through Coqui's own classes (VITS, ...)",
+               "config.json (a Coqui config) and a checkpoint (.pth/.pt/.tar/.ckpt)"),
+        Family("kokoro", "Kokoro-82M and other StyleTTS2-family models through kokoro's KModel",
+               "config.json with 'istftnet' and 'plbert' sections, a .pth checkpoint and a voice pack (.pt)",
+               aliases={"int8-bf16": "int8"}),
+        Family("onnx", "ONNX Runtime sessions of voices in Piper's format",
+               "model.onnx and model.onnx.json (Piper's voice config)",
+               aliases={"eager": "ort", "mmap": "ort-lean", "int8-bf16": "ort-int8", "int8": "ort-int8"}),
+    )
+}
+
+
+def detect(folder: Path) -> Family | None:
+    """The family whose files the folder holds (first match in FAMILIES' order of specificity)."""
+    for name in ("onnx", "kokoro", "coqui"):
+        if FAMILIES[name].detect(folder):
+            return FAMILIES[name]
+    return None
+
+
+def no_family_message(folder: Path) -> str:
+    tried = "; ".join(f"{f.name}: {f.looks_for}" for f in FAMILIES.values())
+    return f"no model family recognises the files in {folder} (tried {tried})"

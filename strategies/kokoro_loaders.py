@@ -1,0 +1,89 @@
+"""Loaders of the Kokoro family: how the weights of a KModel reach memory.
+
+`eager` is kokoro's own path (random init, then the checkpoint copied in) but strict; `mmap`
+skips parameter init, maps the checkpoint and assigns its tensors (no copy); `int8` adds dynamic
+int8 quantization of every Linear and LSTM (the `quantized` preset for this family).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ttsload.strategies import kokoro, precision
+from ttsload.strategies.base import ModelFiles, PhasedLoader
+
+
+def _empty_checkpoint() -> Path:
+    """A file holding torch.save({}): KModel's constructor loads from it, so nothing is read twice."""
+    import torch
+
+    path = Path(tempfile.gettempdir()) / "ttsload-kokoro-empty.pth"
+    if not path.is_file():
+        partial = path.with_suffix(f".{id(path)}.tmp")
+        torch.save({}, partial)
+        partial.replace(path)
+    return path
+
+
+class KokoroLoader(PhasedLoader):
+    """Kokoro on the public phase template; subclasses choose init and mmap."""
+
+    family = "kokoro"
+    initialise: ClassVar[bool] = True
+    mmap: ClassVar[bool] = False
+
+    def weight_files(self, files: ModelFiles) -> list[Path]:
+        return [files.checkpoint, files.extra("voice")]
+
+    def import_runtime(self, threads: int | None) -> dict[str, Any]:
+        return kokoro.import_runtime(threads)
+
+    def construct(self, files: ModelFiles) -> Any:
+        return kokoro.construct(kokoro.read_config(files.config), _empty_checkpoint(), self.initialise)
+
+    def construct_facts(self) -> dict[str, Any]:
+        return {"mode": "init" if self.initialise else "skip"}
+
+    def fill(self, model: Any, files: ModelFiles) -> Any:
+        import torch
+
+        state = torch.load(files.checkpoint, map_location="cpu", weights_only=True, mmap=self.mmap)
+        kokoro.load_strict(model, state, files.checkpoint, assign=not self.initialise)
+        return model.eval()
+
+    def ready(self, model: Any, files: ModelFiles, info: dict[str, Any]) -> kokoro.KokoroModel:
+        info.setdefault("max_phonemes", kokoro.MAX_PHONEMES)
+        return kokoro.KokoroModel(model, dict(model.vocab), kokoro.load_voice(files), info)
+
+
+class KokoroEagerLoader(KokoroLoader):
+    name = "eager"
+    summary = "kokoro's KModel path (random init, checkpoint copied in), loaded strictly"
+
+
+class KokoroMmapLoader(KokoroLoader):
+    name = "mmap"
+    summary = "skip init (transformers + iSTFTNet) + torch.load(mmap=True, weights_only=True) + assign"
+    initialise = False
+    mmap = True
+    maps_checkpoint = True
+
+
+class KokoroInt8Loader(KokoroEagerLoader):
+    name = "int8"
+    summary = "kokoro eager, then torch.ao quantize_dynamic on every Linear and LSTM"
+    exact = False
+
+    def convert(self, model: Any) -> dict[str, Any]:
+        info = precision.to_int8_dynamic(model)
+        from torch.ao.nn.quantized.dynamic import LSTM
+
+        for module in model.modules():  # kokoro calls lstm.flatten_parameters(), which quantized LSTMs lack
+            if isinstance(module, LSTM):
+                module.flatten_parameters = lambda: None
+        return info
+
+
+LOADERS = [KokoroEagerLoader, KokoroMmapLoader, KokoroInt8Loader]
