@@ -177,7 +177,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             state = "not built"
             if row["built"]:
                 state = f"built, {row['params'] / 1e6:.1f} M params, {row['bytes'] / 2**20:.1f} MiB"
-            print(f"{row['name']:<12} {state:<40} {row['summary']}\n{'':<12} {row['path']}")
+            print(f"{row['name']:<15} {row['family']:<7} {state:<40} {row['summary']}\n{'':<15} {row['path']}")
         return EXIT_OK
     for name in args.names:
         start = time.monotonic()

@@ -135,15 +135,12 @@ class Int8Bf16Loader(_ConvertingLoader):
     conversions = (precision.to_int8_dynamic, precision.to_bf16)
 
 
-LOADERS: dict[str, type[Loader]] = {
-    cls.name: cls
-    for cls in (
-        EagerLoader,
-        MmapLoader,
-        MetaMmapLoader,
-        SafetensorsLoader,
-        Bf16Loader,
-        Int8DynamicLoader,
-        Int8Bf16Loader,
-    )
-}
+LOADERS: list[type[Loader]] = [
+    EagerLoader,
+    MmapLoader,
+    MetaMmapLoader,
+    SafetensorsLoader,
+    Bf16Loader,
+    Int8DynamicLoader,
+    Int8Bf16Loader,
+]

@@ -16,7 +16,7 @@ from ttsload.strategies.loaders import LOADERS
 from ttsload.strategies.registry import resolve
 
 
-@pytest.mark.parametrize("loader", sorted(LOADERS))
+@pytest.mark.parametrize("loader", sorted(cls.name for cls in LOADERS))
 def test_load(benchmark, tiny, loader):
     from ttsload.strategies.registry import make_loader
 
