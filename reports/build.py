@@ -50,12 +50,13 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
     seeds = [{"model": m, "scenario": s, "comparison": seed_comparison(data, long, m, s)}  # single-process shapes
              for m, s in dict.fromkeys(zip(data.ok["model"], data.ok["scenario"], strict=True)) if "@" not in s]
     scenario, phases = tables.scenario_table(data), tables.phase_table(data)
+    families = tables.family_table(data)
     figures = plots.all_plots(data)
     shown, scope = tables.without_constant_keys(main)
 
     _write_table(target.parent / "medians", main, long)
     _write_table(target.parent / "failures", failures)
-    for stem, frame in (("scenarios", scenario), ("phases", phases)):
+    for stem, frame in (("scenarios", scenario), ("phases", phases), ("families", families)):
         if len(frame):
             _write_table(target.parent / stem, frame)
     for seed in seeds:
@@ -68,7 +69,7 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
         **_status(data), "folder": str(folder), "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
         "recommendations": tables.recommendations(long), "main_table": shown, "main_scope": scope,
         "coverage_note": tables.coverage_note(long), "failures": failures, "seeds": seeds, "plots": figures,
-        "scenario_table": scenario, "phase_table": phases,
+        "scenario_table": scenario, "phase_table": phases, "family_table": families,
         "environment": _environment(data), "model_rows": _models(data), "options": _options(data),
         "methodology": [p.format(interval=data.run.get("options", {}).get("interval", "?")) for p in METHODOLOGY],
     }), encoding="utf-8")

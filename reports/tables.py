@@ -156,5 +156,22 @@ def phase_table(data: RunData) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+FAMILY_METRICS = ["params", "file_mb", "cold_start_s", "pss_mb", "latency_p50_s", "rtf"]
+
+
+def family_table(data: RunData) -> pd.DataFrame:
+    """Across model families: model, family, size and the headline numbers per strategy (single-process cells)."""
+    cells = data.cells[(data.cells["scenario"] == "single") & data.cells["family"].notna()] \
+        if "family" in data.cells else data.cells.iloc[0:0]
+    if not len(cells):
+        return pd.DataFrame()
+    subset = replace(data, cells=cells)
+    metrics = [BY_COLUMN[c] for c in FAMILY_METRICS]
+    table = main_table(intervals(subset, metrics), subset, metrics)
+    families = cells.drop_duplicates("model").set_index("model")["family"]
+    table.insert(1, "family", table["model"].map(families))
+    return table.drop(columns=["scenario"]).sort_values(["family", "model"], kind="stable")
+
+
 def to_markdown(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False) if len(frame) else "_(none)_"

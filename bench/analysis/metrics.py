@@ -91,6 +91,7 @@ REGISTRY: tuple[Metric, ...] = (
     _text("run_id", lambda v: v.run_id),
     _text("strategy", lambda v: v.cell.strategy),
     _text("model", lambda v: v.cell.model_label),
+    _text("family", lambda v: v.cell.model.family),
     _text("scenario", lambda v: v.cell.scenario),
     Metric("repeat", "repetition", "", 0, lambda v: v.cell.repeat, gate=False),
     _text("status", lambda v: v.outcome.status),
@@ -128,6 +129,10 @@ REGISTRY: tuple[Metric, ...] = (
     Metric("int8_fraction", "int8 fraction", "", 3, lambda v: v.first("weights_done").get("int8_fraction")),
     Metric("bf16_fraction", "bf16 fraction", "", 3, lambda v: v.first("weights_done").get("bf16_fraction")),
     _text("output_digest", _digest),
+    Metric("params", "parameters", "M", 1, lambda v: v.first("weights_done").get("params", 0) / 1e6 or None,
+           gate=False),
+    Metric("file_mb", "model files", "MiB", 0, lambda v: v.first("weights_done").get("file_bytes", 0) / 2**20 or None,
+           gate=False),
     # scenarios: whole-tree totals, readiness, faults, switching
     _scenario("workers", "workers", "", 0, lambda v: v.plan.workers + sum(int(e.get("add", 0))
                                                                         for e in v.named("scale_out")), CSS, RS),
