@@ -10,6 +10,7 @@ import pandas as pd
 
 from ttsload.reports import html, plots, tables
 from ttsload.reports.claims import seed_comparison
+from ttsload.reports.claims_worker import worker_comparison
 from ttsload.reports.load import RunData, load_run
 
 REPORT = "report.html"
@@ -51,6 +52,7 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
              for m, s in dict.fromkeys(zip(data.ok["model"], data.ok["scenario"], strict=True)) if "@" not in s]
     scenario, phases = tables.scenario_table(data), tables.phase_table(data)
     families = tables.family_table(data)
+    worker = worker_comparison(data)
     figures = plots.all_plots(data)
     shown, scope = tables.without_constant_keys(main)
 
@@ -59,6 +61,8 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
     for stem, frame in (("scenarios", scenario), ("phases", phases), ("families", families)):
         if len(frame):
             _write_table(target.parent / stem, frame)
+    if worker is not None:
+        _write_table(target.parent / "claims-worker", worker["table"])
     for seed in seeds:
         _write_table(target.parent / f"claims-{seed['model']}-{seed['scenario']}", seed["comparison"].table)
     for figure in figures:
@@ -69,7 +73,7 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
         **_status(data), "folder": str(folder), "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
         "recommendations": tables.recommendations(long), "main_table": shown, "main_scope": scope,
         "coverage_note": tables.coverage_note(long), "failures": failures, "seeds": seeds, "plots": figures,
-        "scenario_table": scenario, "phase_table": phases, "family_table": families,
+        "scenario_table": scenario, "phase_table": phases, "family_table": families, "worker": worker,
         "environment": _environment(data), "model_rows": _models(data), "options": _options(data),
         "methodology": [p.format(interval=data.run.get("options", {}).get("interval", "?")) for p in METHODOLOGY],
     }), encoding="utf-8")

@@ -64,6 +64,8 @@ def prepare(args: argparse.Namespace, out: Path, keeps_audio: list[bool]) -> lis
         single = scenario.kind == "single"
         cells = scenario.cells([s.name for s in specs], model_files, repeat, args.threads,
                                None if single else args.requests, args.timeout)
+        for line in scenario.skipped([s.name for s in specs]):
+            ui.console.print(f"skipped (not applicable): {line}")
         saves_audio = single and not keeps_audio  # one single-kind batch keeps audio for the quality check
         keeps_audio.append(saves_audio)
         options = runner.CellOptions(

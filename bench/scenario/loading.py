@@ -119,7 +119,21 @@ class Scenario:
                                 f"{', '.join(m.name for m in models)}")
         return [Cell(strategy, group[0], r, label, self.plan(fields, threads, requests, timeout_s, group))
                 for r in range(repeat) for group in groups for label, fields in self.variants()
-                for strategy in strategies]
+                for strategy in strategies if not self.inapplicable(strategy, fields)]
+
+    @staticmethod
+    def inapplicable(strategy: str, fields: dict[str, Any]) -> str | None:
+        """Why a variant cannot run a strategy at all (then it is skipped, and the run says so), or None."""
+        from ttsload.strategies.registry import resolve
+
+        if fields.get("preload") and not resolve(strategy).topology_class.serves_from_resident_model:
+            return "gunicorn --preload loads one resident model in the master: this topology does not serve from one"
+        return None
+
+    def skipped(self, strategies: list[str]) -> list[str]:
+        """One line per (variant, strategy) pair left out of the plan, with the reason."""
+        return [f"{label} x {strategy}: {reason}" for label, fields in self.variants() for strategy in strategies
+                if (reason := self.inapplicable(strategy, fields))]
 
 
 def available() -> dict[str, Path]:
