@@ -61,7 +61,7 @@ def test_external_folder_without_manifest_is_recorded_on_first_use(tiny_copy: Pa
     [
         (lambda d: str(d / "nowhere"), "model not found"),
         (lambda d: "vits-huge", "model not found"),
-        (lambda d: str(d), "no config.json"),
+        (lambda d: str(d), "no model family recognises the files"),
     ],
 )
 def test_bad_model_paths_give_one_clear_line(tmp_path, make_spec, message):
