@@ -54,18 +54,18 @@ def prepare(args: argparse.Namespace, out: Path, keeps_audio: list[bool]) -> lis
             raise UsageError(str(exc)) from None
         model_files = [models.resolve(m) for m in (_split(args.model) if args.model
                                                     else scenario.default("models", DEFAULT_MODELS))]
-        for spec in specs:
-            for model in model_files:
-                try:
-                    spec.check_family(model.family)
-                except UnknownStrategy as exc:
-                    raise UsageError(f"strategy '{spec.name}' cannot serve model '{model.name}': {exc}") from None
         repeat = args.repeat or scenario.default("repeat", DEFAULT_REPEAT)
         single = scenario.kind == "single"
         cells = scenario.cells([s.name for s in specs], model_files, repeat, args.threads,
                                None if single else args.requests, args.timeout)
         for line in scenario.skipped([s.name for s in specs]):
             ui.console.print(f"skipped (not applicable): {line}")
+        cells, mismatched = _servable(cells, {s.name: s for s in specs})
+        for line in mismatched:
+            ui.console.print(f"skipped (not applicable): {line}")
+        if not cells:
+            raise UsageError(f"scenario '{scenario.name}': no strategy given can serve the models given"
+                             + (f" ({mismatched[0]})" if mismatched else ""))
         saves_audio = single and not keeps_audio  # one single-kind batch keeps audio for the quality check
         keeps_audio.append(saves_audio)
         options = runner.CellOptions(
@@ -77,6 +77,21 @@ def prepare(args: argparse.Namespace, out: Path, keeps_audio: list[bool]) -> lis
         )
         batches.append(Batch(scenario, specs, model_files, cells, options))
     return batches
+
+
+def _servable(cells: list[runner.Cell], specs: dict[str, StrategySpec]) -> tuple[list[runner.Cell], list[str]]:
+    """The cells whose strategy has a loader for their model's family; one line per (strategy, model) left out."""
+    kept, reasons = [], {}
+    for cell in cells:
+        families = {cell.model.family, *(m.get("family", "coqui") for m in cell.plan.models)}
+        try:
+            for family in families:
+                specs[cell.strategy].check_family(family)
+        except UnknownStrategy as exc:
+            reasons.setdefault((cell.strategy, cell.model_label), str(exc))
+            continue
+        kept.append(cell)
+    return kept, [f"{strategy} x {model}: {reason}" for (strategy, model), reason in reasons.items()]
 
 
 def _record_options(args: argparse.Namespace, batches: list[Batch]) -> dict[str, Any]:
