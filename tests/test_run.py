@@ -113,8 +113,8 @@ def test_a_cell_past_its_deadline_is_killed_with_its_tree(tiny, tmp_path):
     assert done.returncode == 1
     (row,) = rows(out)
     assert row["status"] == "failed" and row["reason"].startswith("deadline")
-    leftovers = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in before
-                 and "ttsload.bench.cell" in " ".join(p.info["cmdline"] or [])]
+    leftovers = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in before  # this run's cells only
+                 and "ttsload.bench.cell" in (line := " ".join(p.info["cmdline"] or [])) and str(out) in line]
     assert leftovers == []
 
 
