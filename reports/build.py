@@ -55,6 +55,7 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
     worker = worker_comparison(data)
     figures = plots.all_plots(data)
     shown, scope = tables.without_constant_keys(main)
+    sections = [(family, tables.without_constant_keys(part)[0]) for family, part in tables.by_family(main, data)]
 
     _write_table(target.parent / "medians", main, long)
     _write_table(target.parent / "failures", failures)
@@ -72,6 +73,7 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
     target.write_text(html.render({
         **_status(data), "folder": str(folder), "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
         "recommendations": tables.recommendations(long), "main_table": shown, "main_scope": scope,
+        "family_sections": sections,
         "coverage_note": tables.coverage_note(long), "failures": failures, "seeds": seeds, "plots": figures,
         "scenario_table": scenario, "phase_table": phases, "family_table": families, "worker": worker,
         "environment": _environment(data), "model_rows": _models(data), "options": _options(data),

@@ -156,6 +156,14 @@ def phase_table(data: RunData) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def by_family(main: pd.DataFrame, data: RunData) -> list[tuple[str, pd.DataFrame]]:
+    """The main table split into one section per model family (one section when the run has one family)."""
+    if "family" not in data.cells or data.cells["family"].nunique() <= 1:
+        return [("", main)]
+    families = data.cells.drop_duplicates("model").set_index("model")["family"]
+    return [(family, main[main["model"].map(families) == family]) for family in sorted(families.unique())]
+
+
 FAMILY_METRICS = ["params", "file_mb", "cold_start_s", "pss_mb", "latency_p50_s", "rtf"]
 
 
