@@ -157,3 +157,22 @@ def test_pyspy_phases_find_a_plugins_loader(tmp_path: Path) -> None:
     seconds = {row["phase"]: row["seconds"] for row in coldstart.phase_table(path)["rows"]}
     assert seconds["weights"] == pytest.approx(0.4) and seconds["imports"] == pytest.approx(0.1)
     assert seconds["first synthesis"] == pytest.approx(0.3)
+
+
+def test_top_frames_keep_two_chains_of_equal_time(tmp_path: Path) -> None:
+    """torch's import and scipy's may take the same time: both are named; a frame's own callee chain is not."""
+    base = "/site-packages/ttsload/strategies/base.py"
+    frames = [{"name": "Loader.runtime_phase", "file": base},
+              {"name": "<module>", "file": "/site-packages/torch/__init__.py"},
+              {"name": "<module>", "file": "/site-packages/torch/_C.py"},
+              {"name": "<module>", "file": "/site-packages/scipy/signal/__init__.py"},
+              {"name": "<module>", "file": "/site-packages/librosa/filters.py"}]
+    samples = [[0, 1, 2]] * 10 + [[0, 3]] * 10 + [[0, 4]] * 5
+    profile = {"shared": {"frames": frames},
+               "profiles": [{"type": "sampled", "samples": samples, "weights": [0.1] * len(samples)}]}
+    path = tmp_path / "imports.speedscope.json"
+    path.write_text(json.dumps(profile))
+    [imports] = [row for row in coldstart.phase_table(path)["rows"] if row["phase"] == "imports"]
+    named = [frame["file"] for frame in imports["top_frames"]]
+    assert named[:2] == ["torch/_C.py", "scipy/signal/__init__.py"] and "torch/__init__.py" not in named
+    assert named[2] == "librosa/filters.py"

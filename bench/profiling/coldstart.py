@@ -102,8 +102,10 @@ def phase_table(path: Path, top: int = TOP) -> dict[str, Any]:
     seconds: Counter[str] = Counter()
     inclusive: dict[str, Counter[tuple[str, str]]] = {}
     depth_of: dict[tuple[str, str], int] = {}
-    for samples in profiles:
-        for (stack, weight), (phase, start) in zip(samples, _phases(frames, samples), strict=True):
+    samples_of: dict[tuple[str, str], set[tuple[int, int]]] = {}  # which samples a frame is on: its call chain
+    for number, samples in enumerate(profiles):
+        for sample, ((stack, weight), (phase, start)) in enumerate(zip(samples, _phases(frames, samples),
+                                                                       strict=True)):
             seconds[phase] += weight
             counter = inclusive.setdefault(phase, Counter())
             seen = set()
@@ -114,27 +116,37 @@ def phase_table(path: Path, top: int = TOP) -> dict[str, Any]:
                     seen.add(key)
                     counter[key] += weight
                     depth_of[key] = min(depth_of.get(key, depth), depth)
+                    samples_of.setdefault(key, set()).add((number, sample))
     cold = sum(seconds[p] for p in PHASES)
     rows = [{"phase": phase, "seconds": round(seconds[phase], 3),
              "share": round(seconds[phase] / cold, 3) if cold else 0.0,
-             "top_frames": _top_frames(inclusive.get(phase, Counter()), depth_of, seconds[phase], top)}
+             "top_frames": _top_frames(inclusive.get(phase, Counter()), depth_of, samples_of, seconds[phase], top)}
             for phase in PHASES]
     return {"source": path.name, "sampled_cold_start_s": round(cold, 3),
             "after_first_audio_s": round(seconds[AFTER], 3), "rows": rows,
             "note": "on-CPU sampled seconds summed over every Python thread and process (py-spy, idle excluded)"}
 
 
-def _top_frames(counter: Counter[tuple[str, str]], depth_of: dict[tuple[str, str], int], total: float,
-                top: int) -> list[dict[str, Any]]:
+Chains = dict[tuple[str, str], set[tuple[int, int]]]
+
+
+def _top_frames(counter: Counter[tuple[str, str]], depth_of: dict[tuple[str, str], int], samples_of: Chains,
+                total: float, top: int) -> list[dict[str, Any]]:
     """The frames holding most of a phase, one per call chain.
 
-    A frame on (nearly) every stack of the phase only restates it; frames in one chain share
-    their time, so among frames with the same time (within 2 %) only the deepest is kept.
+    A frame on (nearly) every stack of the phase only restates it. Frames of one chain are on the
+    same samples: among those (98 % of their samples shared) only the deepest is kept. Two chains
+    that merely took the same time (torch's import and scipy's, say) are both kept.
     """
     ranked = sorted(counter.items(), key=lambda item: (-item[1], -depth_of[item[0]]))
     chosen: list[tuple[tuple[str, str], float]] = []
+
+    def same_chain(a: tuple[str, str], b: tuple[str, str]) -> bool:
+        shared = len(samples_of[a] & samples_of[b])
+        return shared >= 0.98 * max(len(samples_of[a]), len(samples_of[b]))
+
     for key, value in ranked:
-        if value >= 0.9 * total or any(abs(value - other) <= 0.02 * other for _, other in chosen):
+        if value >= 0.9 * total or any(same_chain(key, other) for other, _ in chosen):
             continue
         chosen.append((key, value))
         if len(chosen) == top:
