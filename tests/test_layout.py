@@ -119,3 +119,13 @@ def test_the_rules_see_the_code() -> None:
     assert {"ttsload.bench.cell.entry", "ttsload.strategies.base", "ttsload.reports.build"} <= set(MODULES)
     entry = {name for name, _ in GRAPH["ttsload.bench.cell.entry"]}
     assert {"ttsload.bench.plan", "ttsload.strategies.registry"} <= entry
+
+
+def test_every_package_ships_in_the_wheel() -> None:
+    """pyproject lists packages one by one (package-dir mapping): a new folder missing there works in the
+    repo and is absent from the wheel, so every package found here must be listed."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    packages = {name for name, path in MODULES.items() if path.name == "__init__.py"}
+    assert packages - listed == set(), f"add to pyproject's [tool.setuptools] packages: {sorted(packages - listed)}"
