@@ -29,9 +29,14 @@ class PublishedClaims:
     rows: dict[str, tuple[Any, ...]]  # metric -> (value per column..., unit)
 
 
+def read_published(name: str) -> dict[str, Any]:
+    """reports/published/NAME.toml, shipped as package data of ttsload.reports."""
+    return tomllib.loads((resources.files("ttsload.reports") / "published" / f"{name}.toml").read_text("utf-8"))
+
+
 def load_claims(name: str) -> PublishedClaims:
-    """Read reports/published/NAME.toml (shipped as package data of ttsload.reports)."""
-    data = tomllib.loads((resources.files("ttsload.reports") / "published" / f"{name}.toml").read_text("utf-8"))
+    """A published table (columns x rows of values) from reports/published/NAME.toml."""
+    data = read_published(name)
     return PublishedClaims(data["title"], data["setting"],
                            {c["name"]: tuple(c["ours"]) for c in data["column"]},
                            {row: (*entry["values"], entry["unit"]) for row, entry in data["row"].items()})

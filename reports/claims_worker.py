@@ -8,16 +8,14 @@ request, failed requests. A row per (model, variant) where both sides ran.
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Any
 
 import pandas as pd
-import tomllib
 
+from ttsload.reports.claims import read_published
 from ttsload.reports.load import RunData
 
-CLAIMS = tomllib.loads((resources.files("ttsload.reports") / "published" / "styletts2-worker-en.toml")
-                       .read_text("utf-8"))
+CLAIMS = read_published("styletts2-worker-en")
 
 
 def worker_comparison(data: RunData) -> dict[str, Any] | None:

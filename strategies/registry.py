@@ -52,8 +52,9 @@ def loaders() -> dict[str, dict[str, type[Loader]]]:
 def loader_class(name: str, family: str = "coqui") -> type[Loader]:
     """The class of loader `name` for a model of `family` (through the family's aliases)."""
     table = loaders()
-    actual = name if family in table.get(name, {}) else FAMILIES[family].aliases.get(name, name) \
-        if family in FAMILIES else name
+    actual = name
+    if family not in table.get(name, {}) and family in FAMILIES:  # the family's own loader for a preset's role
+        actual = FAMILIES[family].aliases.get(name, name)
     if family in table.get(actual, {}):
         return table[actual][family]
     own = sorted(n for n, by_family in table.items() if family in by_family)
