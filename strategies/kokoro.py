@@ -99,12 +99,24 @@ def skip_init() -> Iterator[None]:
         istftnet.init_weights = original
 
 
-def construct(config: dict[str, Any], empty_checkpoint: Path, init: bool) -> Any:
-    """KModel from its config; `empty_checkpoint` holds torch.save({}), so KModel's own loader reads nothing."""
+def construct(config: dict[str, Any], empty_checkpoint: Path, mode: str) -> Any:
+    """KModel from its config; `empty_checkpoint` holds torch.save({}), so KModel's own loader reads nothing.
+
+    mode "init": kokoro's path (random init); "skip": init skipped, parameters allocated; "meta":
+    parameters on the meta device, so construction allocates and computes nothing for them, not
+    even the norms that old-style weight_norm computes from the random weights (buffers stay real).
+    """
     kmodel = import_kmodel()
-    if init:
+    if mode == "init":
         return kmodel(repo_id=REPO_ID, config=config, model=str(empty_checkpoint))
-    with skip_init():
+    if mode not in ("skip", "meta"):
+        raise ValueError(f"unknown construction mode {mode!r}")
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(skip_init())
+        if mode == "meta":
+            from accelerate import init_empty_weights
+
+            stack.enter_context(init_empty_weights(include_buffers=False))
         return kmodel(repo_id=REPO_ID, config=config, model=str(empty_checkpoint))
 
 
@@ -152,6 +164,7 @@ class KokoroModel:
     vocab: dict[str, int]
     voice: Any  # [510, 1, 256] style vectors; a request of n phonemes uses row n - 1
     info: dict[str, Any] = field(default_factory=dict)
+    autocast: Any = None  # a torch dtype: compute in it under torch.autocast (weights stay as loaded)
 
     @property
     def sample_rate(self) -> int:
@@ -166,7 +179,7 @@ class KokoroModel:
             raise StrategyError(f"no symbol of the Kokoro vocabulary in the request text {text[:40]!r}")
         style = self.voice[len(symbols) - 1].to(self.dtype)
         torch.manual_seed(seed)
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=self.autocast, enabled=self.autocast is not None):
             wav = self.model(symbols, style)
         return Audio(np.ascontiguousarray(wav.float().numpy(), dtype=np.float32).reshape(-1), SAMPLE_RATE)
 

@@ -1,8 +1,14 @@
 """Loaders of the Kokoro family: how the weights of a KModel reach memory.
 
 `eager` is kokoro's own path (random init, then the checkpoint copied in) but strict; `mmap`
-skips parameter init, maps the checkpoint and assigns its tensors (no copy); `int8` adds dynamic
-int8 quantization of every Linear and LSTM (the `quantized` preset for this family).
+skips parameter init, maps the checkpoint and assigns its tensors (no copy); `mmap-meta` also
+constructs on the meta device; `int8` adds dynamic int8 quantization of every Linear and LSTM (the
+`quantized` preset for this family); `bf16` computes under bf16 autocast.
+
+Why bf16 is autocast and not a cast of the weights: kokoro's forward builds float32 tensors of its
+own (alignment matrices, padding, noise) and feeds them to LSTMs and AdaIN layers, which refuse
+bf16 weights with float32 input. So the weights stay float32 (no memory saved) and matmuls and
+convolutions run in bf16: the lever on CPUs with bf16 units (AMX, avx512_bf16).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ class KokoroLoader(PhasedLoader):
     """Kokoro on the public phase template; subclasses choose init and mmap."""
 
     family = "kokoro"
-    initialise: ClassVar[bool] = True
+    construct_mode: ClassVar[str] = "init"
     mmap: ClassVar[bool] = False
 
     def weight_files(self, files: ModelFiles) -> list[Path]:
@@ -41,16 +47,16 @@ class KokoroLoader(PhasedLoader):
         return kokoro.import_runtime(threads)
 
     def construct(self, files: ModelFiles) -> Any:
-        return kokoro.construct(kokoro.read_config(files.config), _empty_checkpoint(), self.initialise)
+        return kokoro.construct(kokoro.read_config(files.config), _empty_checkpoint(), self.construct_mode)
 
     def construct_facts(self) -> dict[str, Any]:
-        return {"mode": "init" if self.initialise else "skip"}
+        return {"mode": self.construct_mode}
 
     def fill(self, model: Any, files: ModelFiles) -> Any:
         import torch
 
         state = torch.load(files.checkpoint, map_location="cpu", weights_only=True, mmap=self.mmap)
-        kokoro.load_strict(model, state, files.checkpoint, assign=not self.initialise)
+        kokoro.load_strict(model, state, files.checkpoint, assign=self.construct_mode != "init")
         return model.eval()
 
     def ready(self, model: Any, files: ModelFiles, info: dict[str, Any]) -> kokoro.KokoroModel:
@@ -66,9 +72,31 @@ class KokoroEagerLoader(KokoroLoader):
 class KokoroMmapLoader(KokoroLoader):
     name = "mmap"
     summary = "skip init (transformers + iSTFTNet) + torch.load(mmap=True, weights_only=True) + assign"
-    initialise = False
+    construct_mode = "skip"
     mmap = True
     maps_checkpoint = True
+
+
+class KokoroMetaMmapLoader(KokoroMmapLoader):
+    name = "mmap-meta"
+    summary = "meta-device construction (no weight-norm work) + torch.load(mmap=True) + assign"
+    construct_mode = "meta"
+
+
+class KokoroBf16Loader(KokoroEagerLoader):
+    name = "bf16"
+    summary = "kokoro eager, then bf16 autocast compute (weights stay float32: kokoro mixes in float32 tensors)"
+    exact = False
+
+    def convert(self, model: Any) -> dict[str, Any]:
+        return {"bf16_fraction": 0.0, "compute_dtype": "bfloat16 (autocast)"}
+
+    def ready(self, model: Any, files: ModelFiles, info: dict[str, Any]) -> kokoro.KokoroModel:
+        import torch
+
+        loaded = super().ready(model, files, info)
+        loaded.autocast = torch.bfloat16
+        return loaded
 
 
 class KokoroInt8Loader(KokoroEagerLoader):
@@ -86,4 +114,4 @@ class KokoroInt8Loader(KokoroEagerLoader):
         return info
 
 
-LOADERS = [KokoroEagerLoader, KokoroMmapLoader, KokoroInt8Loader]
+LOADERS = [KokoroEagerLoader, KokoroMmapLoader, KokoroMetaMmapLoader, KokoroInt8Loader, KokoroBf16Loader]

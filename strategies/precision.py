@@ -51,10 +51,15 @@ def to_bf16(model: Any) -> dict[str, Any]:
 
 
 def _return_float32(model: Any) -> None:
-    """Wrap `model.inference` so floating outputs come back as float32 (numpy has no bf16)."""
+    """Wrap `model.inference` so floating outputs come back as float32 (numpy has no bf16).
+
+    Models without an `inference` method (Kokoro's KModel) cast their own output in `synthesize`.
+    """
     import torch
 
-    inner = model.inference
+    inner = getattr(model, "inference", None)
+    if inner is None:
+        return
 
     def to_float(value: Any) -> Any:
         if isinstance(value, torch.Tensor) and value.is_floating_point():
