@@ -261,8 +261,9 @@ class PhasedLoader(Loader):
         except StrategyError:
             raise
         except Exception as exc:
-            path = self.weight_files(files)[0]
-            raise StrategyError(f"cannot load weights from {path}: {type(exc).__name__}: {exc}") from exc
+            from ttsload.strategies import load_errors
+
+            raise StrategyError(load_errors.describe(self.weight_files(files)[0], exc)) from exc
 
     def convert_phase(self, model: Any) -> dict[str, Any]:
         return self.convert(model)
