@@ -14,6 +14,8 @@ PHASE_ACTIONS = ("requests", "trim", "kill_worker")
 ORDERS = ("cycle", "random")
 PATTERNS = ("round-robin", "random")
 
+TRIMMED_STEADY = "steady_trimmed"  # label of the sync reading taken after malloc_trim(0) in the whole tree
+
 
 class PlanError(ValueError):
     """A plan that cannot be run: names the field and what is wrong with it."""

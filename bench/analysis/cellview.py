@@ -11,6 +11,7 @@ from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from ttsload.bench.analysis import scenario_summary
+from ttsload.bench.plan import TRIMMED_STEADY
 
 if TYPE_CHECKING:
     from ttsload.bench.cells import CellOutcome
@@ -60,6 +61,15 @@ class CellView:
 
     def steady_mb(self, key: str) -> float | None:
         return self.steady[key] / MB if key in self.steady else None
+
+    @cached_property
+    def trimmed(self) -> dict[str, int]:
+        """Whole-tree totals (bytes) after malloc_trim(0) everywhere, once the steady reading was taken."""
+        marks = [r.total for e, r in self.outcome.marks if e.get("label") == TRIMMED_STEADY]
+        return marks[-1] if marks else {}
+
+    def trimmed_mb(self, key: str) -> float | None:
+        return self.trimmed[key] / MB if key in self.trimmed else None
 
     def peak_during_load_mb(self, key: str) -> float | None:
         """Highest sampled total of `key` up to the first audio (all samples when there was none)."""

@@ -61,6 +61,12 @@ def _steady(key: str, label: str, *show: str) -> Metric:
     return Metric(f"{key}_mb", label, "MiB", 0, lambda v: v.steady_mb(key), show=frozenset(show))
 
 
+def _trimmed(key: str, label: str, *show: str) -> Metric:
+    """The steady reading taken after malloc_trim(0) in every process: without glibc's retained heap."""
+    return Metric(f"{key}_trimmed_mb", f"{label} after trim", "MiB", 0, lambda v: v.trimmed_mb(key),
+                  show=frozenset(show))
+
+
 def _scenario(column: str, label: str, unit: str, decimals: int, read: Callable[[CellView], Any],
               *show: str, signed: bool = False) -> Metric:
     return Metric(column, label, unit, decimals, read, show=frozenset(show), signed=signed)
@@ -109,6 +115,10 @@ REGISTRY: tuple[Metric, ...] = (
     _steady("uss", "USS (tree)", CS, RM, R),
     _steady("pss_anon", "anonymous PSS"),
     _steady("pss_file", "file-backed PSS"),
+    _trimmed("pss", "PSS (tree)", RM, R),
+    _trimmed("uss", "USS (tree)"),
+    _trimmed("pss_anon", "anonymous PSS"),
+    _trimmed("pss_file", "file-backed PSS"),
     Metric("peak_pss_mb", "peak PSS during load", "MiB", 0, lambda v: v.peak_during_load_mb("pss"),
            show=frozenset({CS, RM, R})),
     Metric("peak_rss_mb", "peak RSS during load", "MiB", 0, lambda v: v.peak_during_load_mb("rss")),

@@ -19,6 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
+from ttsload.bench.cell.kinds import steady_then_trimmed
 from ttsload.bench.plan import Plan
 
 
@@ -75,8 +76,7 @@ def serve(spec: dict[str, Any], hook: EventPipe) -> None:
             hook("first_audio")
         if spec.get("audio_dir"):  # after the timed part: kept for the quality comparison
             save_audio(Path(spec["audio_dir"]), index, audio.wav)
-    hook("requests_done")
-    sys.stdin.readline()  # the runner reads steady-state memory, then lets us go
+    steady_then_trimmed(hook, topology.trim)
     topology.close()
 
 

@@ -8,9 +8,10 @@ waits on stdin while the runner reads the steady-state memory.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
-from ttsload.bench.plan import Plan
+from ttsload.bench.plan import TRIMMED_STEADY, Plan
 
 KINDS = {  # kind -> "module:function(spec, plan, hook)"
     "pool": "ttsload.bench.cell.pool_kind:run_pool",
@@ -61,3 +62,14 @@ class RequestReporter:
         if first:
             self.hook("first_audio")
         return record
+
+
+def steady_then_trimmed(hook: Any, trim: Any) -> None:
+    """The two steady readings: as served, then after malloc_trim(0) in every process of the tree.
+
+    The first is what a server without trims holds; the second drops what glibc merely retains
+    after texts of varied length, so it is the reading that repeats from run to run.
+    """
+    hook("requests_done", then_trim=True)
+    sys.stdin.readline()  # the runner reads steady-state memory, then lets us go
+    hook.sync(TRIMMED_STEADY, released=trim())

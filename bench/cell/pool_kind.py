@@ -12,13 +12,12 @@ read right after a trim is what the process really still holds; the trend of its
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import replace
 from typing import Any
 
 from ttsload.bench.cell import drive
-from ttsload.bench.cell.kinds import RequestReporter, request_texts
+from ttsload.bench.cell.kinds import RequestReporter, request_texts, steady_then_trimmed
 from ttsload.bench.cell.pool import Pool
 from ttsload.bench.plan import Phase, Plan
 from ttsload.strategies.base import ModelFiles, request_seed
@@ -39,8 +38,7 @@ def run_pool(spec: dict[str, Any], plan: Plan, hook: Any) -> None:
                 _trim(pool, hook, index)
             elif phase.do == "kill_worker":
                 pool.kill(phase.worker)
-        hook("requests_done")
-        sys.stdin.readline()  # the runner reads steady-state memory, then lets us go
+        steady_then_trimmed(hook, pool.trim)
     finally:
         pool.close()
 

@@ -127,7 +127,7 @@ def _follow(proc: subprocess.Popen, fd: int, outcome: CellOutcome, deadline: flo
                 outcome.after_request.append((event["index"], read_tree(outcome.root)))
             if event["event"] == "requests_done":
                 outcome.steady = read_tree(outcome.root)
-                _release(proc, last=True)
+                _release(proc, last=not event.get("then_trim"))  # a trimmed reading follows
             elif event.get("sync"):
                 outcome.marks.append((event, read_tree(outcome.root)))
                 _release(proc, last=False)
