@@ -30,8 +30,8 @@ PHASE_ALPHA = {"import_s": 1.0, "verify_s": 0.3, "construct_s": 0.75, "weights_s
                "other": 0.15}
 PHASE_HATCH = {"import_s": "", "verify_s": "", "construct_s": "//", "weights_s": "..", "first_audio_s": "xx",
                "other": ""}
-TIMELINE_EVENTS = {"imports_done": "imports done", "weights_done": "weights loaded", "first_audio": "first audio",
-                   "requests_done": "requests done"}
+TIMELINE_EVENTS = {"limits": "limit probe done", "imports_done": "imports done", "weights_done": "weights loaded",
+                   "first_audio": "first audio", "requests_done": "requests done"}
 DPI = 100
 
 
@@ -316,13 +316,14 @@ def memory_per_request(data: RunData, colour: dict) -> Plot:
 def timeline(data: RunData, colour: dict) -> Plot:
     plot = Plot("timeline", "Timeline of one repetition per strategy",
                 "PSS of each process of the tree (thin: one line per process) and their sum (thick) from the "
-                "moment the harness started the process; vertical lines mark phase events, ticks mark requests.")
+                "moment the harness started the process; vertical lines mark phase events, ticks mark requests. "
+                "Before the limit probe's line, the process holds the probe's copy buffers (left out of the peaks).")
     first = data.ok.sort_values("repeat").drop_duplicates(["strategy", "model", "scenario"])
     first = first[first["cell"].isin(set(data.samples["cell"]))]
     if not len(first):
         return plot
     figure, axes = _subplots(len(first), height=2.8)  # own time axis each: cold starts differ a lot
-    styles = dict(zip(TIMELINE_EVENTS, ("--", "-.", ":", "-"), strict=True))
+    styles = dict(zip(TIMELINE_EVENTS, ((0, (1, 4)), "--", "-.", ":", "-"), strict=True))
     for ax, (_, cell) in zip(axes, first.iterrows(), strict=True):
         name = cell["strategy"]
         samples = data.samples[data.samples["cell"] == cell["cell"]].sort_values("t_rel")
