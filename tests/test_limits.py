@@ -57,8 +57,10 @@ def test_every_cell_records_its_limit_and_the_weights_rate(runs):
             assert float(row["memcpy_mb"]) == limits.MEMCPY_BYTES / MiB
             limit = float(row["read_gbps"]) if cache == "cold" else memcpy
             assert pct == pytest.approx(100 * weights / limit)
-            # an eager load copies every byte at least once: it cannot beat one copy (or one read) of them
-            assert 0 < pct < 100, row
+            assert pct > 0
+            if cache == "warm":  # an eager load copies every byte at least once: it cannot beat one copy of them
+                assert pct < 100, row
+            # (cold: the sha256 check read the files off the device first, so no such bound holds for this phase)
             expected_rate = float(row["file_mb"]) * MiB / float(row["weights_s"]) / 1e9
             assert weights == pytest.approx(expected_rate, rel=1e-6)
 
