@@ -1,5 +1,5 @@
-"""Sessions: tests (the CI command), gate (the CI regression gate), bench (the main job), baseline,
-microbench, lint.
+"""Sessions: tests (the CI command), gate (the CI regression gate), bench (the main job), bench-large
+(issue #12's large-model cells; never part of tests), baseline, microbench, lint.
 
 torch is installed first and pinned, so pip takes the CPU wheel instead of a multi-GB CUDA build.
 Virtualenvs are reused, and a stamp of the install inputs skips reinstalling when nothing changed.
@@ -48,6 +48,13 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *(session.posargs or ["-q"]))
 
 
+def run_and_report(session: nox.Session, args: list[str], out: Path) -> None:
+    """`ttsload run ARGS --out OUT` (failed cells do not stop the session: they are in the report), then its report."""
+    session.run("ttsload", "run", *args, "--out", str(out), success_codes=[0, 1])
+    session.log(f"results are in {out} (results.jsonl, summary.csv, logs/)")
+    session.run("ttsload", "report", str(out))  # prints the report's path
+
+
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
     """The five presets on the default `vits` model, warm cache, 3 fresh-process repetitions."""
@@ -58,15 +65,50 @@ def bench(session: nox.Session) -> None:
         "--model", "vits", "--requests", "10", "--repeat", "3", "--cache", "warm",
     ]
     if "--out" in args:
-        out = Path(args[args.index("--out") + 1])
+        index = args.index("--out")
+        out, args = Path(args[index + 1]), [*args[:index], *args[index + 2:]]
     else:
-        import time
-
         out = ROOT / "results" / time.strftime("bench-%Y%m%d-%H%M%S")
-        args = [*args, "--out", str(out)]
-    session.run("ttsload", "run", *args, success_codes=[0, 1])
-    session.log(f"results are in {out} (results.jsonl, summary.csv, logs/)")
-    session.run("ttsload", "report", str(out))  # prints the report's path
+    run_and_report(session, args, out)
+
+
+# The heavy large-model cells of issue #12, run in this order, each into its own folder of one session's folder.
+# XTTS's loads and syntheses are long, so the scenario runs get a longer deadline than their scripts' own.
+LARGE_MODELS = ["xtts", "vits"]
+LARGE_RUNS: list[tuple[str, list[str]]] = [
+    ("xtts-warm", ["--strategy", "naive,singleton,mmap,mmap-meta,safetensors,quantized", "--model", "xtts",
+                   "--requests", "3", "--repeat", "3", "--cache", "warm"]),
+    ("xtts-cold", ["--strategy", "naive,mmap,safetensors", "--model", "xtts", "--requests", "3", "--repeat", "3",
+                   "--cache", "cold"]),
+    ("xtts-workers", ["--scenario", "workers", "--model", "xtts", "--strategy", "singleton,prefork+mmap",
+                      "--timeout", "1800"]),
+    ("xtts-vits-switch", ["--scenario", "switch-large"]),
+]
+
+
+def large_runs(posargs: list[str], parent: Path) -> list[tuple[list[str], Path]]:
+    """(ttsload run arguments, results folder) of each run of `bench-large`, in order.
+
+    Arguments after `--` are appended to every run, where the last of a repeated option wins
+    (`-- --repeat 1 --requests 1` is a quick pass over all four). `--out` is refused: every run
+    has its own folder.
+    """
+    if "--out" in posargs:
+        raise ValueError("bench-large writes each run into its own folder under results/: do not pass --out")
+    return [([*args, *posargs], parent / name) for name, args in LARGE_RUNS]
+
+
+@nox.session(name="bench-large", python="3.11")
+def bench_large(session: nox.Session) -> None:
+    """Issue #12's large-model cells: XTTS with six loaders warm, three cold, workers, a switch with vits."""
+    try:
+        runs = large_runs(session.posargs, ROOT / "results" / time.strftime("bench-large-%Y%m%d-%H%M%S"))
+    except ValueError as exc:
+        session.error(str(exc))
+    install(session, "test")
+    session.run("ttsload", "models", "build", *LARGE_MODELS)
+    for args, out in runs:
+        run_and_report(session, args, out)
 
 
 PRESETS = "naive,singleton,mmap,quantized,subprocess-worker"

@@ -126,9 +126,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_scenarios(args: argparse.Namespace) -> int:
     from ttsload.bench.scenario import loading as scenarios
 
-    for name, path in scenarios.available().items():
+    found = scenarios.available()
+    width = max(map(len, found), default=0)
+    for name, path in found.items():
         scenario = scenarios.load(str(path))
-        print(f"{name:<10} {scenario.kind:<7} {scenario.summary}")
+        print(f"{name:<{width}} {scenario.kind:<7} {scenario.summary}")
     print(f"(scripts in {scenarios.builtin_folder()}; `ttsload run --scenario PATH.toml` runs your own)")
     return EXIT_OK
 

@@ -26,6 +26,12 @@ METHODOLOGY = [
     "(the steady reading in the tables). PSS (proportional set size) charges each shared page to the processes "
     "sharing it in equal parts, so summed PSS is the memory a tree really costs; USS counts only private pages; "
     "RSS counts shared pages in full in every process, so summed RSS over-counts.",
+    "Physical limit: before its imports each cell copies 256 MiB in memory (memcpy, best of 3 passes) and, with a "
+    "cold page cache, reads a 256 MiB scratch file evicted from the cache (best of 2); that time is left out of "
+    "cold start. The weights rate is the loader's file bytes over the weights phase, also shown as a percentage of "
+    "memcpy (warm) or of the read bandwidth (cold). It is an effective rate: a loader that maps the file (mmap) can "
+    "pass 100 %, and in a cold cell the sha256 check has already read the files from the device (see the verify "
+    "rate), so the weights phase reads from the page cache.",
     "Request latency is timed inside the serving process around one synthesis call; RTF = latency / seconds of "
     "audio produced. Requests use a fixed, seeded corpus of varied text lengths (see Run options).",
     "Medians over repetitions with distribution-free intervals (order statistics of the repetitions); a "

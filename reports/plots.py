@@ -30,8 +30,8 @@ PHASE_ALPHA = {"import_s": 1.0, "verify_s": 0.3, "construct_s": 0.75, "weights_s
                "other": 0.15}
 PHASE_HATCH = {"import_s": "", "verify_s": "", "construct_s": "//", "weights_s": "..", "first_audio_s": "xx",
                "other": ""}
-TIMELINE_EVENTS = {"imports_done": "imports done", "weights_done": "weights loaded", "first_audio": "first audio",
-                   "requests_done": "requests done"}
+TIMELINE_EVENTS = {"limits": "limit probe done", "imports_done": "imports done", "weights_done": "weights loaded",
+                   "first_audio": "first audio", "requests_done": "requests done"}
 DPI = 100
 
 
@@ -84,6 +84,18 @@ def _subplots(count: int, width: float = 9.0, height: float = 4.0, **kwargs) -> 
     return figure, list(axes[:, 0])
 
 
+def _strategy_axis(ax: plt.Axes, names: list[str], colour: dict) -> None:
+    """One tick per strategy, its label in the strategy's colour."""
+    ax.set_xticks(range(len(names)), names)
+    for label, name in zip(ax.get_xticklabels(), names, strict=True):
+        label.set_color(colour[name])
+    ax.set_xlabel("strategy")
+
+
+def _group_cells(data: RunData, model: str, scenario: str) -> pd.DataFrame:
+    return data.ok[(data.ok["model"] == model) & (data.ok["scenario"] == scenario)]
+
+
 def _bars_per_strategy(data: RunData, colour: dict, draw: Callable[[plt.Axes, int, str, pd.DataFrame], None],
                        ylabel: str) -> Figure | None:
     """One panel per model x scenario, one bar per strategy (x-label in its colour); `draw` draws a bar."""
@@ -92,15 +104,12 @@ def _bars_per_strategy(data: RunData, colour: dict, draw: Callable[[plt.Axes, in
         return None
     figure, axes = _subplots(len(groups))
     for ax, (model, scenario) in zip(axes, groups, strict=True):
-        cells = data.ok[(data.ok["model"] == model) & (data.ok["scenario"] == scenario)]
+        cells = _group_cells(data, model, scenario)
         names = _strategies_in(data, cells)
         for x, name in enumerate(names):
             draw(ax, x, name, cells[cells["strategy"] == name])
-        ax.set_xticks(range(len(names)), names)
-        for label, name in zip(ax.get_xticklabels(), names, strict=True):
-            label.set_color(colour[name])
+        _strategy_axis(ax, names, colour)
         ax.set_ylabel(ylabel)
-        ax.set_xlabel("strategy")
         ax.set_title(f"{model} / {scenario}")
         ax.margins(y=0.08)
     return figure
@@ -115,28 +124,74 @@ def _whisker(ax: plt.Axes, x: float, values: pd.Series) -> tuple[float, float, f
     return found
 
 
+def _seconds(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}" if value >= 1 else f"{value:.2f}"
+
+
+def _phase_medians(mine: pd.DataFrame) -> tuple[dict[str, float], tuple[float, float, float, float] | None]:
+    """Median seconds of each phase, plus what the median cold start holds beyond them ("other"), and its interval."""
+    phases = {p: float(mine[p].median()) if mine[p].notna().any() else 0.0 for p in PHASE_COLUMNS}
+    total = median_interval(mine["cold_start_s"].dropna().tolist())
+    phases["other"] = max(0.0, total[0] - sum(phases.values())) if total else 0.0
+    return phases, total
+
+
+def _stack(ax: plt.Axes, x: int, heights: dict[str, float], colour: tuple[float, ...], labels: dict[str, str],
+           min_label: float) -> None:
+    """Stacked phase segments of one bar; a segment at least `min_label` tall carries its label."""
+    bottom = 0.0
+    for phase, height in heights.items():
+        ax.bar(x, height, bottom=bottom, color=colour, alpha=PHASE_ALPHA[phase], hatch=PHASE_HATCH[phase],
+               edgecolor="white", linewidth=0.5)
+        if height >= min_label and phase != "other":
+            ax.text(x, bottom + height / 2, labels[phase], ha="center", va="center", fontsize=8,
+                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "alpha": 0.75, "linewidth": 0})
+        bottom += height
+
+
+LABEL_SHARE = 0.06  # a phase is labelled when it is at least this share of its panel's height
+
+
 def cold_start_phases(data: RunData, colour: dict) -> Plot:
     plot = Plot("cold_start_phases", "Cold start by phase",
-                "Median of each phase per strategy, stacked; the whisker is the interval of the median cold start "
-                "(process start → first audio) over repetitions.")
-
-    def draw(ax: plt.Axes, x: int, name: str, mine: pd.DataFrame) -> None:
-        phases = {p: float(mine[p].median()) if mine[p].notna().any() else 0.0 for p in PHASE_COLUMNS}
-        total = _whisker(ax, x, mine["cold_start_s"])
-        phases["other"] = max(0.0, total[0] - sum(phases.values())) if total else 0.0
-        bottom = 0.0
-        for phase, seconds in phases.items():
-            ax.bar(x, seconds, bottom=bottom, color=colour[name], alpha=PHASE_ALPHA[phase],
-                   hatch=PHASE_HATCH[phase], edgecolor="white", linewidth=0.5)
-            bottom += seconds
-
-    figure = _bars_per_strategy(data, colour, draw, "time since process start (s)")
-    if figure is not None:
-        for ax in figure.axes:
-            ax.legend(handles=[Patch(facecolor="grey", alpha=PHASE_ALPHA[p], hatch=PHASE_HATCH[p], label=label,
-                                     edgecolor="#333333") for p, label in PHASE_LABELS.items()],
-                      loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, title="phase (shade)")
-        plot.png = _png(figure)
+                "One row per model × scenario, each on its own time axis, since models can differ many-fold. "
+                "Left: the median of each phase in seconds, stacked, the median cold start (process start → first "
+                "audio) printed above each bar, the whisker its interval over repetitions. Right: the same phases as "
+                "a share of that median cold start, on one 0–100 % axis for every model, so phase mixes compare "
+                f"across scales. A phase is labelled when it fills at least {LABEL_SHARE:.0%} of its panel.")
+    groups = _groups(data)
+    if not groups:
+        return plot
+    figure, rows = plt.subplots(len(groups), 2, figsize=(13, 4.2 * len(groups)), squeeze=False, layout="constrained",
+                                gridspec_kw={"width_ratios": [3, 2]})
+    for (seconds_ax, share_ax), (model, scenario) in zip(rows, groups, strict=True):
+        cells = _group_cells(data, model, scenario)
+        names = _strategies_in(data, cells)
+        medians = {name: _phase_medians(cells[cells["strategy"] == name]) for name in names}
+        top = max([max(sum(p.values()), t[2] if t else 0.0) for p, t in medians.values()] + [1e-9])
+        for x, name in enumerate(names):
+            phases, total = medians[name]
+            whole = sum(phases.values()) or 1.0
+            _stack(seconds_ax, x, phases, colour[name], {p: f"{_seconds(v)} s" for p, v in phases.items()},
+                   LABEL_SHARE * top)
+            _stack(share_ax, x, {p: 100 * v / whole for p, v in phases.items()}, colour[name],
+                   {p: f"{100 * v / whole:.0f} %" for p, v in phases.items()}, 100 * LABEL_SHARE)
+            if total:
+                _whisker(seconds_ax, x, cells[cells["strategy"] == name]["cold_start_s"])
+                seconds_ax.annotate(f"{_seconds(total[0])} s", (x, total[2]), xytext=(0, 4), textcoords="offset points",
+                                    ha="center", va="bottom", fontsize=9, fontweight="bold")
+        for ax in (seconds_ax, share_ax):
+            _strategy_axis(ax, names, colour)
+        seconds_ax.set_ylim(0, top * 1.15)
+        seconds_ax.set_ylabel("time since process start (s)")
+        seconds_ax.set_title(f"{model} / {scenario}: seconds (own scale)", fontsize=11)
+        share_ax.set_ylim(0, 100)
+        share_ax.set_ylabel("share of median cold start (%)")
+        share_ax.set_title(f"{model} / {scenario}: share of cold start", fontsize=11)
+    figure.legend(handles=[Patch(facecolor="grey", alpha=PHASE_ALPHA[p], hatch=PHASE_HATCH[p], label=label,
+                                 edgecolor="#333333") for p, label in PHASE_LABELS.items()],
+                  loc="outside right upper", fontsize=9, title="phase (shade)")
+    plot.png = _png(figure)
     return plot
 
 
@@ -261,13 +316,14 @@ def memory_per_request(data: RunData, colour: dict) -> Plot:
 def timeline(data: RunData, colour: dict) -> Plot:
     plot = Plot("timeline", "Timeline of one repetition per strategy",
                 "PSS of each process of the tree (thin: one line per process) and their sum (thick) from the "
-                "moment the harness started the process; vertical lines mark phase events, ticks mark requests.")
+                "moment the harness started the process; vertical lines mark phase events, ticks mark requests. "
+                "Before the limit probe's line, the process holds the probe's copy buffers (left out of the peaks).")
     first = data.ok.sort_values("repeat").drop_duplicates(["strategy", "model", "scenario"])
     first = first[first["cell"].isin(set(data.samples["cell"]))]
     if not len(first):
         return plot
     figure, axes = _subplots(len(first), height=2.8)  # own time axis each: cold starts differ a lot
-    styles = dict(zip(TIMELINE_EVENTS, ("--", "-.", ":", "-"), strict=True))
+    styles = dict(zip(TIMELINE_EVENTS, ((0, (1, 4)), "--", "-.", ":", "-"), strict=True))
     for ax, (_, cell) in zip(axes, first.iterrows(), strict=True):
         name = cell["strategy"]
         samples = data.samples[data.samples["cell"] == cell["cell"]].sort_values("t_rel")

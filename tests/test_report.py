@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import json
 import re
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ from scipy import stats as scipy_stats
 
 from tests.conftest import ttsload
 from ttsload.bench.analysis.stats import median_interval
+from ttsload.bench.cells import CellKey
 from ttsload.bench.results import load_records
 from ttsload.reports import tables
 
@@ -240,3 +242,61 @@ def test_the_page_renders_in_a_real_browser(report, tmp_path):
     damaged = tmp_path / "damaged.html"
     damaged.write_text(report.read_text().replace("data:image/png;base64,iVBOR", "data:image/png;base64,AAAAA", 1))
     assert image_check(damaged, tmp_path) == (len(PLOTS), 1)
+
+
+# --- two models of very different scale: the per-phase plot keeps each readable ------------------------------
+
+def scaled_copy(run_dir: Path, target: Path, factor: float, name: str) -> Path:
+    """The run plus a copy of its vits-tiny cells renamed `name` with every time multiplied by `factor`.
+
+    A stand-in for a model whose phases are that many times longer (XTTS beside vits-tiny), without
+    building one: only times change, so the plots must show both models at their own scale.
+    """
+    lines = (run_dir / "results.jsonl").read_text().splitlines()
+    scaled = []
+    for record in map(json.loads, lines):
+        model = CellKey.parse(record["cell"]).model if "cell" in record else record.get("model")
+        if record.get("type") == "run" or model != "vits-tiny":
+            continue
+        if "cell" in record:
+            record["cell"] = CellKey.parse(record["cell"])._replace(model=name).id
+        if "model" in record:
+            record["model"] = name
+        for key, value in list(record.items()):
+            if isinstance(value, float) and (key.endswith("_s") or key in ("t", "t_rel")):
+                record[key] = value * factor
+        scaled.append(json.dumps(record))
+    target.mkdir(parents=True)
+    (target / "results.jsonl").write_text("\n".join([*lines, *scaled]) + "\n")
+    return target
+
+
+def test_phase_plot_gives_each_model_its_own_scale_and_a_shared_share_axis(run_dir, tmp_path, monkeypatch):
+    from ttsload.reports import plots
+    from ttsload.reports.load import load_run
+
+    data = load_run(scaled_copy(run_dir, tmp_path / "scaled", 20.0, "vits-tiny-x20"))
+    figures = []
+    monkeypatch.setattr(plots, "_png", lambda figure: figures.append(figure) or b"png")
+    plot = plots.cold_start_phases(data, plots.colours(data.strategies))
+    assert plot.png == b"png" and "own time axis" in plot.caption
+    (tiny_s, tiny_share, big_s, big_share) = figures[0].axes
+    assert "vits-tiny / single" in tiny_s.get_title() and "vits-tiny-x20 / single" in big_s.get_title()
+    assert big_s.get_ylim()[1] == pytest.approx(20 * tiny_s.get_ylim()[1], rel=0.05)  # own axis each
+    assert tiny_share.get_ylim() == big_share.get_ylim() == (0, 100)
+    labels = {t.get_text() for t in big_s.texts}
+    assert any(text.endswith(" s") for text in labels)  # absolute labels on the scaled panel
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None,
+                    reason="chromium not installed (Debian: apt-get install chromium; .ci/run installs it)")
+def test_a_report_of_two_models_of_very_different_scale_builds_and_renders(run_dir, tmp_path):
+    scaled = scaled_copy(run_dir, tmp_path / "scaled", 20.0, "vits-tiny-x20")
+    done = ttsload("report", str(scaled))
+    assert done.returncode == 0, done.stderr[-3000:]
+    page = scaled / "report" / "report.html"
+    html = page.read_text()
+    assert "vits-tiny-x20" in html
+    image = Image.open(scaled / "report" / "cold_start_phases.png").convert("L")
+    assert np.asarray(image).std() > 10
+    assert image_check(page, tmp_path) == (len(PLOTS), 0)

@@ -41,9 +41,23 @@ class CellView:
     def named(self, name: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["event"] == name]
 
+    @cached_property
+    def limits(self) -> dict[str, Any]:
+        """The cell's physical-limit probe (memcpy, cold read; bench/cell/limits.py), {} when it did not run."""
+        return self.first("limits")
+
+    @cached_property
+    def start(self) -> float:
+        """Where the cell's clock starts: the process start, moved on by the time the limit probe took.
+
+        The probe runs first thing in the process and is no cost of the strategy, so cold start
+        and every span from the process start leave it out.
+        """
+        return self.outcome.t0 + float(self.limits.get("probe_s", 0.0))
+
     def span(self, start: str | None, end: str) -> float | None:
-        """Seconds from event `start` (None: the process start) to event `end`."""
-        begin = self.outcome.t0 if start is None else self.at.get(start)
+        """Seconds from event `start` (None: the process start, less the limit probe) to event `end`."""
+        begin = self.start if start is None else self.at.get(start)
         return self.at[end] - begin if begin is not None and end in self.at else None
 
     @cached_property
@@ -60,6 +74,8 @@ class CellView:
         return self.outcome.steady.total if self.outcome.steady else {}
 
     def steady_mb(self, key: str) -> float | None:
+        if key == "rss_hwm" and self.limits and not self.limits.get("peak_rss_reset"):
+            return None  # the kernel's peak RSS still holds the probe's buffers
         return self.steady[key] / MB if key in self.steady else None
 
     @cached_property
@@ -71,16 +87,31 @@ class CellView:
     def trimmed_mb(self, key: str) -> float | None:
         return self.trimmed[key] / MB if key in self.trimmed else None
 
+    @cached_property
+    def readings(self) -> list[Any]:
+        """The sampled readings without those the limit probe's buffers may be in.
+
+        A reading is stamped when it ends, so one that started during the probe can be stamped just
+        after it: the first reading after the probe is dropped too.
+        """
+        if not self.limits:
+            return self.outcome.readings
+        end = self.limits["t"]
+        begin = end - float(self.limits.get("probe_s", 0.0))
+        after = [r.t for r in self.outcome.readings if r.t > end]
+        cut = after[0] if after else float("inf")
+        return [r for r in self.outcome.readings if r.t < begin or r.t > cut]
+
     def peak_during_load_mb(self, key: str) -> float | None:
         """Highest sampled total of `key` up to the first audio (all samples when there was none)."""
         end = self.at.get("first_audio", float("inf"))
-        readings = [r.total for r in self.outcome.readings if r.t <= end] or [r.total for r in self.outcome.readings]
+        readings = [r.total for r in self.readings if r.t <= end] or [r.total for r in self.readings]
         values = [t[key] for t in readings]
         return max(values) / MB if values else None
 
     def peak_mb(self, key: str) -> float | None:
         """Highest sampled total of `key` over the whole cell."""
-        values = [r.total[key] for r in self.outcome.readings]
+        values = [r.total[key] for r in self.readings]
         return max(values) / MB if values else None
 
     @cached_property

@@ -84,7 +84,23 @@ def _rtf(view: CellView) -> float | None:
 
 
 def _cold_start(view: CellView) -> float | None:
-    return view.at["first_audio"] - view.outcome.t0 if "first_audio" in view.at else None
+    return view.at["first_audio"] - view.start if "first_audio" in view.at else None
+
+
+def _rate_gbps(view: CellView, start: str, end: str) -> float | None:
+    """The loader's files (`file_bytes` of its first load) over a phase of that load, in GB/s (10^9 bytes)."""
+    seconds, size = view.span(start, end), view.first("weights_done").get("file_bytes")
+    return size / seconds / 1e9 if seconds and size else None
+
+
+def _limit_gbps(view: CellView) -> float | None:
+    """The physical limit of the weights phase: one read off the device (cold cache), else one memcpy."""
+    return view.limits.get("read_gbps" if view.cache == "cold" else "memcpy_gbps")
+
+
+def _pct_of_limit(view: CellView) -> float | None:
+    rate, limit = _rate_gbps(view, "construct_done", "weights_done"), _limit_gbps(view)
+    return 100 * rate / limit if rate and limit else None
 
 
 def _percentile(p: int) -> Callable[[CellView], float | None]:
@@ -138,6 +154,23 @@ REGISTRY: tuple[Metric, ...] = (
     _text("cache", lambda v: v.cache),
     Metric("int8_fraction", "int8 fraction", "", 3, lambda v: v.first("weights_done").get("int8_fraction")),
     Metric("bf16_fraction", "bf16 fraction", "", 3, lambda v: v.first("weights_done").get("bf16_fraction")),
+    # the physical limit (bench/cell/limits.py) and the weights phase against it
+    Metric("memcpy_gbps", "memcpy bandwidth", "GB/s", 2, lambda v: v.limits.get("memcpy_gbps"), show=frozenset({R}),
+           gate=False),
+    Metric("read_gbps", "cold read bandwidth", "GB/s", 2, lambda v: v.limits.get("read_gbps"), show=frozenset({R}),
+           gate=False),
+    Metric("memcpy_mb", "memcpy probe size", "MiB", 0, lambda v: v.limits.get("memcpy_bytes", 0) / 2**20 or None,
+           gate=False),
+    Metric("read_mb", "read probe size", "MiB", 0, lambda v: v.limits.get("read_bytes", 0) / 2**20 or None,
+           gate=False),
+    Metric("read_same_device", "read probe on the model's device", "", 0, lambda v: v.limits.get("read_same_device"),
+           kind="text", gate=False),
+    Metric("limit_probe_s", "limit probe", "s", 2, lambda v: v.limits.get("probe_s"), gate=False),
+    Metric("verify_gbps", "verify rate", "GB/s", 2, lambda v: _rate_gbps(v, "load_start", "verify_done"),
+           show=frozenset({R})),
+    Metric("weights_gbps", "weights rate", "GB/s", 2, lambda v: _rate_gbps(v, "construct_done", "weights_done"),
+           show=frozenset({RM, R})),
+    Metric("weights_pct_of_limit", "weights % of limit", "%", 2, _pct_of_limit, show=frozenset({CS, RM, R})),
     _text("output_digest", _digest),
     Metric("params", "parameters", "M", 1, lambda v: v.first("weights_done").get("params", 0) / 1e6 or None,
            gate=False),

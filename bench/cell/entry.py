@@ -4,7 +4,8 @@ Started by the runner as `python -P -m ttsload.bench.cell SPEC_JSON EVENTS_FD`. 
 on the inherited pipe EVENTS_FD (stdout and stderr are free for library chatter and go to a log).
 After the last request the process waits on stdin, so the runner can take the steady-state
 memory reading of a process tree that is alive and idle. Kept light: torch and Coqui are only
-imported by the strategy, inside the timed imports phase.
+imported by the strategy, inside the timed imports phase; the machine's memcpy and read bandwidth
+(`limits.py`) are measured before it, when the runner asks.
 """
 
 from __future__ import annotations
@@ -85,6 +86,10 @@ def main(argv: list[str]) -> int:
     hook = EventPipe(os.fdopen(int(argv[2]), "w", buffering=1))
     hook("started")
     try:
+        if spec.get("limits"):  # before any import of the strategy: stdlib only
+            from ttsload.bench.cell.limits import measure
+
+            measure(spec["limits"], hook)
         plan = Plan.from_json(spec.get("plan"))
         if plan.kind != "single":
             from ttsload.bench.cell.kinds import run_plan

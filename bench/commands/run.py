@@ -71,7 +71,7 @@ def prepare(args: argparse.Namespace, out: Path, keeps_audio: list[bool]) -> lis
         options = runner.CellOptions(
             scenario.texts(args.requests or (None if "texts" in scenario.data else 10), args.corpus_seed),
             args.cache, args.threads, args.timeout or scenario.default("timeout_s", DEFAULT_TIMEOUT_S),
-            args.interval, on_deadline=profile.deadline_evidence(out),
+            args.interval, on_deadline=profile.deadline_evidence(out), scratch_dir=models.home() / "scratch",
             audio_dir=(lambda cell: quality.audio_dir(out, cell.strategy, cell.model.name) if cell.repeat == 0
                        else None) if saves_audio else None,
         )

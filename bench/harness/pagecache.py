@@ -1,4 +1,8 @@
-"""Warm or cold page cache for a model's files before a cell; warm and cold are different experiments."""
+"""Warm or cold page cache for a model's files before a cell; warm and cold are different experiments.
+
+Also keeps the scratch file a cold cell reads to measure the device's read bandwidth (its limit):
+written once, of random bytes, and dropped from the cache by the cell before each read.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import os
 from pathlib import Path
 
 MODES = ("warm", "cold")
+SCRATCH_BYTES = 256 * 2**20  # well above a device's own cache and the kernel's readahead window
+_CHUNK = 8 * 2**20
 
 
 def prepare(paths: list[Path], mode: str) -> None:
@@ -20,3 +26,23 @@ def prepare(paths: list[Path], mode: str) -> None:
                 os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
             else:
                 raise ValueError(f"unknown page-cache mode {mode!r}: use one of {', '.join(MODES)}")
+
+
+def scratch_file(folder: Path, size: int = SCRATCH_BYTES) -> Path:
+    """The read-bandwidth scratch file in `folder`, written (random bytes, fsynced) unless it is there.
+
+    Random bytes, so a compressing filesystem cannot read it faster than a checkpoint; written
+    once and reused, so a cold cell pays only for reading it.
+    """
+    path = folder / f"read-probe-{size // 2**20}MiB.bin"
+    if path.is_file() and path.stat().st_size == size:
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.partial")
+    with open(partial, "wb") as handle:
+        for offset in range(0, size, _CHUNK):
+            handle.write(os.urandom(min(_CHUNK, size - offset)))
+        handle.flush()
+        os.fsync(handle.fileno())
+    partial.replace(path)
+    return path

@@ -44,6 +44,10 @@ class CellOptions:
     # Called with the live tree's root pid when a cell runs past its deadline, before the kill;
     # returns what it saved (paths or notes), kept in the failure record.
     on_deadline: Callable[[Cell, int], list[str]] | None = None
+    # The physical-limit probe the cell runs before its imports (bench/cell/limits.py): memcpy always,
+    # and for a cold cache the read bandwidth of a scratch file kept in `scratch_dir`. Off for profiling.
+    limits: bool = True
+    scratch_dir: Path | None = None
 
 
 def run_cell(cell: Cell, options: CellOptions, log_path: Path,
@@ -53,7 +57,8 @@ def run_cell(cell: Cell, options: CellOptions, log_path: Path,
     pagecache.prepare([f for m in [cell.model, *switched] for f in m.files()], options.cache)
     audio = options.audio_dir(cell) if options.audio_dir else None
     spec = {"strategy": cell.strategy, "model": cell.model.to_json(), "texts": options.texts,
-            "threads": options.threads, "audio_dir": str(audio) if audio else None, "plan": cell.plan.to_json()}
+            "threads": options.threads, "audio_dir": str(audio) if audio else None, "plan": cell.plan.to_json(),
+            "limits": _limits(cell, options)}
     read_fd, write_fd = os.pipe()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
@@ -88,6 +93,15 @@ def run_cell(cell: Cell, options: CellOptions, log_path: Path,
     if outcome.status != "ok":
         outcome.log = _tail(log_path)
     return outcome
+
+
+def _limits(cell: Cell, options: CellOptions) -> dict[str, Any] | None:
+    """What the cell's limit probe measures: memcpy, plus the cold read when the page cache is cold."""
+    if not options.limits:
+        return None
+    cold = options.cache == "cold" and options.scratch_dir is not None
+    return {"read_file": str(pagecache.scratch_file(options.scratch_dir)) if cold else None,
+            "model_file": str(cell.model.checkpoint)}
 
 
 def _follow(proc: subprocess.Popen, fd: int, outcome: CellOutcome, deadline: float,

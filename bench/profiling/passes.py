@@ -9,6 +9,7 @@ profile_memray.py and profile_pyspy.py; each takes a ProfilePass and returns wha
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ def profile_cell(tool: str, spec: StrategySpec, model: ModelFiles, scenario: str
                  options: runner.CellOptions) -> dict[str, Any]:
     """Run one profiling pass and return its `profile` record (never raises for a failing cell)."""
     cell = Cell(spec.name, model, 0, scenario)
+    options = replace(options, limits=False)  # the limit probe would land in the profile of cold start
     folder = out / PROFILES / safe_name(cell) / tool
     job = ProfilePass(cell, out, folder, options, spec)
     record: dict[str, Any] = {"type": "profile", "pass": "profile", "run_id": run_id, "cell": cell.id,

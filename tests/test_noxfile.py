@@ -1,0 +1,94 @@
+"""The nox sessions that run benchmarks, checked without running them: which `ttsload` commands in which order.
+
+A stand-in session records the commands; nothing is installed and no cell runs. Skipped where nox is not
+installed (the `tests` session's own venv), run wherever the developer has nox.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+nox = pytest.importorskip("nox")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Recorder:
+    """Just enough of nox.Session: records what would run."""
+
+    def __init__(self, posargs: list[str], venv: Path):
+        self.posargs, self.commands = posargs, []
+        self.virtualenv = SimpleNamespace(location=str(venv))
+
+    def run(self, *args: str, **kwargs: object) -> None:
+        self.commands.append(list(args))
+
+    run_install = install = run
+
+    def log(self, *args: object) -> None:
+        pass
+
+    def error(self, message: str) -> None:
+        raise RuntimeError(message)
+
+
+@pytest.fixture(scope="module")
+def noxfile():
+    spec = importlib.util.spec_from_file_location("ttsload_noxfile", ROOT / "noxfile.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def runs_of(session: Recorder) -> list[list[str]]:
+    return [c[2:] for c in session.commands if c[:2] == ["ttsload", "run"]]
+
+
+def test_bench_large_runs_issue_12s_cells_in_order_each_into_its_own_folder(noxfile, tmp_path):
+    session = Recorder([], tmp_path)
+    noxfile.bench_large(session)
+    assert ["ttsload", "models", "build", "xtts", "vits"] in session.commands
+    runs = runs_of(session)
+    assert [r[:r.index("--out")] for r in runs] == [
+        ["--strategy", "naive,singleton,mmap,mmap-meta,safetensors,quantized", "--model", "xtts", "--requests", "3",
+         "--repeat", "3", "--cache", "warm"],
+        ["--strategy", "naive,mmap,safetensors", "--model", "xtts", "--requests", "3", "--repeat", "3",
+         "--cache", "cold"],
+        ["--scenario", "workers", "--model", "xtts", "--strategy", "singleton,prefork+mmap", "--timeout", "1800"],
+        ["--scenario", "switch-large"],
+    ]
+    folders = [Path(r[r.index("--out") + 1]) for r in runs]
+    assert len(set(folders)) == 4 and len({f.parent for f in folders}) == 1
+    assert folders[0].parent.parent == ROOT / "results"
+    reports = [c[2:] for c in session.commands if c[:2] == ["ttsload", "report"]]
+    assert reports == [[str(f)] for f in folders]  # a report after each run
+
+
+def test_bench_large_appends_posargs_to_every_run_and_refuses_out(noxfile, tmp_path):
+    session = Recorder(["--repeat", "1", "--requests", "1"], tmp_path)
+    noxfile.bench_large(session)
+    assert all(r[:r.index("--out")][-4:] == ["--repeat", "1", "--requests", "1"] for r in runs_of(session))
+    with pytest.raises(RuntimeError, match="do not pass --out"):
+        noxfile.bench_large(Recorder(["--out", "x"], tmp_path))
+
+
+def test_bench_large_scenario_is_a_valid_switch_of_xtts_and_vits():
+    from ttsload.bench.scenario import loading as scenarios
+
+    scenario = scenarios.load("switch-large")
+    assert scenario.kind == "switch" and scenario.default("models", []) == ["xtts", "vits"]
+    assert [label for label, _ in scenario.variants()] == ["switch-large@k1", "switch-large@k2"]
+
+
+def test_bench_keeps_its_out_and_reports_it(noxfile, tmp_path):
+    session = Recorder(["--model", "vits-tiny", "--out", str(tmp_path / "mine")], tmp_path)
+    noxfile.bench(session)
+    assert runs_of(session) == [["--model", "vits-tiny", "--out", str(tmp_path / "mine")]]
+    assert ["ttsload", "report", str(tmp_path / "mine")] in session.commands
+
+
+def test_bench_large_is_not_a_default_session(noxfile):
+    assert "bench-large" not in noxfile.nox.options.sessions
