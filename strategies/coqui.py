@@ -8,7 +8,7 @@ device) and turns a request into float32 audio with a fixed seed.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +31,7 @@ _RUNTIME_MODULES = (
 )
 
 
-def import_runtime(threads: int | None = None) -> dict[str, Any]:
+def import_runtime(threads: int | None = None, modules: tuple[str, ...] = _RUNTIME_MODULES) -> dict[str, Any]:
     """Import torch and Coqui up front; set the thread count; return facts about the runtime for the results."""
     import importlib
     import warnings
@@ -39,7 +39,7 @@ def import_runtime(threads: int | None = None) -> dict[str, Any]:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
-    for module in _RUNTIME_MODULES:
+    for module in modules:
         importlib.import_module(module)
     import torch
 
@@ -85,26 +85,26 @@ def load_coqui_config(path: Any) -> Any:
         raise StrategyError(f"cannot read Coqui config {path}: {type(exc).__name__}: {exc}") from exc
 
 
-def construct(config: Any, mode: str = "init") -> Any:
-    """Build the model class Coqui's config names.
+def construct(config: Any, mode: str = "init", setup: Callable[[Any], Any] | None = None) -> Any:
+    """Build the model class Coqui's config names (`setup`: Coqui's builder, its TTS `setup_model` by default).
 
     mode "init": Coqui's path, parameters randomly initialised (what `load_checkpoint` overwrites).
     mode "skip": parameters allocated but not initialised: untouched `torch.empty` pages cost
     almost nothing and are replaced by `load_state_dict(assign=True)`.
     mode "meta": parameters on the meta device (accelerate.init_empty_weights), buffers real.
     """
-    from TTS.tts.models import setup_model
-
+    if setup is None:
+        from TTS.tts.models import setup_model as setup
     if mode == "init":
-        return setup_model(config)
+        return setup(config)
     if mode == "skip":
         with skip_parameter_init():
-            return setup_model(config)
+            return setup(config)
     if mode == "meta":
         from accelerate import init_empty_weights
 
         with init_empty_weights(include_buffers=False):
-            return setup_model(config)
+            return setup(config)
     raise ValueError(f"unknown construction mode {mode!r}")
 
 
@@ -126,6 +126,14 @@ def skip_parameter_init() -> Iterator[None]:
     finally:
         for name, fn in saved.items():
             setattr(init, name, fn)
+
+
+def require_weights_only() -> None:
+    """Coqui's checkpoint reader (trainer.io.load_fsspec) must unpickle with weights_only=True."""
+    import trainer.io
+
+    if not getattr(trainer.io, "_WEIGHTS_ONLY", False):
+        raise StrategyError("this Coqui trainer would unpickle with weights_only=False; refusing to load")
 
 
 def coqui_state_fixups(model: Any, state: dict[str, Any]) -> dict[str, Any]:

@@ -44,13 +44,18 @@ def _is_onnx(folder: Path) -> bool:
     return any(path.with_name(path.name + ".json").is_file() for path in folder.glob("*.onnx"))
 
 
+def _is_coqui_pipeline(folder: Path) -> bool:
+    """Coqui acoustic model + vocoder: config.json and model.pth next to vocoder_config.json and vocoder.pth."""
+    return all((folder / name).is_file() for name in ("config.json", "model.pth", "vocoder_config.json", "vocoder.pth"))
+
+
 def _is_coqui(folder: Path) -> bool:
-    """Coqui: config.json next to a checkpoint, and not a Kokoro config."""
+    """Coqui: config.json next to a checkpoint, and not a Kokoro config or a pipeline."""
     return ((folder / "config.json").is_file() and any(p.suffix in CHECKPOINT_SUFFIXES for p in folder.iterdir())
-            and not _is_kokoro(folder))
+            and not _is_kokoro(folder) and not _is_coqui_pipeline(folder))
 
 
-DETECTORS = {"kokoro": _is_kokoro, "onnx": _is_onnx, "coqui": _is_coqui}
+DETECTORS = {"kokoro": _is_kokoro, "onnx": _is_onnx, "coqui-pipeline": _is_coqui_pipeline, "coqui": _is_coqui}
 FAMILIES: dict[str, Family] = {
     family.name: family
     for family in (
@@ -62,13 +67,15 @@ FAMILIES: dict[str, Family] = {
         Family("onnx", "ONNX Runtime sessions of voices in Piper's format",
                "model.onnx and model.onnx.json (Piper's voice config)",
                aliases={"eager": "ort", "mmap": "ort-lean", "int8-bf16": "ort-int8", "int8": "ort-int8"}),
+        Family("coqui-pipeline", "a Coqui acoustic model and a Coqui vocoder served as one (Tacotron2 + HiFi-GAN)",
+               "config.json + model.pth (acoustic model) and vocoder_config.json + vocoder.pth (vocoder)"),
     )
 }
 
 
 def detect(folder: Path) -> Family | None:
     """The family whose files the folder holds (first match in FAMILIES' order of specificity)."""
-    for name in ("onnx", "kokoro", "coqui"):
+    for name in ("onnx", "kokoro", "coqui-pipeline", "coqui"):
         if FAMILIES[name].detect(folder):
             return FAMILIES[name]
     return None

@@ -42,10 +42,7 @@ class EagerLoader(CoquiLoader):
     summary = "Coqui's load_checkpoint: random init, read whole file, copy into parameters"
 
     def fill(self, model: Any, files: ModelFiles) -> Any:
-        import trainer.io
-
-        if not getattr(trainer.io, "_WEIGHTS_ONLY", False):
-            raise StrategyError("this Coqui trainer would unpickle with weights_only=False; refusing to load")
+        coqui.require_weights_only()
         model.load_checkpoint(model.config, str(files.checkpoint), eval=True)
         return model
 

@@ -10,7 +10,7 @@ def _count(module: Any) -> int:
 
 
 def to_int8_dynamic(model: Any) -> dict[str, Any]:
-    """Quantize Linear/LSTM layers to int8 in place; report the fraction of parameters they held.
+    """Quantize Linear/LSTM/LSTMCell layers to int8 in place; report the fraction of parameters they held.
 
     A model without such layers (VITS is all convolutions) converts nothing and says so:
     int8_fraction = 0.0 makes the no-op visible instead of implying a saving.
@@ -19,13 +19,13 @@ def to_int8_dynamic(model: Any) -> dict[str, Any]:
     from torch import nn
 
     total = _count(model)
-    targets = {nn.Linear, nn.LSTM}
+    targets = {nn.Linear, nn.LSTM, nn.LSTMCell}  # LSTMCell: Tacotron2's attention and decoder RNNs
     quantizable = [m for m in model.modules() if type(m) in targets]
     converted = sum(_count(m) for m in quantizable)
     if quantizable:
         from torch.ao.quantization import quantize_dynamic
 
-        quantize_dynamic(model, {nn.Linear, nn.LSTM}, dtype=torch.qint8, inplace=True)
+        quantize_dynamic(model, targets, dtype=torch.qint8, inplace=True)
     return {"int8_fraction": converted / total if total else 0.0, "int8_layers": len(quantizable)}
 
 
@@ -90,12 +90,22 @@ def _wrap_float32_islands(model: Any) -> None:
 
         def forward(self, *args: Any) -> Any:
             dtypes = {a.dtype for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()}
-            out = self.inner(*(a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args))
-            back = dtypes.pop() if len(dtypes) == 1 else torch.float32
-            return out.to(back) if isinstance(out, torch.Tensor) else out
+            out = self.inner(*(_cast_floats(a, torch.float32) for a in args))
+            return _cast_floats(out, dtypes.pop() if len(dtypes) == 1 else torch.float32)
 
-    quantized_types = ("DynamicQuantizedLinear", "DynamicQuantizedLSTM", "Linear", "LSTM")
+    quantized_types = ("DynamicQuantizedLinear", "DynamicQuantizedLSTM", "Linear", "LSTM", "LSTMCell")
     for parent in list(model.modules()):
         for child_name, child in list(parent.named_children()):
             if type(child).__module__.startswith("torch.ao.nn.quantized") and type(child).__name__ in quantized_types:
                 setattr(parent, child_name, Float32Island(child))
+
+
+def _cast_floats(value: Any, dtype: Any) -> Any:
+    """Floating tensors, also inside tuples (an LSTMCell's (h, c) state), cast to `dtype`."""
+    import torch
+
+    if isinstance(value, torch.Tensor) and value.is_floating_point():
+        return value.to(dtype)
+    if isinstance(value, tuple):
+        return tuple(_cast_floats(v, dtype) for v in value)
+    return value
