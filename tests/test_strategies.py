@@ -164,7 +164,7 @@ def test_corrupt_checkpoint_without_manifest_gives_one_line(tiny_copy: Path):
     checkpoint = tiny_copy / "model_file.pth"
     checkpoint.write_bytes(checkpoint.read_bytes()[:4096])  # truncated before first sight
     files = resolve_model(str(tiny_copy))
-    with pytest.raises(StrategyError, match=r"cannot load weights from .*model_file\.pth") as info:
+    with pytest.raises(StrategyError, match=r"model_file\.pth is not a complete torch checkpoint") as info:
         make_loader("eager").load(files, null_hook)
     assert "\n" not in str(info.value)
 
