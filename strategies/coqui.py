@@ -31,15 +31,15 @@ _RUNTIME_MODULES = (
 )
 
 
-def import_runtime(threads: int | None = None) -> dict[str, Any]:
-    """Import torch and Coqui up front; set the thread count; return facts about the runtime for the results."""
+def import_runtime(threads: int | None = None, modules: tuple[str, ...] = _RUNTIME_MODULES) -> dict[str, Any]:
+    """Import torch and Coqui (`modules`) up front; set the thread count; return facts about the runtime."""
     import importlib
     import warnings
 
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
-    for module in _RUNTIME_MODULES:
+    for module in modules:
         importlib.import_module(module)
     import torch
 
@@ -95,17 +95,33 @@ def construct(config: Any, mode: str = "init") -> Any:
     """
     from TTS.tts.models import setup_model
 
-    if mode == "init":
+    with construction(mode):
         return setup_model(config)
-    if mode == "skip":
+
+
+@contextlib.contextmanager
+def construction(mode: str) -> Iterator[None]:
+    """The context a Coqui model is constructed in for `mode` (init, skip, meta; see `construct`)."""
+    if mode not in ("init", "skip", "meta"):
+        raise ValueError(f"unknown construction mode {mode!r}")
+    if mode == "init":
+        yield
+    elif mode == "skip":
         with skip_parameter_init():
-            return setup_model(config)
-    if mode == "meta":
+            yield
+    else:
         from accelerate import init_empty_weights
 
         with init_empty_weights(include_buffers=False):
-            return setup_model(config)
-    raise ValueError(f"unknown construction mode {mode!r}")
+            yield
+
+
+def require_weights_only() -> None:
+    """Refuse Coqui's own loader when its trainer would unpickle checkpoints with weights_only=False."""
+    import trainer.io
+
+    if not getattr(trainer.io, "_WEIGHTS_ONLY", False):
+        raise StrategyError("this Coqui trainer would unpickle with weights_only=False; refusing to load")
 
 
 @contextlib.contextmanager

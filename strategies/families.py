@@ -39,6 +39,24 @@ def _is_kokoro(folder: Path) -> bool:
     return isinstance(data, dict) and "istftnet" in data and "plbert" in data
 
 
+def _is_xtts(folder: Path) -> bool:
+    """XTTS: a Coqui config.json whose "model" is "xtts", next to a checkpoint.
+
+    vocab.json and speakers_xtts.pth are not part of recognising it: a folder missing one is still
+    an XTTS folder, and gets an error naming the missing file (see strategies/xtts.py).
+    """
+    import json
+
+    config = folder / "config.json"
+    if not config.is_file() or not any(p.suffix in CHECKPOINT_SUFFIXES for p in folder.iterdir()):
+        return False
+    try:
+        data = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("model") == "xtts"
+
+
 def _is_onnx(folder: Path) -> bool:
     """Piper's voice format: model.onnx next to model.onnx.json."""
     return any(path.with_name(path.name + ".json").is_file() for path in folder.glob("*.onnx"))
@@ -50,7 +68,7 @@ def _is_coqui(folder: Path) -> bool:
             and not _is_kokoro(folder))
 
 
-DETECTORS = {"kokoro": _is_kokoro, "onnx": _is_onnx, "coqui": _is_coqui}
+DETECTORS = {"kokoro": _is_kokoro, "onnx": _is_onnx, "xtts": _is_xtts, "coqui": _is_coqui}
 FAMILIES: dict[str, Family] = {
     family.name: family
     for family in (
@@ -62,13 +80,16 @@ FAMILIES: dict[str, Family] = {
         Family("onnx", "ONNX Runtime sessions of voices in Piper's format",
                "model.onnx and model.onnx.json (Piper's voice config)",
                aliases={"eager": "ort", "mmap": "ort-lean", "int8-bf16": "ort-int8", "int8": "ort-int8"}),
+        Family("xtts", "Coqui XTTS (GPT-2 + HiFi-GAN decoder) through Coqui's own Xtts class",
+               "config.json with \"model\": \"xtts\", a checkpoint (model.pth), vocab.json (its BPE tokenizer) "
+               "and speakers_xtts.pth (speaker latents)"),
     )
 }
 
 
 def detect(folder: Path) -> Family | None:
     """The family whose files the folder holds (first match in FAMILIES' order of specificity)."""
-    for name in ("onnx", "kokoro", "coqui"):
+    for name in ("onnx", "kokoro", "xtts", "coqui"):
         if FAMILIES[name].detect(folder):
             return FAMILIES[name]
     return None

@@ -42,10 +42,7 @@ class EagerLoader(CoquiLoader):
     summary = "Coqui's load_checkpoint: random init, read whole file, copy into parameters"
 
     def fill(self, model: Any, files: ModelFiles) -> Any:
-        import trainer.io
-
-        if not getattr(trainer.io, "_WEIGHTS_ONLY", False):
-            raise StrategyError("this Coqui trainer would unpickle with weights_only=False; refusing to load")
+        coqui.require_weights_only()
         model.load_checkpoint(model.config, str(files.checkpoint), eval=True)
         return model
 
@@ -97,8 +94,8 @@ class SafetensorsLoader(CoquiLoader):
         return coqui.finish_for_inference(model)
 
 
-class _ConvertingLoader(EagerLoader):
-    """Coqui's load followed by precision conversions; each reports what it converted."""
+class Converting:
+    """Mixin: a family's own load followed by precision conversions; each reports what it converted."""
 
     conversions: ClassVar[tuple[Callable[[Any], dict[str, Any]], ...]] = ()
     exact = False
@@ -109,6 +106,10 @@ class _ConvertingLoader(EagerLoader):
         for conversion in self.conversions:
             info.update(conversion(model))
         return {**info, "convert_s": time.monotonic() - start}
+
+
+class _ConvertingLoader(Converting, EagerLoader):
+    """Coqui's load followed by precision conversions."""
 
 
 class Bf16Loader(_ConvertingLoader):
