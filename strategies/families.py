@@ -25,18 +25,23 @@ class Family:
         return DETECTORS[self.name](folder)
 
 
-def _is_kokoro(folder: Path) -> bool:
-    """Kokoro: its config names an iSTFTNet decoder and an ALBERT (plbert), next to a checkpoint."""
+def _config_json(folder: Path) -> dict | None:
+    """The folder's config.json as a dict, or None (absent, unreadable, not a JSON object)."""
     import json
 
-    config = folder / "config.json"
-    if not config.is_file() or not any(folder.glob("*.pth")):
-        return False
     try:
-        data = json.loads(config.read_text())
+        data = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _is_kokoro(folder: Path) -> bool:
+    """Kokoro: its config names an iSTFTNet decoder and an ALBERT (plbert), next to a checkpoint."""
+    if not any(folder.glob("*.pth")):
         return False
-    return isinstance(data, dict) and "istftnet" in data and "plbert" in data
+    data = _config_json(folder)
+    return data is not None and "istftnet" in data and "plbert" in data
 
 
 def _is_xtts(folder: Path) -> bool:
@@ -45,16 +50,10 @@ def _is_xtts(folder: Path) -> bool:
     vocab.json and speakers_xtts.pth are not part of recognising it: a folder missing one is still
     an XTTS folder, and gets an error naming the missing file (see strategies/xtts.py).
     """
-    import json
-
-    config = folder / "config.json"
-    if not config.is_file() or not any(p.suffix in CHECKPOINT_SUFFIXES for p in folder.iterdir()):
+    if not any(p.suffix in CHECKPOINT_SUFFIXES for p in folder.iterdir()):
         return False
-    try:
-        data = json.loads(config.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("model") == "xtts"
+    data = _config_json(folder)
+    return data is not None and data.get("model") == "xtts"
 
 
 def _is_onnx(folder: Path) -> bool:
