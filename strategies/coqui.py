@@ -144,6 +144,18 @@ def skip_parameter_init() -> Iterator[None]:
             setattr(init, name, fn)
 
 
+def read_state(path: Any, mmap: bool = True) -> dict[str, Any]:
+    """The state dict of a Coqui checkpoint ({"model": state_dict, ...} or a bare state dict),
+    read with weights_only=True and, by default, mapped rather than copied."""
+    import torch
+
+    checkpoint = torch.load(path, mmap=mmap, weights_only=True, map_location="cpu")
+    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise StrategyError(f"{path} holds no state dict (expected a 'model' entry)")
+    return state
+
+
 def coqui_state_fixups(model: Any, state: dict[str, Any]) -> dict[str, Any]:
     """What Coqui's VITS `load_checkpoint` does to a state dict before loading it.
 

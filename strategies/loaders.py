@@ -56,12 +56,7 @@ class MmapLoader(CoquiLoader):
     maps_checkpoint = True
 
     def fill(self, model: Any, files: ModelFiles) -> Any:
-        import torch
-
-        checkpoint = torch.load(files.checkpoint, mmap=True, weights_only=True, map_location="cpu")
-        state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
-        if not isinstance(state, dict):
-            raise StrategyError(f"{files.checkpoint} holds no state dict (expected a 'model' entry)")
+        state = coqui.read_state(files.checkpoint)
         model.load_state_dict(coqui.coqui_state_fixups(model, state), strict=True, assign=True)
         return coqui.finish_for_inference(model)
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from ttsload.strategies import precision, xtts
 from ttsload.strategies.base import Loader, ModelFiles, PhasedLoader, StrategyError
-from ttsload.strategies.coqui import require_weights_only
+from ttsload.strategies.coqui import read_state, require_weights_only
 from ttsload.strategies.loaders import Converting
 
 
@@ -35,8 +35,11 @@ class XttsLoader(PhasedLoader):
         return xtts.import_runtime(threads)
 
     def construct(self, files: ModelFiles) -> Any:
-        """One construction with the text-token ids already taken from the tokenizer."""
         self.facts = {"max_new_tokens": xtts.max_new_tokens(files)}
+        return self.build(files)
+
+    def build(self, files: ModelFiles) -> Any:
+        """One construction with the text-token ids already taken from the tokenizer."""
         config = xtts.read_config(files.config)
         tokenizer = xtts.tokenizer(xtts.side_file(files, "vocab"))
         xtts.use_tokenizer(config, tokenizer)
@@ -48,13 +51,7 @@ class XttsLoader(PhasedLoader):
         return {"mode": self.construct_mode}
 
     def read_state(self, files: ModelFiles) -> dict[str, Any]:
-        import torch
-
-        checkpoint = torch.load(files.checkpoint, mmap=True, weights_only=True, map_location="cpu")
-        state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
-        if not isinstance(state, dict):
-            raise StrategyError(f"{files.checkpoint} holds no state dict (expected a 'model' entry)")
-        return state
+        return read_state(files.checkpoint)
 
     def fill(self, model: Any, files: ModelFiles) -> Any:
         model.load_state_dict(xtts.state_fixups(self.read_state(files)), strict=True, assign=True)
@@ -76,8 +73,7 @@ class XttsEagerLoader(XttsLoader):
     summary = "Coqui's Xtts(config) + load_checkpoint: the model is built twice, the whole file read and copied"
     construct_mode = "init"
 
-    def construct(self, files: ModelFiles) -> Any:
-        self.facts = {"max_new_tokens": xtts.max_new_tokens(files)}
+    def build(self, files: ModelFiles) -> Any:
         return xtts.construct(xtts.read_config(files.config), "init")
 
     def fill(self, model: Any, files: ModelFiles) -> Any:
