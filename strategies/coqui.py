@@ -32,7 +32,7 @@ _RUNTIME_MODULES = (
 
 
 def import_runtime(threads: int | None = None, modules: tuple[str, ...] = _RUNTIME_MODULES) -> dict[str, Any]:
-    """Import torch and Coqui up front; set the thread count; return facts about the runtime for the results."""
+    """Import torch and Coqui (`modules`) up front; set the thread count; return facts about the runtime."""
     import importlib
     import warnings
 
@@ -95,17 +95,33 @@ def construct(config: Any, mode: str = "init", setup: Callable[[Any], Any] | Non
     """
     if setup is None:
         from TTS.tts.models import setup_model as setup
-    if mode == "init":
+    with construction(mode):
         return setup(config)
-    if mode == "skip":
+
+
+@contextlib.contextmanager
+def construction(mode: str) -> Iterator[None]:
+    """The context a Coqui model is constructed in for `mode` (init, skip, meta; see `construct`)."""
+    if mode not in ("init", "skip", "meta"):
+        raise ValueError(f"unknown construction mode {mode!r}")
+    if mode == "init":
+        yield
+    elif mode == "skip":
         with skip_parameter_init():
-            return setup(config)
-    if mode == "meta":
+            yield
+    else:
         from accelerate import init_empty_weights
 
         with init_empty_weights(include_buffers=False):
-            return setup(config)
-    raise ValueError(f"unknown construction mode {mode!r}")
+            yield
+
+
+def require_weights_only() -> None:
+    """Refuse Coqui's own loader when its trainer would unpickle checkpoints with weights_only=False."""
+    import trainer.io
+
+    if not getattr(trainer.io, "_WEIGHTS_ONLY", False):
+        raise StrategyError("this Coqui trainer would unpickle with weights_only=False; refusing to load")
 
 
 @contextlib.contextmanager
@@ -128,12 +144,16 @@ def skip_parameter_init() -> Iterator[None]:
             setattr(init, name, fn)
 
 
-def require_weights_only() -> None:
-    """Coqui's checkpoint reader (trainer.io.load_fsspec) must unpickle with weights_only=True."""
-    import trainer.io
+def read_state(path: Any, mmap: bool = True) -> dict[str, Any]:
+    """The state dict of a Coqui checkpoint ({"model": state_dict, ...} or a bare state dict),
+    read with weights_only=True and, by default, mapped rather than copied."""
+    import torch
 
-    if not getattr(trainer.io, "_WEIGHTS_ONLY", False):
-        raise StrategyError("this Coqui trainer would unpickle with weights_only=False; refusing to load")
+    checkpoint = torch.load(path, mmap=mmap, weights_only=True, map_location="cpu")
+    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise StrategyError(f"{path} holds no state dict (expected a 'model' entry)")
+    return state
 
 
 def coqui_state_fixups(model: Any, state: dict[str, Any]) -> dict[str, Any]:

@@ -25,18 +25,35 @@ class Family:
         return DETECTORS[self.name](folder)
 
 
-def _is_kokoro(folder: Path) -> bool:
-    """Kokoro: its config names an iSTFTNet decoder and an ALBERT (plbert), next to a checkpoint."""
+def _config_json(folder: Path) -> dict | None:
+    """The folder's config.json as a dict, or None (absent, unreadable, not a JSON object)."""
     import json
 
-    config = folder / "config.json"
-    if not config.is_file() or not any(folder.glob("*.pth")):
-        return False
     try:
-        data = json.loads(config.read_text())
+        data = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _is_kokoro(folder: Path) -> bool:
+    """Kokoro: its config names an iSTFTNet decoder and an ALBERT (plbert), next to a checkpoint."""
+    if not any(folder.glob("*.pth")):
         return False
-    return isinstance(data, dict) and "istftnet" in data and "plbert" in data
+    data = _config_json(folder)
+    return data is not None and "istftnet" in data and "plbert" in data
+
+
+def _is_xtts(folder: Path) -> bool:
+    """XTTS: a Coqui config.json whose "model" is "xtts", next to a checkpoint.
+
+    vocab.json and speakers_xtts.pth are not part of recognising it: a folder missing one is still
+    an XTTS folder, and gets an error naming the missing file (see strategies/xtts.py).
+    """
+    if not any(p.suffix in CHECKPOINT_SUFFIXES for p in folder.iterdir()):
+        return False
+    data = _config_json(folder)
+    return data is not None and data.get("model") == "xtts"
 
 
 def _is_onnx(folder: Path) -> bool:
@@ -55,7 +72,8 @@ def _is_coqui(folder: Path) -> bool:
             and not _is_kokoro(folder) and not _is_coqui_pipeline(folder))
 
 
-DETECTORS = {"kokoro": _is_kokoro, "onnx": _is_onnx, "coqui-pipeline": _is_coqui_pipeline, "coqui": _is_coqui}
+DETECTORS = {"kokoro": _is_kokoro, "onnx": _is_onnx, "xtts": _is_xtts, "coqui-pipeline": _is_coqui_pipeline,
+             "coqui": _is_coqui}
 FAMILIES: dict[str, Family] = {
     family.name: family
     for family in (
@@ -69,13 +87,16 @@ FAMILIES: dict[str, Family] = {
                aliases={"eager": "ort", "mmap": "ort-lean", "int8-bf16": "ort-int8", "int8": "ort-int8"}),
         Family("coqui-pipeline", "a Coqui acoustic model and a Coqui vocoder served as one (Tacotron2 + HiFi-GAN)",
                "config.json + model.pth (acoustic model) and vocoder_config.json + vocoder.pth (vocoder)"),
+        Family("xtts", "Coqui XTTS (GPT-2 + HiFi-GAN decoder) through Coqui's own Xtts class",
+               "config.json with \"model\": \"xtts\", a checkpoint (model.pth), vocab.json (its BPE tokenizer) "
+               "and speakers_xtts.pth (speaker latents)"),
     )
 }
 
 
 def detect(folder: Path) -> Family | None:
     """The family whose files the folder holds (first match in FAMILIES' order of specificity)."""
-    for name in ("onnx", "kokoro", "coqui-pipeline", "coqui"):
+    for name in ("onnx", "kokoro", "xtts", "coqui-pipeline", "coqui"):
         if FAMILIES[name].detect(folder):
             return FAMILIES[name]
     return None

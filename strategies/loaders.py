@@ -56,12 +56,7 @@ class MmapLoader(CoquiLoader):
     maps_checkpoint = True
 
     def fill(self, model: Any, files: ModelFiles) -> Any:
-        import torch
-
-        checkpoint = torch.load(files.checkpoint, mmap=True, weights_only=True, map_location="cpu")
-        state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
-        if not isinstance(state, dict):
-            raise StrategyError(f"{files.checkpoint} holds no state dict (expected a 'model' entry)")
+        state = coqui.read_state(files.checkpoint)
         model.load_state_dict(coqui.coqui_state_fixups(model, state), strict=True, assign=True)
         return coqui.finish_for_inference(model)
 
@@ -94,8 +89,8 @@ class SafetensorsLoader(CoquiLoader):
         return coqui.finish_for_inference(model)
 
 
-class _ConvertingLoader(EagerLoader):
-    """Coqui's load followed by precision conversions; each reports what it converted."""
+class Converting:
+    """Mixin: a family's own load followed by precision conversions; each reports what it converted."""
 
     conversions: ClassVar[tuple[Callable[[Any], dict[str, Any]], ...]] = ()
     exact = False
@@ -106,6 +101,10 @@ class _ConvertingLoader(EagerLoader):
         for conversion in self.conversions:
             info.update(conversion(model))
         return {**info, "convert_s": time.monotonic() - start}
+
+
+class _ConvertingLoader(Converting, EagerLoader):
+    """Coqui's load followed by precision conversions."""
 
 
 class Bf16Loader(_ConvertingLoader):

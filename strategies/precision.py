@@ -12,12 +12,15 @@ def _count(module: Any) -> int:
 def to_int8_dynamic(model: Any) -> dict[str, Any]:
     """Quantize Linear/LSTM/LSTMCell layers to int8 in place; report the fraction of parameters they held.
 
-    A model without such layers (VITS is all convolutions) converts nothing and says so:
-    int8_fraction = 0.0 makes the no-op visible instead of implying a saving.
+    transformers' GPT-2 `Conv1D` layers (XTTS's GPT) are Linear layers stored transposed, which
+    quantize_dynamic does not know: they become nn.Linear first (`conv1d_to_linear`), or most of
+    such a model would silently stay fp32. A model without such layers (VITS is all convolutions)
+    converts nothing and says so: int8_fraction = 0.0 makes the no-op visible instead of implying a saving.
     """
     import torch
     from torch import nn
 
+    conv1d = conv1d_to_linear(model)
     total = _count(model)
     targets = {nn.Linear, nn.LSTM, nn.LSTMCell}  # LSTMCell: Tacotron2's attention and decoder RNNs
     quantizable = [m for m in model.modules() if type(m) in targets]
@@ -26,7 +29,36 @@ def to_int8_dynamic(model: Any) -> dict[str, Any]:
         from torch.ao.quantization import quantize_dynamic
 
         quantize_dynamic(model, targets, dtype=torch.qint8, inplace=True)
-    return {"int8_fraction": converted / total if total else 0.0, "int8_layers": len(quantizable)}
+    return {"int8_fraction": converted / total if total else 0.0, "int8_layers": len(quantizable),
+            "conv1d_to_linear": conv1d}
+
+
+def conv1d_to_linear(model: Any) -> int:
+    """Replace every transformers `Conv1D` by the nn.Linear that computes the same (weight transposed).
+
+    Conv1D computes addmm(bias, x, W) with W stored [in, out]; nn.Linear stores [out, in]. A module
+    shared by several parents (XTTS's GPT-2 is also its inference wrapper's transformer) becomes one
+    Linear set on every parent. Returns how many were converted; transformers is never imported here
+    (a model holding Conv1D layers has imported it already).
+    """
+    import sys
+
+    from torch import nn
+
+    conv1d = getattr(sys.modules.get("transformers.pytorch_utils"), "Conv1D", None)
+    if conv1d is None:
+        return 0
+    done: dict[int, nn.Linear] = {}
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, conv1d):
+                if id(child) not in done:
+                    linear = nn.Linear(*child.weight.shape, device="meta")  # no init work: both tensors replaced
+                    linear.weight = nn.Parameter(child.weight.detach().t().contiguous(), requires_grad=False)
+                    linear.bias = nn.Parameter(child.bias.detach().clone(), requires_grad=False)
+                    done[id(child)] = linear
+                setattr(parent, name, done[id(child)])
+    return len(done)
 
 
 def to_bf16(model: Any) -> dict[str, Any]:
