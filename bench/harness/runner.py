@@ -100,8 +100,9 @@ def _limits(cell: Cell, options: CellOptions) -> dict[str, Any] | None:
     if not options.limits:
         return None
     cold = options.cache == "cold" and options.scratch_dir is not None
+    memcpy_mib = os.environ.get("TTSLOAD_MEMCPY_MIB")  # the test suite's smaller copy (recorded as memcpy_bytes)
     return {"read_file": str(pagecache.scratch_file(options.scratch_dir)) if cold else None,
-            "model_file": str(cell.model.checkpoint)}
+            "model_file": str(cell.model.checkpoint), "memcpy_bytes": int(memcpy_mib) * 2**20 if memcpy_mib else None}
 
 
 def _follow(proc: subprocess.Popen, fd: int, outcome: CellOutcome, deadline: float,
