@@ -76,10 +76,10 @@ def bench(session: nox.Session) -> None:
 # XTTS's loads and syntheses are long, so the scenario runs get a longer deadline than their scripts' own.
 LARGE_MODELS = ["xtts", "vits"]
 LARGE_RUNS: list[tuple[str, list[str]]] = [
-    ("xtts-warm", ["--strategy", "naive,singleton,mmap,mmap-meta,safetensors,quantized", "--model", "xtts",
-                   "--requests", "3", "--repeat", "3", "--cache", "warm"]),
-    ("xtts-cold", ["--strategy", "naive,mmap,safetensors", "--model", "xtts", "--requests", "3", "--repeat", "3",
-                   "--cache", "cold"]),
+    ("xtts-warm", ["--strategy", "naive,singleton,mmap,resident+mmap-meta,resident+safetensors,quantized",
+                   "--model", "xtts", "--requests", "3", "--repeat", "3", "--cache", "warm"]),
+    ("xtts-cold", ["--strategy", "naive,mmap,resident+safetensors", "--model", "xtts", "--requests", "3",
+                   "--repeat", "3", "--cache", "cold"]),
     ("xtts-workers", ["--scenario", "workers", "--model", "xtts", "--strategy", "singleton,prefork+mmap",
                       "--timeout", "1800"]),
     ("xtts-vits-switch", ["--scenario", "switch-large"]),

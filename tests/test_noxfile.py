@@ -53,9 +53,9 @@ def test_bench_large_runs_issue_12s_cells_in_order_each_into_its_own_folder(noxf
     assert ["ttsload", "models", "build", "xtts", "vits"] in session.commands
     runs = runs_of(session)
     assert [r[:r.index("--out")] for r in runs] == [
-        ["--strategy", "naive,singleton,mmap,mmap-meta,safetensors,quantized", "--model", "xtts", "--requests", "3",
-         "--repeat", "3", "--cache", "warm"],
-        ["--strategy", "naive,mmap,safetensors", "--model", "xtts", "--requests", "3", "--repeat", "3",
+        ["--strategy", "naive,singleton,mmap,resident+mmap-meta,resident+safetensors,quantized", "--model", "xtts",
+         "--requests", "3", "--repeat", "3", "--cache", "warm"],
+        ["--strategy", "naive,mmap,resident+safetensors", "--model", "xtts", "--requests", "3", "--repeat", "3",
          "--cache", "cold"],
         ["--scenario", "workers", "--model", "xtts", "--strategy", "singleton,prefork+mmap", "--timeout", "1800"],
         ["--scenario", "switch-large"],
@@ -92,3 +92,13 @@ def test_bench_keeps_its_out_and_reports_it(noxfile, tmp_path):
 
 def test_bench_large_is_not_a_default_session(noxfile):
     assert "bench-large" not in noxfile.nox.options.sessions
+
+
+def test_every_strategy_the_large_runs_name_exists(noxfile):
+    """A bare loader name (`mmap-meta`) is no strategy: each name must resolve, or the run fails every cell."""
+    from ttsload.strategies.registry import resolve
+
+    for _, args in noxfile.LARGE_RUNS:
+        if "--strategy" in args:
+            for name in args[args.index("--strategy") + 1].split(","):
+                resolve(name)
