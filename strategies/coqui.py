@@ -156,6 +156,23 @@ def read_state(path: Any, mmap: bool = True) -> dict[str, Any]:
     return state
 
 
+def read_safetensors_aligned(path: Any) -> tuple[dict[str, Any], int]:
+    """A safetensors file's tensors, each in 64-byte-aligned memory, and how many bytes had to be copied.
+
+    safetensors places tensors at 8-byte offsets of the file; oneDNN/BLAS take other code paths on
+    such weights, and the fp32 audio of Tacotron2's LSTMs and XTTS's GPT then differs from eager's
+    in the last bits. Unaligned tensors are copied (as torch.load's always are), and the copy is
+    reported, since it is memory this loader then holds.
+    """
+    from safetensors.torch import load_file
+
+    state = load_file(str(path), device="cpu")
+    unaligned = [key for key, value in state.items() if value.data_ptr() % 64]
+    for key in unaligned:
+        state[key] = state[key].clone()
+    return state, sum(state[key].numel() * state[key].element_size() for key in unaligned)
+
+
 def coqui_state_fixups(model: Any, state: dict[str, Any]) -> dict[str, Any]:
     """What Coqui's VITS `load_checkpoint` does to a state dict before loading it.
 

@@ -137,13 +137,7 @@ class PipelineSafetensorsLoader(PipelineLoader):
     def read(parts: pipeline.Parts, part: str, path: Path) -> dict[str, Any]:
         """The file's tensors, each 64-byte aligned: safetensors packs them at 8-byte offsets, and Tacotron2's
         LSTM kernels round differently on unaligned weights (output not bit-identical); copies are reported."""
-        from safetensors.torch import load_file
-
-        state = load_file(str(path), device="cpu")
-        unaligned = [key for key, value in state.items() if value.data_ptr() % 64]
-        for key in unaligned:
-            state[key] = state[key].clone()
-        parts.facts[part]["realigned_bytes"] = sum(state[k].numel() * state[k].element_size() for k in unaligned)
+        state, parts.facts[part]["realigned_bytes"] = coqui.read_safetensors_aligned(path)
         return state
 
 

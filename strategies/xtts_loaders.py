@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from ttsload.strategies import precision, xtts
 from ttsload.strategies.base import Loader, ModelFiles, PhasedLoader, StrategyError
-from ttsload.strategies.coqui import read_state, require_weights_only
+from ttsload.strategies.coqui import read_safetensors_aligned, read_state, require_weights_only
 from ttsload.strategies.loaders import Converting
 
 
@@ -99,7 +99,7 @@ class XttsMetaMmapLoader(XttsMmapLoader):
 class XttsSafetensorsLoader(XttsLoader):
     """safetensors gives tensors at the file's offsets (8-byte aligned), where oneDNN/BLAS take other
     code paths and fp32 audio differs from eager's in the last bits: unaligned tensors are copied to
-    64-byte-aligned memory (as torch.load's are), and the count is reported."""
+    64-byte-aligned memory (coqui.read_safetensors_aligned), and the bytes copied are reported."""
 
     name = "safetensors"
     summary = "init skipped + safetensors.torch.load_file (unaligned tensors copied to aligned memory) + assign"
@@ -110,13 +110,7 @@ class XttsSafetensorsLoader(XttsLoader):
         return [files.safetensors, *super().weight_files(files)[1:]]
 
     def read_state(self, files: ModelFiles) -> dict[str, Any]:
-        from safetensors.torch import load_file
-
-        state = load_file(str(files.safetensors), device="cpu")
-        unaligned = [key for key, value in state.items() if value.data_ptr() % 64]
-        for key in unaligned:
-            state[key] = state[key].clone()
-        self.facts["realigned_tensors"] = len(unaligned)
+        state, self.facts["realigned_bytes"] = read_safetensors_aligned(files.safetensors)
         return state
 
 
