@@ -10,8 +10,15 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import hashlib
+import json
+
 import psutil
 
+# CPU flags that change which kernels torch and oneDNN pick: two machines that differ in one of these
+# can rank strategies differently (bf16 was 2x faster on avx512_bf16, 47 % slower with amx), so they
+# belong to the machine class. Other flags do not.
+KERNEL_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
 _PACKAGES = ("torch", "coqui-tts", "coqui-tts-trainer", "numpy", "psutil", "accelerate", "safetensors")
 
 
@@ -32,6 +39,44 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def _cpu_flags() -> list[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                present = set(line.split(":", 1)[1].split())
+                return [f for f in KERNEL_FLAGS if f in present]
+    except OSError:
+        pass
+    return []
+
+
+def fingerprint() -> dict[str, Any]:
+    """The machine class: what makes absolute timings comparable (CPU, cores, memory, kernel-changing ISA
+    flags, and the versions of the code that runs the kernels). Shared by the gate's baseline matching and
+    by sharded runs' machine identity."""
+    return {
+        "cpu": _cpu_model(),
+        "cores_logical": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30),
+        "isa": _cpu_flags(),
+        "python": ".".join(platform.python_version_tuple()[:2]),
+        "torch": _version("torch"),
+        "coqui-tts": _version("coqui-tts"),
+    }
+
+
+def machine_class(print_: dict[str, Any]) -> str:
+    """A short stable id of a fingerprint (12 hex digits), for file names and table headers."""
+    return hashlib.sha256(json.dumps(print_, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def describe_class(print_: dict[str, Any]) -> str:
+    """One line a person can read: 'AMD EPYC, 2 cores, 23 GB, avx512_bf16, py3.11 torch 2.13.0+cpu'."""
+    isa = ",".join(print_.get("isa") or []) or "no avx2"
+    return (f"{print_.get('cpu')}, {print_.get('cores_logical')} cores, {print_.get('memory_gb')} GB, {isa}, "
+            f"py{print_.get('python')} torch {print_.get('torch')} coqui-tts {print_.get('coqui-tts')}")
+
+
 def _git_sha() -> str | None:
     here = Path(__file__).resolve().parent.parent
     try:
@@ -44,8 +89,13 @@ def _git_sha() -> str | None:
     return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def collect() -> dict[str, Any]:
+def collect(machine: str | None = None) -> dict[str, Any]:
+    """Everything about where a run was measured. `machine` names the host in results (default: hostname)."""
+    print_ = fingerprint()
     return {
+        "machine": machine or platform.node(),
+        "fingerprint": print_,
+        "machine_class": machine_class(print_),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpu": _cpu_model(),
