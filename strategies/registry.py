@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
 
+from ttsload.strategies import options as strategy_options
 from ttsload.strategies.base import Hook, Loader, ModelFiles, Topology, UnknownStrategy
 from ttsload.strategies.families import FAMILIES
 
@@ -80,11 +81,17 @@ def topologies() -> dict[str, type[Topology]]:
 
 @dataclass(frozen=True)
 class StrategySpec:
-    """A resolved strategy: the name the user gave and the topology and loader it means."""
+    """A resolved strategy: the name the user gave, the topology and loader it means, and its options
+    (`strategies/options.py`: e.g. `singleton:retry=3`), as sorted (key, value) pairs."""
 
     name: str
     topology: str
     loader: str
+    options: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def option_map(self) -> dict[str, object]:
+        return dict(self.options)
 
     @property
     def topology_class(self) -> type[Topology]:
@@ -108,17 +115,20 @@ def _alias(part: str) -> str:
 
 
 def resolve(name: str) -> StrategySpec:
-    """Turn 'naive', 'worker+mmap' or 'mmap+worker' into a StrategySpec, or raise UnknownStrategy."""
+    """Turn 'naive', 'worker+mmap', 'mmap+worker' or 'singleton:retry=3' into a StrategySpec, or raise
+    UnknownStrategy."""
     name = name.strip()
     loaders()  # raises on a misconfigured planted fault before any cell starts
-    if name in PRESETS:
-        return StrategySpec(name, *PRESETS[name])
-    parts = [_alias(p) for p in name.split("+")]
+    base, option_text = strategy_options.split(name)
+    options = tuple(sorted(strategy_options.parse(name, option_text).items()))
+    if base in PRESETS:
+        return StrategySpec(name, *PRESETS[base], options)
+    parts = [_alias(p) for p in base.split("+")]
     topology = [p for p in parts if p in topologies()]
     loader = [p for p in parts if p in loader_names()]
     if len(parts) == 2 and len(topology) == 1 and len(loader) == 1:
-        return StrategySpec(name, topology[0], loader[0])
+        return StrategySpec(name, topology[0], loader[0], options)
     raise UnknownStrategy(
-        f"unknown strategy '{name}': use a preset ({', '.join(PRESETS)}) or TOPOLOGY+LOADER with "
+        f"unknown strategy '{base}': use a preset ({', '.join(PRESETS)}) or TOPOLOGY+LOADER with "
         f"topologies {', '.join(topologies())} and loaders {', '.join(loader_names())}"
     )

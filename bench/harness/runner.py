@@ -186,6 +186,14 @@ def _tail(path: Path, lines: int = 20) -> str:
         return ""
 
 
+def _options_of(strategy: str) -> dict[str, Any]:
+    """The strategy's options (`name:key=value`), recorded with every row so a table can group by them."""
+    from ttsload.strategies.registry import resolve
+
+    options = resolve(strategy).option_map
+    return {k: v if isinstance(v, (int, float, str, bool)) or v is None else str(v) for k, v in options.items()}
+
+
 def run_cells(cells: list[Cell], options: CellOptions, store: Any, run_id: str,
               on_event: Callable[[Cell, dict[str, Any]], None] = lambda c, e: None,
               on_done: Callable[[Cell, dict[str, Any]], None] = lambda c, r: None) -> list[dict[str, Any]]:
@@ -195,6 +203,7 @@ def run_cells(cells: list[Cell], options: CellOptions, store: Any, run_id: str,
         log_path = store.out / "logs" / f"{file_safe(cell.id)}__{run_id}.log"
         outcome = run_cell(cell, options, log_path, lambda event, cell=cell: on_event(cell, event))
         row = summarize(outcome, run_id, options.cache)
+        row["strategy_options"] = _options_of(cell.strategy)
         store.write_cell(outcome.records(run_id) + phase_records(outcome, run_id), row)
         rows.append(row)
         on_done(cell, row)
