@@ -1,4 +1,5 @@
-"""`ttsload`: one entry point with subcommands (run, report, profile, models, strategies, gate, baseline, history)."""
+"""`ttsload`: one entry point with subcommands (run, report, merge, profile, models, strategies, gate, baseline,
+history)."""
 
 from __future__ import annotations
 
@@ -50,10 +51,22 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--corpus-seed", type=int, help="seed of the text corpus (default: the scenario's, else 0)")
     run.add_argument("--history", type=Path, help="history store to append to (default $TTSLOAD_HOME/history.jsonl)")
     run.add_argument("--no-history", action="store_true", help="do not append this run to the history store")
+    run.add_argument("--shard", metavar="I/N", help="run only shard I of N (0-based I: 0/3 1/3 2/3; env/N reads "
+                                                   "$JOB_COMPLETION_INDEX), balanced by the history's durations")
+    run.add_argument("--shard-by", choices=("config", "cell"), default="config",
+                     help="what stays together in one shard: every repetition of a strategy x model x scenario "
+                          "(config, default) or each repetition alone (cell)")
+    run.add_argument("--list-cells", action="store_true",
+                     help="print the expanded plan (cell ids, shard, expected duration) and run nothing")
+    run.add_argument("--machine", help="name of this machine in the results (default: the hostname)")
 
     report = sub.add_parser("report", help="build the HTML report (plus CSV/Markdown tables) of a results folder")
     report.add_argument("folder", type=Path, help="results folder (holds results.jsonl); may be partial")
     report.add_argument("--out", type=Path, help="HTML file or folder (default FOLDER/report/report.html)")
+
+    merge = sub.add_parser("merge", help="merge the results folders of one plan's shards or machines into one")
+    merge.add_argument("folders", type=Path, nargs="+", metavar="DIR", help="results folders (or merged ones)")
+    merge.add_argument("--out", type=Path, required=True, help="merged results folder (created or rewritten)")
 
     run.add_argument("--profile", help="comma list of profilers (memray, py-spy): after the timed cells, "
                                        "one profiling pass per strategy and model, never timed")
@@ -117,6 +130,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ttsload.bench.commands.run import cmd_run as run
 
     return run(args)
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from ttsload.bench import merging
+
+    print(merging.describe(merging.merge(args.folders, args.out)), end="")
+    return EXIT_OK
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -251,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     handlers = {"doctor": cmd_doctor, "run": cmd_run, "report": cmd_report, "profile": cmd_profile,
                 "models": cmd_models, "strategies": cmd_strategies, "scenarios": cmd_scenarios, "gate": cmd_gate,
-                "baseline": cmd_baseline, "history": cmd_history}
+                "baseline": cmd_baseline, "history": cmd_history, "merge": cmd_merge}
     try:
         return handlers[args.command](args)
     except UsageError as exc:

@@ -125,6 +125,9 @@ REGISTRY: tuple[Metric, ...] = (
     _phase("construct_s", "construct", "verify_done", "construct_done", 3, CS),
     _phase("weights_s", "weights", "construct_done", "weights_done", 3, CS),
     _phase("first_audio_s", "first synthesis", "weights_done", "first_audio", 2, CS, R),
+    # the cell process's lifetime up to its last event: what a shard spends on it (balances --shard)
+    Metric("wall_s", "cell wall time", "s", 1, lambda v: max(e["t"] for e in v.events) - v.outcome.t0
+           if v.events else None),
     # memory of the whole process tree after the last request, and peaks
     _steady("rss", "RSS (summed)", R),
     _steady("pss", "PSS (tree)", CS, RM, R),

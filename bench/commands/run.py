@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from ttsload.bench import fixtures as models
+from ttsload.bench import planid, sharding
 from ttsload.bench.analysis import quality
 from ttsload.bench.cells import Cell, CellKey
 from ttsload.bench.commands import console as ui
+from ttsload.bench.commands import shardplan
 from ttsload.bench.errors import UsageError
 from ttsload.bench.harness import environment, runner
 from ttsload.bench.profiling import passes as profile
@@ -97,7 +99,7 @@ def _servable(cells: list[runner.Cell], specs: dict[str, StrategySpec]) -> tuple
 def _record_options(args: argparse.Namespace, batches: list[Batch]) -> dict[str, Any]:
     """What the run record keeps of the command line, resolved."""
     first = batches[0]
-    return {
+    options = {
         **{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         # resolved values, so runs with and without the flags compare (the gate checks these)
         "requests": args.requests or (len(first.options.texts) if first.scenario.kind == "single" else None),
@@ -111,32 +113,55 @@ def _record_options(args: argparse.Namespace, batches: list[Batch]) -> dict[str,
                        "labels": [label for label, _ in b.scenario.variants()]} for b in batches],
         "planned_cells": [c.id for b in batches for c in b.cells],
     }
+    return {**options, "plan_hash": planid.plan_hash(options)}
 
 
-def _finished(out: Path) -> set[str]:
-    if not load_records(out, "run"):
+def _finished(out: Path, machine_class: str, plan: str) -> set[str]:
+    """Cells measured ok in OUT on this machine class (a merged folder holds other classes' cells too)."""
+    runs = load_records(out, "run")
+    if not runs:
         raise UsageError(f"--resume {out}: no ttsload run there (no run record in {out / 'results.jsonl'})")
+    hashes = {h for r in runs if (h := r.get("options", {}).get("plan_hash"))}
+    if hashes and hashes != {plan}:
+        raise UsageError(f"--resume {out}: the plan differs from the one measured there (plan hash {plan} vs "
+                         f"{', '.join(sorted(hashes))}): give the same strategies, models, scenarios and options")
     return {CellKey.of_row(r).id for r in load_cell_rows(out)
-            if r.get("status") == "ok"}
+            if r.get("status") == "ok" and r.get("machine_class", machine_class) == machine_class}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    run_id = time.strftime("%Y%m%d-%H%M%S")
-    out = args.resume or args.out or Path("results") / run_id
-    finished = _finished(out) if args.resume else set()
+    out = args.resume or args.out or Path("results") / time.strftime("%Y%m%d-%H%M%S")
+    shard = sharding.parse(args.shard) if args.shard else None
     tools = profile.parse_tools(args.profile) if args.profile else []
     batches = prepare(args, out, [])
+    options = _record_options(args, batches)
+    keys = [c.key for b in batches for c in b.cells]
+    durations = sharding.expected_durations(keys, args.history or _default_history(), options["requests"])
+    shard_of = sharding.assign(keys, shard.count if shard else 1, durations, args.shard_by)
+    if args.list_cells:
+        print(shardplan.listing(options["plan_hash"], keys, shard_of, durations, shard, args.shard_by), end="")
+        return 0
+    environment_record = environment.collect(machine=args.machine)
+    stamp = {"machine": environment_record["machine"], "machine_class": environment_record["machine_class"]}
+    run_id = time.strftime("%Y%m%d-%H%M%S") + (f"-{shardplan.slug(stamp['machine'])}-s{shard}".replace("/", "of")
+                                               if shard else "")
+    finished = _finished(out, stamp["machine_class"], options["plan_hash"]) if args.resume else set()
     store = ResultStore(out)
     for tool in tools:  # said now, not after the timed cells; the run goes on without that tool
         if problem := profile.unavailable(tool):
             ui.console.print(f"ttsload: {problem}; the timed run continues without {tool}")
-    store.write_run(run_id, environment.collect(), _record_options(args, batches))
+    if shard:
+        options.update(shard=str(shard), shard_basis=sharding.basis(durations),
+                       shard_cells=[k.id for k in keys if shard_of[k.id] == shard.index])
+    store.write_run(run_id, environment_record, options)
     planned = sum(len(b.cells) for b in batches)
     for batch in batches:
-        batch.cells = [c for c in batch.cells if c.id not in finished]
+        batch.cells = [c for c in batch.cells if c.id not in finished
+                       and (shard is None or shard_of[c.id] == shard.index)]
     todo = sum(len(b.cells) for b in batches)
     ui.console.print(f"ttsload run {run_id}: {todo} cells -> {out}"
-                     + (f" (resumed: {planned - todo} of {planned} finished before)" if args.resume else ""))
+                     + (f" (shard {shard} of a {planned}-cell plan {options['plan_hash']})" if shard else "")
+                     + (f" (resumed: {len(finished)} of {planned} finished before)" if args.resume else ""))
     rows: list[dict[str, Any]] = []
     with ui.progress() as bar:
         task = bar.add_task("cells", total=todo, detail="")
@@ -151,7 +176,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         try:
             for batch in batches:
-                rows += runner.run_cells(batch.cells, batch.options, store, run_id, on_event, on_done)
+                rows += runner.run_cells(batch.cells, batch.options, store, run_id, on_event, on_done, stamp)
         except KeyboardInterrupt:
             bar.stop()
             ui.console.print(f"interrupted: finished cells are kept in {out}; `ttsload run ... --resume {out}` "
@@ -162,9 +187,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     _compare_outputs(batches, rows, out, run_id, store)
     if tools:  # after every timed cell: a profiler's overhead never lands in timings
         first = batches[0]
-        options = runner.CellOptions(first.options.texts[:1], "warm", args.threads, first.options.timeout_s,
-                                     on_deadline=first.options.on_deadline)
-        profile.profile_cells(tools, first.specs, first.models, "single", out, run_id, options, store,
+        cell_options = runner.CellOptions(first.options.texts[:1], "warm", args.threads, first.options.timeout_s,
+                                          on_deadline=first.options.on_deadline)
+        profile.profile_cells(tools, first.specs, first.models, "single", out, run_id, cell_options, store,
                               lambda record: [ui.console.print(line) for line in profile.describe(record, out)])
     ui.console.print(f"results: {store.path}\nsummary: {out / 'summary.csv'}")
     if not args.no_history and any(r["status"] == "ok" for r in rows):
@@ -172,6 +197,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         ui.console.print(f"history: appended to {history.append(out, args.history)}")
     return 1 if any(r["status"] != "ok" for r in rows) else 0
+
+
+def _default_history() -> Path:
+    from ttsload.bench.regression import history
+
+    return history.default_path()
 
 
 def _compare_outputs(batches: list[Batch], rows: list[dict[str, Any]], out: Path, run_id: str,

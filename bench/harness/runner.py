@@ -196,14 +196,19 @@ def _options_of(strategy: str) -> dict[str, Any]:
 
 def run_cells(cells: list[Cell], options: CellOptions, store: Any, run_id: str,
               on_event: Callable[[Cell, dict[str, Any]], None] = lambda c, e: None,
-              on_done: Callable[[Cell, dict[str, Any]], None] = lambda c, r: None) -> list[dict[str, Any]]:
-    """Run cells one after another, writing each to the store as it ends. Returns the rows."""
+              on_done: Callable[[Cell, dict[str, Any]], None] = lambda c, r: None,
+              stamp: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Run cells one after another, writing each to the store as it ends. Returns the rows.
+
+    `stamp` is added to every row: the machine and machine class, so a merged folder keeps each cell's machine.
+    """
     rows = []
     for cell in cells:
         log_path = store.out / "logs" / f"{file_safe(cell.id)}__{run_id}.log"
         outcome = run_cell(cell, options, log_path, lambda event, cell=cell: on_event(cell, event))
         row = summarize(outcome, run_id, options.cache)
         row["strategy_options"] = _options_of(cell.strategy)
+        row.update(stamp or {})
         store.write_cell(outcome.records(run_id) + phase_records(outcome, run_id), row)
         rows.append(row)
         on_done(cell, row)

@@ -1,0 +1,189 @@
+"""`ttsload merge`: the results folders of one plan's shards (and machines) into one folder, losslessly.
+
+Inputs must carry the same plan hash (bench/planid.py). Every record is kept as written; a record found in
+more than one input (a merged folder merged again) is kept once, so merging is idempotent, and the output
+is ordered by run id, never by the order of the inputs. A cell measured ok twice on one machine class (same
+cell id, different records) is a duplicate: the merge refuses and names it. Cells of the plan that a machine
+class has not measured ok are listed as missing; `ttsload run --resume OUT` measures them.
+
+Lines are handled as text and only run and cell records are parsed, so a merge costs about one read and
+one write of the inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ttsload.bench.cells import CellKey
+from ttsload.bench.errors import UsageError
+from ttsload.bench.results import RESULTS, ResultStore
+
+_RUN_ID = re.compile(r'"run_id": "([^"]*)"')
+_PARSED = ('"type": "run"', '"type": "cell"')  # the only records merge reads; the rest are copied as text
+LOGS = "logs"
+
+
+@dataclass
+class Merged:
+    """What a merge wrote and found."""
+
+    out: Path
+    plan_hash: str
+    records: int
+    runs: int
+    cells: int  # ok cell records
+    classes: dict[str, str] = field(default_factory=dict)  # machine class -> machine names
+    missing: dict[str, list[str]] = field(default_factory=dict)  # machine class -> cell ids not measured ok
+    warnings: list[str] = field(default_factory=list)
+
+
+def _read(folder: Path) -> list[str]:
+    """The lines of a results folder; a torn last line (a harness killed mid-write) is left out."""
+    path = folder / RESULTS
+    if not path.is_file():
+        raise UsageError(f"no {RESULTS} in {folder}: not a ttsload results folder")
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if lines:
+        try:
+            json.loads(lines[-1])
+        except json.JSONDecodeError:
+            lines.pop()
+    return lines
+
+
+def _stamp(row: dict[str, Any], runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A cell row with its machine and machine class (from its run record when an older run left them out)."""
+    environment = runs.get(row.get("run_id", ""), {}).get("environment", {})
+    return {**row, "machine": row.get("machine") or environment.get("machine") or environment.get("hostname"),
+            "machine_class": row.get("machine_class") or environment.get("machine_class") or "unknown"}
+
+
+def merge(folders: list[Path], out: Path) -> Merged:
+    """Check the inputs, write OUT/results.jsonl (and summary.csv, logs), and say what is missing."""
+    if (out / RESULTS).is_file() and out.resolve() not in {f.resolve() for f in folders}:
+        raise UsageError(f"--out {out} already holds results: name it as an input to merge into it, "
+                         f"or choose a new folder")
+    by_run: dict[str, list[str]] = defaultdict(list)
+    seen: set[str] = set()
+    runs: dict[str, dict[str, Any]] = {}
+    hashes: dict[str, list[str]] = defaultdict(list)
+    for folder in folders:
+        for line in _read(folder):
+            if line in seen:
+                continue
+            seen.add(line)
+            match = _RUN_ID.search(line)
+            run_id = match.group(1) if match else ""
+            by_run[run_id].append(line)
+            if line[:40].find(_PARSED[0]) >= 0:
+                record = json.loads(line)
+                runs[run_id] = record
+                hashes[record.get("options", {}).get("plan_hash") or "none"].append(str(folder))
+    if not runs:
+        raise UsageError(f"no run record in {', '.join(map(str, folders))}: nothing to merge")
+    if len(hashes) > 1 or "none" in hashes:
+        found = "; ".join(f"{h} in {', '.join(sorted(set(where)))}" for h, where in sorted(hashes.items()))
+        raise UsageError(f"inputs come from different plans (plan hashes: {found}); 'none' is a run made before "
+                         f"plan hashes")
+    lines, rows = _ordered(by_run, runs)
+    _check_duplicates(rows)
+    _write(out, lines, folders)
+    return _findings(out, next(iter(hashes)), len(lines), runs, rows)
+
+
+def _ordered(by_run: dict[str, list[str]], runs: dict[str, dict[str, Any]]) -> tuple[list[str], list[dict]]:
+    """Runs by run id (the inputs' order never shows); cell rows stamped with their machine."""
+    lines, rows = [], []
+    for run_id in sorted(by_run):
+        for line in by_run[run_id]:
+            if line[:40].find(_PARSED[1]) >= 0:
+                row = _stamp(json.loads(line), runs)
+                rows.append(row)
+                line = json.dumps(row, default=str)
+            lines.append(line)
+    return lines, rows
+
+
+def _check_duplicates(rows: list[dict[str, Any]]) -> None:
+    measured: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for row in rows:
+        if row.get("status") == "ok":
+            measured[(CellKey.of_row(row).id, row["machine_class"])].append(f"{row.get('machine')} "
+                                                                            f"run {row.get('run_id')}")
+    twice = {key: where for key, where in measured.items() if len(where) > 1}
+    if twice:
+        (cell, machine_class), where = sorted(twice.items())[0]
+        raise UsageError(f"duplicate: cell {cell} measured ok {len(where)} times on machine class {machine_class} "
+                         f"({'; '.join(where)}){f' and {len(twice) - 1} more cells' if len(twice) > 1 else ''}; "
+                         f"merge the shards of one run of the plan per machine class")
+
+
+def _write(out: Path, lines: list[str], folders: list[Path]) -> None:
+    """results.jsonl replaced atomically, summary.csv rebuilt, the cells' logs copied."""
+    out.mkdir(parents=True, exist_ok=True)
+    temporary = out / (RESULTS + ".tmp")
+    temporary.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    os.replace(temporary, out / RESULTS)
+    ResultStore(out).write_summary()
+    for folder in folders:
+        if folder.resolve() == out.resolve() or not (folder / LOGS).is_dir():
+            continue
+        for log in (folder / LOGS).iterdir():
+            target = out / LOGS / log.name
+            if log.is_file() and not target.exists():
+                target.parent.mkdir(exist_ok=True)
+                shutil.copy2(log, target)
+
+
+def _findings(out: Path, plan_hash: str, records: int, runs: dict[str, dict[str, Any]],
+              rows: list[dict[str, Any]]) -> Merged:
+    planned = list(dict.fromkeys(c for run in runs.values() for c in run.get("options", {}).get("planned_cells", [])))
+    classes: dict[str, set[str]] = defaultdict(set)
+    for run in runs.values():
+        environment = run.get("environment", {})
+        classes[environment.get("machine_class") or "unknown"].add(str(environment.get("machine")
+                                                                       or environment.get("hostname")))
+    done: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        if row.get("status") == "ok":
+            done[row["machine_class"]].add(CellKey.of_row(row).id)
+    merged = Merged(out, plan_hash, records, len(runs), sum(len(ids) for ids in done.values()),
+                    {c: ", ".join(sorted(names)) for c, names in sorted(classes.items())})
+    for machine_class in sorted(classes):
+        missing = [c for c in planned if c not in done[machine_class]]
+        if missing:
+            merged.missing[machine_class] = missing
+    bases: dict[tuple[str, Any], set[str]] = defaultdict(set)
+    for run in runs.values():
+        options = run.get("options", {})
+        if options.get("shard"):
+            count = str(options["shard"]).partition("/")[2]
+            bases[(run.get("environment", {}).get("machine_class"), count)].add(options.get("shard_basis"))
+    for (machine_class, count), found in sorted(bases.items(), key=str):
+        if len(found) > 1:
+            merged.warnings.append(f"machine class {machine_class}: the {count} shards were balanced from different "
+                                   f"history durations, so they may not partition the plan (see missing cells)")
+    return merged
+
+
+def describe(merged: Merged) -> str:
+    """What the terminal shows after a merge: classes, counts, missing cells, and how to fill them."""
+    lines = [f"merged {merged.runs} runs ({merged.records} records) of plan {merged.plan_hash} -> {merged.out}"]
+    for machine_class, names in merged.classes.items():
+        missing = merged.missing.get(machine_class, [])
+        state = f"{len(missing)} cells missing" if missing else "complete"
+        lines.append(f"machine class {machine_class} ({names}): {state}")
+        lines += [f"  missing: {cell}" for cell in missing[:20]]
+        if len(missing) > 20:
+            lines.append(f"  ... and {len(missing) - 20} more")
+    lines += [f"warning: {w}" for w in merged.warnings]
+    if merged.missing:
+        lines.append(f"`ttsload run ... --resume {merged.out}` (the run's own options) measures the missing cells")
+    return "\n".join(lines) + "\n"
