@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from ttsload.reports import html, plots, tables
+from ttsload.reports import html, machines, plots, tables
 from ttsload.reports.claims import seed_comparison
 from ttsload.reports.claims_worker import worker_comparison
 from ttsload.reports.load import RunData, load_run
@@ -54,12 +54,15 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
     long = tables.intervals(data)
     main = tables.main_table(long, data)
     failures = tables.failures_table(data)
-    seeds = [{"model": m, "scenario": s, "comparison": seed_comparison(data, long, m, s)}  # single-process shapes
-             for m, s in dict.fromkeys(zip(data.ok["model"], data.ok["scenario"], strict=True)) if "@" not in s]
-    scenario, phases = tables.scenario_table(data), tables.phase_table(data)
+    # Plots and the write-ups' comparisons draw one machine's timings: the first class when there are several.
+    one = data.only_class(data.machine_classes[0]) if len(data.machine_classes) > 1 else data
+    one_long = tables.intervals(one) if one is not data else long
+    seeds = [{"model": m, "scenario": s, "comparison": seed_comparison(one, one_long, m, s)}  # single-process
+             for m, s in dict.fromkeys(zip(one.ok["model"], one.ok["scenario"], strict=True)) if "@" not in s]
+    scenario, phases = tables.scenario_table(data), tables.phase_table(one)
     families = tables.family_table(data)
-    worker = worker_comparison(data)
-    figures = plots.all_plots(data)
+    worker = worker_comparison(one)
+    figures = plots.all_plots(one)
     shown, scope = tables.without_constant_keys(main)
     sections = [(family, tables.without_constant_keys(part)[0]) for family, part in tables.by_family(main, data)]
 
@@ -79,6 +82,7 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
     target.write_text(html.render({
         **_status(data), "folder": str(folder), "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
         "recommendations": tables.recommendations(long), "main_table": shown, "main_scope": scope,
+        "machines": machines.side_by_side(long, data),
         "family_sections": sections,
         "coverage_note": tables.coverage_note(long), "failures": failures, "seeds": seeds, "plots": figures,
         "scenario_table": scenario, "phase_table": phases, "family_table": families, "worker": worker,

@@ -7,7 +7,7 @@ Works on a run that is still going or was killed: a torn last line is skipped by
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,28 @@ class RunData:
     def failed(self) -> pd.DataFrame:
         return self.cells[self.cells["status"] != "ok"]
 
+    @property
+    def machine_classes(self) -> list[str]:
+        """The machine classes the cells were measured on, in order of appearance."""
+        return list(dict.fromkeys(self.cells["machine_class"].dropna())) if len(self.cells) else []
+
+    @property
+    def keys(self) -> list[str]:
+        """What one row of a table stands for: model x scenario x strategy, and the machine class when the
+        results hold several (timings of two classes are never pooled)."""
+        return [*CELL_KEYS, "machine_class"] if len(self.machine_classes) > 1 else CELL_KEYS
+
+    def only_class(self, machine_class: str) -> RunData:
+        """The records of one machine class: for plots and comparisons that draw one machine's timings."""
+        runs = set(self.cells.loc[self.cells["machine_class"] == machine_class, "run_id"])
+
+        def keep(frame: pd.DataFrame) -> pd.DataFrame:
+            return frame[frame["run_id"].isin(runs)] if "run_id" in frame else frame
+
+        return replace(self, cells=keep(self.cells), samples=keep(self.samples), processes=keep(self.processes),
+                       events=keep(self.events), requests=keep(self.requests), quality=keep(self.quality),
+                       phases=keep(self.phases), runs=[r for r in self.runs if r.get("run_id") in runs])
+
     def has_column(self, column: str) -> bool:
         return column in self.cells and self.cells[column].notna().any()
 
@@ -65,7 +87,7 @@ def load_run(folder: Path) -> RunData:
     for record in records:
         by_type.setdefault(record.get("type", ""), []).append(record)
     runs = by_type.get("run", [])
-    cells = _cells(by_type.get("cell", []))
+    cells = _cells(by_type.get("cell", []), runs)
     samples, processes = _samples(by_type.get("sample", []))
     events = _frame(by_type.get("event", []), ["cell", "event", "t_rel", "pid", "index"])
     requests = _frame(by_type.get("request", []), ["cell", "index", "chars", "latency_s", "audio_s", "pid"])
@@ -86,11 +108,18 @@ def _frame(records: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
     return frame
 
 
-def _cells(records: list[dict[str, Any]]) -> pd.DataFrame:
-    frame = _frame(records, COLUMNS)
+def _cells(records: list[dict[str, Any]], runs: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = _frame(records, [*COLUMNS, "machine", "machine_class"])
     for column in NUMERIC:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    frame["cell"] = frame.apply(lambda row: CellKey.of_row(row).id, axis=1) if len(frame) else pd.Series(dtype=str)
+    # rows of runs made before cell rows carried their machine: from their run record
+    environments = {r.get("run_id"): r.get("environment", {}) for r in runs}
+    for column, fallback in (("machine", "hostname"), ("machine_class", "machine_class")):
+        known = {run_id: env.get(column) or env.get(fallback) or "unknown" for run_id, env in environments.items()}
+        frame[column] = frame[column].fillna(frame["run_id"].map(known)).fillna("unknown")
+    frame["cell"] = [CellKey(*parts).id for parts in zip(frame["strategy"].astype(str), frame["model"].astype(str),
+                                                         frame["scenario"].astype(str), frame["repeat"].astype(int),
+                                                         strict=True)] if len(frame) else pd.Series(dtype=str)
     frame["reason"] = frame["reason"].fillna("")
     return frame.drop(columns=[c for c in ("type", "schema") if c in frame])
 
@@ -99,7 +128,8 @@ def _samples(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]
     rows, per_process = [], []
     for record in records:
         total = record.get("total", {})
-        base = {"cell": record["cell"], "t_rel": record["t_rel"], "steady": bool(record.get("steady")),
+        base = {"cell": record["cell"], "run_id": record.get("run_id"), "t_rel": record["t_rel"],
+                "steady": bool(record.get("steady")),
                 "after_request": record.get("after_request")}
         rows.append({**base, "n": record.get("n"), **{f"{k}_mb": v / MB for k, v in total.items()}})
         for process in record.get("processes", []):

@@ -11,7 +11,7 @@ import pandas as pd
 from ttsload.bench.analysis.metrics import BY_COLUMN, REPORT, REPORT_MAIN, REPORT_SCENARIO, Metric, shown
 from ttsload.bench.analysis.stats import median_interval
 from ttsload.bench.cells import CellKey
-from ttsload.reports.load import CELL_KEYS, RunData
+from ttsload.reports.load import RunData
 
 # Below this coverage an interval is too weak to call a winner (2 repetitions: [min, max] covers 50 %).
 MIN_COVERAGE = 0.75
@@ -28,17 +28,17 @@ CRITERIA = {"memory": "pss_mb", "cold start": "cold_start_s", "latency": "latenc
 def intervals(data: RunData, metrics: list[Metric] = METRICS) -> pd.DataFrame:
     """Long table: one row per model x scenario x strategy x metric, over the repetitions that succeeded."""
     rows = []
-    for keys, group in data.cells.groupby(CELL_KEYS, sort=False):
+    for keys, group in data.cells.groupby(data.keys, sort=False):
         ok = group[group["status"] == "ok"]
         for metric in metrics:
             if metric.column not in ok:
                 continue
             found = median_interval(ok[metric.column].dropna().tolist())
             median, low, high, coverage = found if found else (None, None, None, None)
-            rows.append({**dict(zip(CELL_KEYS, keys, strict=True)), "metric": metric.column, "unit": metric.unit,
+            rows.append({**dict(zip(data.keys, keys, strict=True)), "metric": metric.column, "unit": metric.unit,
                          "median": median, "low": low, "high": high, "coverage": coverage,
                          "n": int(ok[metric.column].notna().sum()), "cells": len(group)})
-    columns = [*CELL_KEYS, "metric", "unit", "median", "low", "high", "coverage", "n", "cells"]
+    columns = [*data.keys, "metric", "unit", "median", "low", "high", "coverage", "n", "cells"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -58,11 +58,13 @@ def fmt_interval(row: pd.Series | dict, decimals: int) -> str:
 def main_table(long: pd.DataFrame, data: RunData, metrics: list[Metric] = MAIN_METRICS) -> pd.DataFrame:
     """What a reader scans: one row per model x scenario x strategy, each metric as median [interval]."""
     rows = []
-    for keys, group in long.groupby(CELL_KEYS, sort=False):
-        by_metric = {r["metric"]: r for _, r in group.iterrows()}
-        row = dict(zip(CELL_KEYS, keys, strict=True))
-        cells = data.cells[(data.cells[CELL_KEYS] == pd.Series(dict(zip(CELL_KEYS, keys, strict=True)))).all(axis=1)]
-        row["ok / cells"] = f"{int((cells['status'] == 'ok').sum())}/{len(cells)}"
+    counts = data.cells.assign(ok=data.cells["status"] == "ok").groupby(data.keys, sort=False)["ok"].agg(["sum",
+                                                                                                           "size"])
+    for keys, group in long.groupby(data.keys, sort=False):
+        by_metric = {r["metric"]: r for r in group.to_dict("records")}
+        row = dict(zip(data.keys, keys, strict=True))
+        ok, size = counts.loc[keys] if keys in counts.index else (0, 0)
+        row["ok / cells"] = f"{int(ok)}/{int(size)}"
         for metric in metrics:
             found = by_metric.get(metric.column)
             row[metric.header] = fmt_interval(found, metric.decimals) if found is not None else "-"
@@ -98,11 +100,12 @@ def failures_table(data: RunData) -> pd.DataFrame:
 def recommendations(long: pd.DataFrame) -> list[str]:
     """One line per model x scenario: the winner per criterion, only when its interval clears every other."""
     lines = []
-    for (model, scenario), group in long.groupby(["model", "scenario"], sort=False):
+    by = ["model", "scenario", *(["machine_class"] if "machine_class" in long else [])]
+    for keys, group in long.groupby(by, sort=False):
         calls = []
         for criterion, column in CRITERIA.items():
             calls.append(_call(criterion, group[(group["metric"] == column) & group["median"].notna()]))
-        lines.append(f"{model} / {scenario}: " + "; ".join(calls) + ".")
+        lines.append(" / ".join(map(str, keys)) + ": " + "; ".join(calls) + ".")
     return lines
 
 

@@ -59,6 +59,9 @@ class ResultSet:
         rows = [r for r in records if r.get("type") == "cell"]
         if not runs or not rows:
             raise UsageError(f"{folder / RESULTS} has no {'run record' if not runs else 'finished cells'}")
+        if len(classes := sorted({str(r["machine_class"]) for r in rows if r.get("machine_class")})) > 1:
+            raise UsageError(f"{folder} holds {len(classes)} machine classes ({', '.join(classes)}): timings of "
+                             f"different machines are not pooled; merge one class's runs to gate or save them")
         result = cls(str(folder), runs[-1].get("run_id", ""), runs[-1].get("environment", {}),
                      {k: runs[-1].get("options", {}).get(k) for k in OPTION_KEYS})
         values: dict[Group, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))

@@ -1,0 +1,72 @@
+"""Across machine classes: per strategy x model (x scenario), each headline metric side by side per class,
+a recommendation per class, and where the ranking of strategies differs between classes.
+
+Only shown when the results hold more than one machine class (a folder merged from runs on different
+hardware). Timings of two classes are never pooled: every number here is one class's own median.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from ttsload.bench.analysis.metrics import BY_COLUMN
+from ttsload.reports.load import RunData
+from ttsload.reports.tables import CRITERIA, MAIN_METRICS, fmt_interval, recommendations
+
+
+def class_labels(data: RunData) -> dict[str, str]:
+    """A short header per machine class: 'A (host1, host2; AMD EPYC, 2 cores, avx512_bf16)'."""
+    letters = {c: chr(ord("A") + i) if i < 26 else f"C{i}" for i, c in enumerate(data.machine_classes)}
+    prints = {r.get("environment", {}).get("machine_class"): r.get("environment", {}).get("fingerprint") or {}
+              for r in data.runs}
+    labels = {}
+    for machine_class, letter in letters.items():
+        hosts = ", ".join(sorted(set(data.cells.loc[data.cells["machine_class"] == machine_class, "machine"]
+                                     .astype(str))))
+        found = prints.get(machine_class) or {}
+        hardware = (f"; {found.get('cpu')}, {found.get('cores_logical')} cores, "
+                    f"{','.join(found.get('isa') or []) or 'no avx2'}" if found else "")
+        labels[machine_class] = f"{letter} = {machine_class} ({hosts}{hardware})"
+    return labels
+
+
+def side_by_side(long: pd.DataFrame, data: RunData) -> dict[str, Any] | None:
+    """The section's parts, or None when the results hold one machine class."""
+    if len(data.machine_classes) < 2 or "machine_class" not in long:
+        return None
+    labels = class_labels(data)
+    short = {c: label.split(" = ")[0] for c, label in labels.items()}
+    medians = long[long["metric"].isin([m.column for m in MAIN_METRICS])]
+    rows = []
+    for (model, scenario, strategy), group in medians.groupby(["model", "scenario", "strategy"], sort=False):
+        row: dict[str, Any] = {"model": model, "scenario": scenario, "strategy": strategy}
+        found = {(r["metric"], r["machine_class"]): r for r in group.to_dict("records")}
+        for metric in MAIN_METRICS:
+            for machine_class in data.machine_classes:
+                entry = found.get((metric.column, machine_class))
+                row[f"{metric.header} {short[machine_class]}"] = (fmt_interval(entry, metric.decimals)
+                                                                  if entry is not None else "-")
+        rows.append(row)
+    return {"classes": list(labels.values()), "table": pd.DataFrame(rows),
+            "recommendations": recommendations(long), "rankings": ranking_differences(long, short)}
+
+
+def ranking_differences(long: pd.DataFrame, short: dict[str, str]) -> list[str]:
+    """One line per model x scenario x criterion where the order of strategies by median differs by class."""
+    lines = []
+    for (model, scenario), group in long.groupby(["model", "scenario"], sort=False):
+        for criterion, column in CRITERIA.items():
+            rows = group[(group["metric"] == column) & group["median"].notna()]
+            orders = {}
+            for machine_class, per_class in rows.groupby("machine_class", sort=False):
+                orders[machine_class] = per_class.sort_values(["median", "strategy"])["strategy"].tolist()
+            common = set.intersection(*(set(o) for o in orders.values())) if len(orders) > 1 else set()
+            ranked = {c: [s for s in order if s in common] for c, order in orders.items()}
+            if len(common) > 1 and len({tuple(r) for r in ranked.values()}) > 1:
+                unit = BY_COLUMN[column].unit
+                shown = "; ".join(f"{short.get(c, c)}: {' < '.join(r)}" for c, r in ranked.items())
+                lines.append(f"{model} / {scenario}, {criterion} ({unit}, lower first): the ranking differs between "
+                             f"machine classes, {shown}")
+    return lines
