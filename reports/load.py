@@ -8,6 +8,7 @@ Works on a run that is still going or was killed: a torn last line is skipped by
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -53,10 +54,10 @@ class RunData:
     def failed(self) -> pd.DataFrame:
         return self.cells[self.cells["status"] != "ok"]
 
-    @property
+    @cached_property
     def machine_classes(self) -> list[str]:
         """The machine classes the cells were measured on, in order of appearance."""
-        return list(dict.fromkeys(self.cells["machine_class"].dropna())) if len(self.cells) else []
+        return [str(c) for c in self.cells["machine_class"].dropna().unique()] if len(self.cells) else []
 
     @property
     def keys(self) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import matplotlib
 
@@ -33,6 +33,9 @@ PHASE_HATCH = {"import_s": "", "verify_s": "", "construct_s": "//", "weights_s":
 TIMELINE_EVENTS = {"limits": "limit probe done", "imports_done": "imports done", "weights_done": "weights loaded",
                    "first_audio": "first audio", "requests_done": "requests done"}
 DPI = 100
+# Panels per plot: past this a figure is unreadable and slow to draw (a 10^5-cell result set holds hundreds of
+# model x scenario groups). The tables and medians.csv keep every group; the caption says what was left out.
+MAX_GROUPS, MAX_TIMELINES = 6, 24
 
 
 @dataclass
@@ -54,13 +57,33 @@ def all_plots(data: RunData) -> list[Plot]:
     colour = colours(data.strategies)
     makers: list[Callable[[RunData, dict], Plot]] = [
         cold_start_phases, memory_by_strategy, memory_against_workers, latency_cdf, memory_per_request, timeline]
+    data, note = _drawable(data)
     plots = []
     for make in makers:
         plot = make(data, colour)
         if plot.png is None and not plot.missing:
             plot.missing = "no successful cell in this run"
+        plot.caption += note
         plots.append(plot)
     return plots
+
+
+def _drawable(data: RunData) -> tuple[RunData, str]:
+    """The first MAX_GROUPS model x scenario groups (all of them in a run of ordinary size), and a caption note."""
+    groups = _groups(data)
+    if len(groups) <= MAX_GROUPS:
+        return data, ""
+    keep = set(groups[:MAX_GROUPS])
+    cells = data.cells[[pair in keep for pair in zip(data.cells["model"], data.cells["scenario"], strict=True)]]
+    ids = set(cells["cell"])
+
+    def only(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[frame["cell"].isin(ids)] if "cell" in frame else frame
+
+    kept = replace(data, cells=cells, samples=only(data.samples), processes=only(data.processes),
+                   events=only(data.events), requests=only(data.requests), phases=only(data.phases))
+    return kept, (f" Drawn for the first {MAX_GROUPS} of {len(groups)} model × scenario groups; the tables and "
+                  f"medians.csv hold every group.")
 
 
 def _png(figure: Figure) -> bytes:
@@ -319,7 +342,7 @@ def timeline(data: RunData, colour: dict) -> Plot:
                 "moment the harness started the process; vertical lines mark phase events, ticks mark requests. "
                 "Before the limit probe's line, the process holds the probe's copy buffers (left out of the peaks).")
     first = data.ok.sort_values("repeat").drop_duplicates(["strategy", "model", "scenario"])
-    first = first[first["cell"].isin(set(data.samples["cell"]))]
+    first = first[first["cell"].isin(set(data.samples["cell"]))].head(MAX_TIMELINES)
     if not len(first):
         return plot
     figure, axes = _subplots(len(first), height=2.8)  # own time axis each: cold starts differ a lot

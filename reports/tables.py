@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 
 from ttsload.bench.analysis.metrics import BY_COLUMN, REPORT, REPORT_MAIN, REPORT_SCENARIO, Metric, shown
@@ -27,18 +28,19 @@ CRITERIA = {"memory": "pss_mb", "cold start": "cold_start_s", "latency": "latenc
 
 def intervals(data: RunData, metrics: list[Metric] = METRICS) -> pd.DataFrame:
     """Long table: one row per model x scenario x strategy x metric, over the repetitions that succeeded."""
-    rows = []
-    for keys, group in data.cells.groupby(data.keys, sort=False):
-        ok = group[group["status"] == "ok"]
-        for metric in metrics:
-            if metric.column not in ok:
-                continue
-            found = median_interval(ok[metric.column].dropna().tolist())
+    rows, by = [], data.keys
+    present = [m for m in metrics if m.column in data.cells]
+    for keys, group in data.cells.groupby(by, sort=False):
+        # one array per group, not one pandas selection per group and metric: 10^5 cells stay in seconds
+        ok = group[[m.column for m in present]].to_numpy(dtype=float)[(group["status"] == "ok").to_numpy()]
+        for j, metric in enumerate(present):
+            values = ok[:, j][~np.isnan(ok[:, j])]
+            found = median_interval(values.tolist())
             median, low, high, coverage = found if found else (None, None, None, None)
-            rows.append({**dict(zip(data.keys, keys, strict=True)), "metric": metric.column, "unit": metric.unit,
+            rows.append({**dict(zip(by, keys, strict=True)), "metric": metric.column, "unit": metric.unit,
                          "median": median, "low": low, "high": high, "coverage": coverage,
-                         "n": int(ok[metric.column].notna().sum()), "cells": len(group)})
-    columns = [*data.keys, "metric", "unit", "median", "low", "high", "coverage", "n", "cells"]
+                         "n": len(values), "cells": len(group)})
+    columns = [*by, "metric", "unit", "median", "low", "high", "coverage", "n", "cells"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -60,9 +62,10 @@ def main_table(long: pd.DataFrame, data: RunData, metrics: list[Metric] = MAIN_M
     rows = []
     counts = data.cells.assign(ok=data.cells["status"] == "ok").groupby(data.keys, sort=False)["ok"].agg(["sum",
                                                                                                            "size"])
-    for keys, group in long.groupby(data.keys, sort=False):
+    by = data.keys
+    for keys, group in long.groupby(by, sort=False):
         by_metric = {r["metric"]: r for r in group.to_dict("records")}
-        row = dict(zip(data.keys, keys, strict=True))
+        row = dict(zip(by, keys, strict=True))
         ok, size = counts.loc[keys] if keys in counts.index else (0, 0)
         row["ok / cells"] = f"{int(ok)}/{int(size)}"
         for metric in metrics:

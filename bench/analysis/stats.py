@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -28,17 +29,25 @@ def median_interval(values: Sequence[float | None], level: float = 0.95) -> tupl
     interval reaches it (3 repetitions: [min, max] covers 75 %), so [min, max] is returned with the
     coverage it really has, which tables print and comparisons check. None when there are no values.
     """
-    from scipy.stats import binom
-
     clean = np.sort(np.asarray([v for v in values if v is not None], dtype=float))
     n = len(clean)
     if n == 0:
         return None
+    k, coverage = _order_statistic(n, level)
+    return float(np.median(clean)), float(clean[k - 1]), float(clean[n - k]), coverage
+
+
+@lru_cache(maxsize=1024)
+def _order_statistic(n: int, level: float) -> tuple[int, float]:
+    """(k, coverage) of median_interval for n values: depends on n alone, so a report of 10^5 cells computes
+    it once per repetition count, not once per cell group and metric."""
+    from scipy.stats import binom
+
     k, coverage = 1, 1 - 2 * binom.cdf(0, n, 0.5)
     while k + 1 <= (n + 1) // 2 and 1 - 2 * binom.cdf(k, n, 0.5) >= level:
         k += 1
         coverage = 1 - 2 * binom.cdf(k - 1, n, 0.5)
-    return float(np.median(clean)), float(clean[k - 1]), float(clean[n - k]), float(max(coverage, 0.0))
+    return k, float(max(coverage, 0.0))
 
 
 # --- comparing repetitions: what the gate, baselines and history share -----------------------------
