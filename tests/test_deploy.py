@@ -1,0 +1,84 @@
+"""deploy/: the GitHub Actions workflow and the Kubernetes manifests parse, and every ttsload command they run
+is accepted by the CLI's own parser (so a renamed flag breaks here, not in someone's cluster)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ttsload.bench import sharding
+from ttsload.bench.cli import parser
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+WORKFLOW = DEPLOY / "github" / "ttsload-fanout.yml"
+SHARDS, MERGE = DEPLOY / "kubernetes" / "ttsload-shards.yaml", DEPLOY / "kubernetes" / "ttsload-merge.yaml"
+
+
+def commands(shell: str) -> list[list[str]]:
+    """Every `ttsload ...` command of a shell script, with placeholders (${{ x }}, $(X)) made concrete."""
+    values = {"matrix.shard": "0", "env.SHARDS": "3"}  # the rest (names, counts) as "1"
+    text = re.sub(r"\$\{\{\s*([^}\s]*)\s*\}\}", lambda m: values.get(m.group(1), "1"), shell.replace("\\\n", " "))
+    text = re.sub(r"\$\(JOB_COMPLETION_INDEX\)", "0", text)
+    text = re.sub(r"\$\(\w+\)", "name", text)  # other variables Kubernetes expands in args ($(NODE_NAME))
+    found = []
+    for line in text.splitlines():
+        for part in line.split("&&"):
+            words = shlex.split(part)
+            if words and words[0] == "ttsload":
+                found.append(words[1:])
+    return found
+
+
+def check(argv: list[str]) -> None:
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exc:
+        pytest.fail(f"ttsload {' '.join(argv)}: rejected by the CLI's parser (exit {exc.code})")
+    if getattr(args, "shard", None):
+        sharding.parse(args.shard)
+
+
+def test_workflow_fans_out_over_shards_and_runners_then_merges():
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    measure, merge = workflow["jobs"]["measure"], workflow["jobs"]["merge"]
+    matrix = measure["strategy"]["matrix"]
+    assert matrix["shard"] == list(range(int(workflow["env"]["SHARDS"]))) and len(matrix["runner"]) >= 1
+    assert any(s.get("uses", "").startswith("actions/upload-artifact") for s in measure["steps"])
+    assert merge["needs"] == "measure" and any(s.get("uses", "").startswith("actions/download-artifact")
+                                               for s in merge["steps"])
+    runs = {job: [c for s in workflow["jobs"][job]["steps"] for c in commands(s.get("run", ""))]
+            for job in ("measure", "merge")}
+    assert [c[0] for c in runs["measure"]] == ["doctor", "run"] and "--shard" in runs["measure"][1]
+    assert [c[0] for c in runs["merge"]] == ["merge", "report"]
+    for argv in runs["measure"] + runs["merge"]:
+        check(argv)
+
+
+def test_indexed_job_measures_one_shard_per_pod_one_pod_per_node():
+    documents = list(yaml.safe_load_all(SHARDS.read_text()))
+    job = next(d for d in documents if d["kind"] == "Job")
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"]
+    pod = spec["template"]["spec"]
+    anti = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
+    assert anti["topologyKey"] == "kubernetes.io/hostname"
+    assert anti["labelSelector"]["matchLabels"] == spec["template"]["metadata"]["labels"]
+    container = pod["containers"][0]
+    argv = [container["command"][0], *container["args"]]
+    assert argv[0] == "ttsload" and f"$(JOB_COMPLETION_INDEX)/{spec['completions']}" in argv
+    (command,) = commands(shlex.join(argv))
+    check(command)
+    assert "One measured pod per node" in SHARDS.read_text() and "compete for cores" in SHARDS.read_text()
+
+
+def test_merge_job_runs_merge_then_report():
+    (job,) = yaml.safe_load_all(MERGE.read_text())
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    found = commands(" ".join(container["args"]))
+    assert [c[0] for c in found] == ["merge", "report"]
+    for argv in found:
+        check(argv)
