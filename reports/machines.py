@@ -40,12 +40,14 @@ def side_by_side(long: pd.DataFrame, data: RunData) -> dict[str, Any] | None:
     short = {c: label.split(" = ")[0] for c, label in labels.items()}
     medians = long[long["metric"].isin([m.column for m in MAIN_METRICS])]
     rows = []
-    for (model, scenario, strategy), group in medians.groupby(["model", "scenario", "strategy"], sort=False):
+    found: dict[tuple, dict] = {}
+    for r in medians.to_dict("records"):
+        found[(r["model"], r["scenario"], r["strategy"], r["metric"], r["machine_class"])] = r
+    for model, scenario, strategy in dict.fromkeys(key[:3] for key in found):
         row: dict[str, Any] = {"model": model, "scenario": scenario, "strategy": strategy}
-        found = {(r["metric"], r["machine_class"]): r for r in group.to_dict("records")}
         for metric in MAIN_METRICS:
             for machine_class in data.machine_classes:
-                entry = found.get((metric.column, machine_class))
+                entry = found.get((model, scenario, strategy, metric.column, machine_class))
                 row[f"{metric.header} {short[machine_class]}"] = (fmt_interval(entry, metric.decimals)
                                                                   if entry is not None else "-")
         rows.append(row)

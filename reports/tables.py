@@ -59,20 +59,27 @@ def fmt_interval(row: pd.Series | dict, decimals: int) -> str:
 
 def main_table(long: pd.DataFrame, data: RunData, metrics: list[Metric] = MAIN_METRICS) -> pd.DataFrame:
     """What a reader scans: one row per model x scenario x strategy, each metric as median [interval]."""
-    rows = []
-    counts = data.cells.assign(ok=data.cells["status"] == "ok").groupby(data.keys, sort=False)["ok"].agg(["sum",
-                                                                                                           "size"])
-    by = data.keys
-    for keys, group in long.groupby(by, sort=False):
-        by_metric = {r["metric"]: r for r in group.to_dict("records")}
+    rows, by = [], data.keys
+    counts = data.cells.assign(ok=data.cells["status"] == "ok").groupby(by, sort=False)["ok"].agg(["sum", "size"])
+    counted = {(k if isinstance(k, tuple) else (k,)): (ok, size) for k, ok, size in
+               zip(counts.index, counts["sum"], counts["size"], strict=True)}
+    for keys, by_metric in by_group(long, by).items():
         row = dict(zip(by, keys, strict=True))
-        ok, size = counts.loc[keys] if keys in counts.index else (0, 0)
+        ok, size = counted.get(keys, (0, 0))
         row["ok / cells"] = f"{int(ok)}/{int(size)}"
         for metric in metrics:
             found = by_metric.get(metric.column)
             row[metric.header] = fmt_interval(found, metric.decimals) if found is not None else "-"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def by_group(long: pd.DataFrame, by: list[str]) -> dict[tuple, dict[str, dict]]:
+    """The long table as {group keys: {metric: row}}, in one pass (not one pandas selection per group)."""
+    grouped: dict[tuple, dict[str, dict]] = {}
+    for row in long.to_dict("records"):
+        grouped.setdefault(tuple(row[k] for k in by), {})[row["metric"]] = row
+    return grouped
 
 
 def without_constant_keys(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:

@@ -28,8 +28,9 @@ def listing(plan_hash: str, keys: list[CellKey], shard_of: dict[str, int], durat
     for index in range(count):
         known = [s for s in totals[index] if s == s]
         unknown = len(totals[index]) - len(known)
-        lines.append(f"# shard {index}: {len(totals[index])} cells, {sum(known):.0f} s expected"
-                     + (f" + {unknown} cells of unknown duration" if unknown else "")
+        expected = f"{sum(known):.0f} s expected" + (f" + {unknown} cells of unknown duration" if unknown else "")
+        lines.append(f"# shard {index}: {len(totals[index])} cells, "
+                     + (expected if known else "durations unknown (balanced by count)")
                      + (" <- this shard" if shard and index == shard.index else ""))
     return "\n".join(lines) + "\n"
 
