@@ -139,7 +139,7 @@ def test_a_merged_folder_reports_gates_and_resumes(shards, tmp_path):
     resumed = ttsload(*RUN, "--machine", "box-a", "--resume", str(tmp_path / "half"))
     assert resumed.returncode == 0 and "(resumed: 2 of 4 finished before)" in resumed.stderr
     assert sorted(CellKey.of_row(r).id for r in cell_rows(tmp_path / "half")) == sorted(plan)
-    gate = ttsload("gate", "--baseline", str(tmp_path / "half"), "--current", str(root / "merged"))
+    gate = ttsload("gate", "--baseline", str(folders[0]), "--current", str(tmp_path / "half"))
     assert gate.returncode in (0, 2), gate.stderr  # 2 cells x 2 repetitions: "insufficient", never a crash
     assert "naive/vits-tiny/single" in gate.stdout
 
@@ -165,29 +165,30 @@ def test_merge_refuses_another_plan_and_duplicates_and_names_missing_cells(shard
 
 
 def test_a_report_over_two_machine_classes_compares_them_side_by_side(shards, tmp_path):
-    """The second machine class is faked: the merged run's records relabelled as from another machine, with
-    naive's cold start made 10x slower there so the ranking of strategies flips."""
-    root, _, _ = shards
+    """The second machine class is faked: the shards' records relabelled as from another machine, with the
+    cold starts turned around (100 s - t) so the ranking of strategies flips there."""
+    root, folders, _ = shards
+    merging.merge(folders, tmp_path / "a")
     other = tmp_path / "box-b"
     other.mkdir()
     lines = []
-    for record in map(json.loads, (root / "merged" / "results.jsonl").read_text().splitlines()):
+    for record in map(json.loads, (tmp_path / "a" / "results.jsonl").read_text().splitlines()):
         record["run_id"] = record["run_id"] + "-b"
         if record["type"] == "run":
             record["environment"].update(machine="box-b", machine_class="bbbbbbbbbbbb")
         if record["type"] == "cell":
             record.update(machine="box-b", machine_class="bbbbbbbbbbbb")
-            record["cold_start_s"] *= 10 if record["strategy"] == "naive" else 0.1
+            record["cold_start_s"] = 100 - record["cold_start_s"]  # the cold-start order is reversed
         lines.append(json.dumps(record))
     (other / "results.jsonl").write_text("\n".join(lines) + "\n")
-    both = merging.merge([root / "merged", other], tmp_path / "both")
+    both = merging.merge([tmp_path / "a", other], tmp_path / "both")
     assert len(both.classes) == 2 and both.missing == {}
     done = ttsload("report", str(tmp_path / "both"))
     assert done.returncode == 0, done.stderr[-2000:]
     page = (tmp_path / "both" / "report" / "report.html").read_text()
     assert "Across machine classes" in page and "cold start (s) A" in page and "cold start (s) B" in page
     assert "the ranking differs between machine classes" in page and "bbbbbbbbbbbb: memory:" in page
-    gate = ttsload("gate", "--baseline", str(tmp_path / "both"), "--current", str(root / "merged"))
+    gate = ttsload("gate", "--baseline", str(tmp_path / "both"), "--current", str(tmp_path / "a"))
     assert gate.returncode == 2 and "2 machine classes" in gate.stderr
 
 
