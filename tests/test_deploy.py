@@ -22,11 +22,11 @@ def commands(shell: str) -> list[list[str]]:
     """Every `ttsload ...` command of a shell script, with placeholders (${{ x }}, $(X)) made concrete."""
     values = {"matrix.shard": "0", "env.SHARDS": "3"}  # the rest (names, counts) as "1"
     text = re.sub(r"\$\{\{\s*([^}\s]*)\s*\}\}", lambda m: values.get(m.group(1), "1"), shell.replace("\\\n", " "))
-    text = re.sub(r"\$\(JOB_COMPLETION_INDEX\)", "0", text)
-    text = re.sub(r"\$\(\w+\)", "name", text)  # other variables Kubernetes expands in args ($(NODE_NAME))
+    shell_values = {"JOB_COMPLETION_INDEX": "0", "WHERE": "--out folder"}  # the rest (names, paths) as "name"
+    text = re.sub(r"\$\(?\{?(\w+)\}?\)?", lambda m: shell_values.get(m.group(1), "name"), text)
     found = []
     for line in text.splitlines():
-        for part in line.split("&&"):
+        for part in re.split(r"&&|\|\||;", line):
             words = shlex.split(part)
             if words and words[0] == "ttsload":
                 found.append(words[1:])
@@ -68,10 +68,12 @@ def test_indexed_job_measures_one_shard_per_pod_one_pod_per_node():
     assert anti["topologyKey"] == "kubernetes.io/hostname"
     assert anti["labelSelector"]["matchLabels"] == spec["template"]["metadata"]["labels"]
     container = pod["containers"][0]
-    argv = [container["command"][0], *container["args"]]
-    assert argv[0] == "ttsload" and f"$(JOB_COMPLETION_INDEX)/{spec['completions']}" in argv
-    (command,) = commands(shlex.join(argv))
+    assert container["command"] == ["sh", "-c"] and f'"$JOB_COMPLETION_INDEX/{spec["completions"]}"' in \
+        container["args"][0]
+    (command,) = commands(container["args"][0])
+    assert command[0] == "run" and "--shard" in command and "--machine" in command
     check(command)
+    check([*command[:command.index("--out")], "--resume", "folder"])  # the retried pod's command
     assert "One measured pod per node" in SHARDS.read_text() and "compete for cores" in SHARDS.read_text()
 
 

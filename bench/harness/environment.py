@@ -49,13 +49,21 @@ def _cpu_flags() -> list[str]:
     return []
 
 
+def _usable_cores() -> int | None:
+    """The cores this process may run on: all of them on an ordinary machine, fewer under `taskset` or a
+    cpuset (a pinned container), which measures like a smaller machine and so is another class."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count()
+
+
 def fingerprint() -> dict[str, Any]:
     """The machine class: what makes absolute timings comparable (CPU, cores, memory, kernel-changing ISA
     flags, and the versions of the code that runs the kernels). Shared by the gate's baseline matching and
     by sharded runs' machine identity."""
     return {
         "cpu": _cpu_model(),
-        "cores_logical": os.cpu_count(),
+        "cores_logical": _usable_cores(),
         "memory_gb": round(psutil.virtual_memory().total / 2**30),
         "isa": _cpu_flags(),
         "python": ".".join(platform.python_version_tuple()[:2]),
