@@ -74,6 +74,11 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("names", nargs="+")
     build.add_argument("--force", action="store_true", help="rebuild even if cached")
     models_sub.add_parser("list", help="list fixtures and whether they are built")
+    export = models_sub.add_parser("export", help="write a model's inference artifact (weight norm folded, "
+                                   "training-only modules dropped, aligned safetensors + manifest)")
+    export.add_argument("model", help="fixture name or model path")
+    export.add_argument("--out", type=Path, help="artifact folder (default $TTSLOAD_HOME/artifacts/<sha256>, "
+                        "where the `artifact` loader finds it for the same model)")
 
     sub.add_parser("strategies", help="list presets, topologies and loaders")
     sub.add_parser("scenarios", help="list the built-in scenarios with what each measures")
@@ -180,6 +185,14 @@ def cmd_models(args: argparse.Namespace) -> int:
             if row["built"]:
                 state = f"built, {row['params'] / 1e6:.1f} M params, {row['bytes'] / 2**20:.1f} MiB"
             print(f"{row['name']:<15} {row['family']:<7} {state:<40} {row['summary']}\n{'':<15} {row['path']}")
+        return EXIT_OK
+    if args.models_command == "export":
+        from ttsload.bench.fixtures import artifacts
+
+        out, facts = artifacts.export(models.resolve(args.model), args.out)
+        print(f"{args.model}: {out} ({facts['export_s']} s): {facts['params'] / 1e6:.2f} M params of "
+              f"{facts['source_params'] / 1e6:.2f} M, {facts['folded']} parametrizations folded, dropped "
+              f"{', '.join(facts['dropped']) or 'nothing'}; try --strategy resident+artifact")
         return EXIT_OK
     for name in args.names:
         start = time.monotonic()

@@ -34,12 +34,12 @@ PRESETS: dict[str, tuple[str, str]] = {
 @cache
 def loaders() -> dict[str, dict[str, type[Loader]]]:
     """Loader classes by name, then by family."""
-    from ttsload.strategies import kokoro_loaders, onnx_loaders, pipeline_loaders, xtts_loaders
+    from ttsload.strategies import artifact_loaders, kokoro_loaders, onnx_loaders, pipeline_loaders, xtts_loaders
     from ttsload.strategies import loaders as coqui_loaders
 
     found: dict[str, dict[str, type[Loader]]] = {}
     for cls in [*coqui_loaders.LOADERS, *kokoro_loaders.LOADERS, *onnx_loaders.LOADERS, *pipeline_loaders.LOADERS,
-                *xtts_loaders.LOADERS]:
+                *xtts_loaders.LOADERS, *artifact_loaders.LOADERS]:
         found.setdefault(cls.name, {})[cls.family] = cls
     for entry in entry_points(group="ttsload.loaders"):
         cls = entry.load()
