@@ -6,7 +6,7 @@ import functools
 import gc
 import threading
 
-from ttsload.strategies.base import Audio, Hook, LoadedModel, Loader, ModelFiles, Topology, serve_request
+from ttsload.strategies.base import Audio, Hook, LoadedModel, Loader, ModelFiles, StrategyError, Topology, serve_request
 from ttsload.strategies.hosts import Dispatcher, ForkedHost, SpawnedHost
 
 
@@ -63,6 +63,56 @@ class Resident(Topology):
     def close(self) -> None:
         self._model = None
         gc.collect()
+
+
+class AsyncResident(Resident):
+    """Resident, but the server accepts at once and warms up in the background.
+
+    `start` returns as soon as the process can take requests (event `accepting`), before torch is
+    even imported; a background thread imports the runtime and loads (event `model_ready` when done),
+    and a request that arrives before then waits for it. The calling thread takes the loading
+    thread's torch thread count before its first synthesis: torch's OpenMP setting is per thread.
+    """
+
+    name = "async"
+    summary = "resident model loaded in a background thread: accepts at once, early requests wait for the load"
+
+    def start(self) -> None:
+        self._loaded = threading.Event()
+        self._failure: BaseException | None = None
+        self._threads_set = threading.local()
+        self._torch_threads: int | None = None
+        self._warm_up = threading.Thread(target=self._load, name="ttsload-warm-up", daemon=True)
+        self.hook("accepting")
+        self._warm_up.start()
+
+    def _load(self) -> None:
+        try:
+            info = self.loader.runtime_phase(self.threads)
+            self._torch_threads = info.get("torch_threads") or self.threads
+            self.hook("imports_done", **info)
+            self._model = self.loader.load(self.files, self.hook)
+            self.hook("model_ready")
+        except BaseException as exc:  # re-raised in every request, so the cell records why
+            self._failure = exc
+        finally:
+            self._loaded.set()
+
+    def get(self) -> LoadedModel:
+        """The model, once loaded: an early request blocks here until the warm-up ends."""
+        self._loaded.wait()
+        if self._failure is not None:
+            raise StrategyError(f"background load failed: {str(self._failure).splitlines()[0]}") from self._failure
+        if self._torch_threads and not getattr(self._threads_set, "done", False):
+            self.loader.set_threads(self._torch_threads)
+            self._threads_set.done = True
+        assert self._model is not None
+        return self._model
+
+    def close(self) -> None:
+        if getattr(self, "_warm_up", None) is not None:
+            self._warm_up.join()
+        super().close()
 
 
 class Worker(Topology):
@@ -141,4 +191,5 @@ class Prefork(Topology):
         gc.unfreeze()
 
 
-TOPOLOGIES: dict[str, type[Topology]] = {cls.name: cls for cls in (PerRequest, Resident, Worker, Prefork)}
+TOPOLOGIES: dict[str, type[Topology]] = {cls.name: cls for cls in (PerRequest, Resident, AsyncResident, Worker,
+                                                                    Prefork)}

@@ -103,6 +103,25 @@ def _pct_of_limit(view: CellView) -> float | None:
     return 100 * rate / limit if rate and limit else None
 
 
+def _accept(view: CellView) -> float | None:
+    """Process start → the server takes requests: `accepting` (async warm-up), else `ready` (loads first)."""
+    return view.span(None, "accepting" if "accepting" in view.at else "ready")
+
+
+def _model_ready(view: CellView) -> float | None:
+    """Process start → the model is loaded: `model_ready` (async warm-up), else `ready`."""
+    return view.span(None, "model_ready" if "model_ready" in view.at else "ready")
+
+
+def _early(view: CellView) -> list[float]:
+    """Latencies of the requests that arrived before the model was loaded (async warm-up only)."""
+    ready = view.at.get("model_ready")
+    if ready is None:
+        return []
+    arrived = {e["index"]: e["t"] for e in view.named("request_start")}
+    return [r["latency_s"] for r in view.requests if arrived.get(r["index"], ready) < ready]
+
+
 def _percentile(p: int) -> Callable[[CellView], float | None]:
     return lambda v: stats.latency_percentiles(v.latencies)[f"latency_p{p}_s"]
 
@@ -146,6 +165,13 @@ REGISTRY: tuple[Metric, ...] = (
     Metric("latency_p90_s", "latency p90", "s", 3, _percentile(90), show=frozenset({RM, R})),
     Metric("latency_p99_s", "latency p99", "s", 3, _percentile(99), show=frozenset({CSS, RS})),
     Metric("rtf", "RTF", "", 3, _rtf, show=frozenset({CS, RM, R})),
+    # readiness: when the server takes requests, when its model is loaded, and what early requests wait
+    Metric("accept_s", "time to accept", "s", 2, _accept, show=frozenset({R})),
+    Metric("model_ready_s", "time to model ready", "s", 2, _model_ready, show=frozenset({R})),
+    Metric("early_latency_s", "latency before ready", "s", 3, lambda v: stats.median(_early(v)),
+           show=frozenset({R})),
+    Metric("early_requests", "requests before ready", "", 0, lambda v: len(_early(v)) if "model_ready" in v.at
+           else None, gate=False),
     Metric("audio_s", "audio", "s", 2, lambda v: sum(r["audio_s"] for r in v.requests) if v.requests else None),
     Metric("requests", "requests", "", 0, lambda v: len(v.requests), gate=False),
     Metric("loads", "loads", "", 0, lambda v: len(v.named("weights_done")), show=frozenset({CS, CSS, RS})),
