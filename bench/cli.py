@@ -187,12 +187,13 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(f"{row['name']:<15} {row['family']:<7} {state:<40} {row['summary']}\n{'':<15} {row['path']}")
         return EXIT_OK
     if args.models_command == "export":
-        from ttsload.bench.fixtures import artifacts
+        from ttsload.bench.commands.export import export
 
-        out, facts = artifacts.export(models.resolve(args.model), args.out)
-        print(f"{args.model}: {out} ({facts['export_s']} s): {facts['params'] / 1e6:.2f} M params of "
-              f"{facts['source_params'] / 1e6:.2f} M, {facts['folded']} parametrizations folded, dropped "
-              f"{', '.join(facts['dropped']) or 'nothing'}; try --strategy resident+artifact")
+        out, facts = export(models.resolve(args.model), args.out)
+        print(f"{args.model}: {out} ({facts['export_s']} s): {facts['tensors']} tensors, "
+              f"{facts['elements'] / 1e6:.2f} M elements (the source: {facts['source_params'] / 1e6:.2f} M params), "
+              f"{facts['folded']} parametrizations folded, dropped {', '.join(facts['dropped']) or 'nothing'}; "
+              "load it with --strategy resident+artifact")
         return EXIT_OK
     for name in args.names:
         start = time.monotonic()

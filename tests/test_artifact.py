@@ -26,9 +26,9 @@ def snr_db(reference: np.ndarray, other: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def exported(tiny: ModelFiles, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ttsload.bench.fixtures import artifacts
+    from ttsload.bench.commands.export import export
 
-    out, _ = artifacts.export(tiny, tmp_path_factory.mktemp("artifact") / "vits-tiny")
+    out, _ = export(tiny, tmp_path_factory.mktemp("artifact") / "vits-tiny")
     return out
 
 
@@ -97,14 +97,15 @@ def test_a_tree_mismatch_fails_the_strict_load(exported: Path) -> None:
 def test_the_artifact_is_found_next_to_the_original_and_runs_async(tiny: ModelFiles, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Export's default place is where the loader finds it; `async+artifact` then accepts before ready."""
+    from ttsload.bench.commands.export import export
     from ttsload.bench.fixtures import artifacts, resolve
 
     home = tmp_path / "home"
     home.mkdir()
     (home / "models").symlink_to(tiny.checkpoint.parent.parent)  # the session's built fixtures
     monkeypatch.setenv("TTSLOAD_HOME", str(home))  # the cell process below inherits it
-    out, _ = artifacts.export(resolve("vits-tiny"))
-    assert out.parent == home / "artifacts" and artifacts.attach(tiny).extras["artifact"].parent == out
+    out, _ = export(resolve("vits-tiny"))
+    assert out.parent == home / "artifacts" and artifacts.attach(tiny, home).extras["artifact"].parent == out
     done = ttsload("run", "--strategy", "async+artifact", "--model", "vits-tiny", "--requests", "1",
                    "--repeat", "1", "--no-history", "--out", str(tmp_path / "run"))
     assert done.returncode == 0, done.stderr
@@ -113,12 +114,12 @@ def test_the_artifact_is_found_next_to_the_original_and_runs_async(tiny: ModelFi
 
 
 def test_export_refuses_a_family_without_an_artifact_loader(tmp_path: Path) -> None:
+    from ttsload.bench.commands.export import export
     from ttsload.bench.errors import UsageError
-    from ttsload.bench.fixtures import artifacts
 
     files = ModelFiles("voice", tmp_path / "model.onnx.json", tmp_path / "model.onnx", {}, family="onnx")
     with pytest.raises(UsageError, match="no inference artifact for onnx models"):
-        artifacts.export(files, tmp_path / "out")
+        export(files, tmp_path / "out")
 
 
 class GatedLoader:
