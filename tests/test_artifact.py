@@ -61,9 +61,11 @@ def test_artifact_loads_strictly_with_no_copy_and_sounds_like_the_original(expor
     from torch.nn.utils import parametrize
 
     from ttsload.bench.fixtures import resolve
+    from ttsload.bench.fixtures.artifacts import served_only_by_artifact
     from ttsload.strategies.registry import make_loader
 
-    files = resolve(str(exported))  # an artifact folder is a model of its own
+    files = resolve(str(exported))  # an artifact folder is a model of its own, for the artifact loader only
+    assert served_only_by_artifact(files) and not served_only_by_artifact(tiny)
     loader = make_loader("artifact", files.family)
     loader.import_runtime(None)
     model = loader.load(files, null_hook)

@@ -29,7 +29,7 @@ def export(files: ModelFiles, out: Path | None = None) -> tuple[Path, dict[str, 
     """Load `files` with its family's exact mmap loader, fold, drop, write the artifact folder; return it."""
     from ttsload.strategies.registry import loader_class, make_loader
 
-    if "artifact" in files.meta and artifact.ROLE in files.extras and files.checkpoint == files.extras[artifact.ROLE]:
+    if artifacts.served_only_by_artifact(files):
         raise UsageError(f"'{files.name}' is already an inference artifact")
     try:
         target_class = loader_class("artifact", files.family)

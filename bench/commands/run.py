@@ -18,6 +18,7 @@ from ttsload.bench.analysis import quality
 from ttsload.bench.cells import Cell, CellKey
 from ttsload.bench.commands import console as ui
 from ttsload.bench.errors import UsageError
+from ttsload.bench.fixtures import artifacts
 from ttsload.bench.harness import environment, runner
 from ttsload.bench.profiling import passes as profile
 from ttsload.bench.results import ResultStore, load_cell_rows, load_records
@@ -87,6 +88,9 @@ def _servable(cells: list[runner.Cell], specs: dict[str, StrategySpec]) -> tuple
         try:
             for family in families:
                 specs[cell.strategy].check_family(family)
+            if specs[cell.strategy].loader != "artifact" and artifacts.served_only_by_artifact(cell.model):
+                raise UnknownStrategy(f"{cell.model.name} is an inference artifact: only the artifact loader "
+                                      "serves it (e.g. resident+artifact)")
         except UnknownStrategy as exc:
             reasons.setdefault((cell.strategy, cell.model_label), str(exc))
             continue
