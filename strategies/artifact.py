@@ -33,7 +33,10 @@ FORMAT = 1
 
 # Root attributes inference never runs, by model class (the module tree the artifact loader rebuilds).
 TRAINING_ONLY: dict[str, tuple[str, ...]] = {
-    "Vits": ("disc", "posterior_encoder"),  # discriminator; posterior encoder: training and voice conversion only
+    # discriminator; posterior encoder (training and voice conversion); the stochastic duration predictor's
+    # posterior flows (its training loss: inference runs the reversed `flows` alone)
+    "Vits": ("disc", "posterior_encoder", "duration_predictor.post_pre", "duration_predictor.post_convs",
+             "duration_predictor.post_proj", "duration_predictor.post_flows"),
     "Tacotron2": ("coarse_decoder",),  # double-decoder consistency: a training loss only
 }
 
@@ -92,13 +95,18 @@ def fold_parametrizations(module: Any) -> int:
 
 
 def drop_training_only(module: Any, names: list[str] | None = None) -> list[str]:
-    """Delete the root's training-only submodules (`names`, else TRAINING_ONLY by class); return those dropped."""
+    """Delete the root's training-only submodules (dotted `names`, else TRAINING_ONLY by class); return those
+    dropped (absent ones are skipped: a VITS without stochastic duration predictor has no post_* modules)."""
     wanted = names if names is not None else TRAINING_ONLY.get(type(module).__name__, ())
     dropped = []
-    for name in wanted:
-        if getattr(module, name, None) is not None:
-            delattr(module, name)
-            dropped.append(name)
+    for path in wanted:
+        parent_path, _, name = path.rpartition(".")
+        parent = module
+        for part in parent_path.split(".") if parent_path else []:
+            parent = getattr(parent, part, None)
+        if parent is not None and getattr(parent, name, None) is not None:
+            delattr(parent, name)
+            dropped.append(path)
     return dropped
 
 
