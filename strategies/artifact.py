@@ -21,6 +21,7 @@ import contextlib
 import json
 import struct
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ TRAINING_ONLY: dict[str, tuple[str, ...]] = {
     "Tacotron2": ("coarse_decoder",),  # double-decoder consistency: a training loss only
 }
 
+_PATCHING = threading.RLock()
 _DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64", "int64": "I64",
            "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}
 
@@ -51,8 +53,16 @@ def without_parametrizations() -> Iterator[None]:
 
     Registration costs a dynamic subclass per module and a norm per weight (about a third of VITS's
     construction); the artifact's weights are already folded, so the plain module is the one it fills.
-    Modules bind `remove_parametrizations` by name at import, so those bindings are swapped too.
+    Modules bind `remove_parametrizations` by name at import, so those bindings are swapped too. The swap
+    is process-wide: constructions under it are serialised (`_PATCHING`), and a model another thread
+    constructs meanwhile without it would lack its weight norm (its strict load would then fail).
     """
+    with _PATCHING, _patched():
+        yield
+
+
+@contextlib.contextmanager
+def _patched() -> Iterator[None]:
     from torch.nn.utils import parametrize
 
     register, remove = parametrize.register_parametrization, parametrize.remove_parametrizations

@@ -26,8 +26,8 @@ from ttsload.strategies.loaders import CoquiLoader
 from ttsload.strategies.pipeline_loaders import PipelineLoader
 from ttsload.strategies.xtts_loaders import XttsLoader
 
-SUMMARY = ("inference artifact (`ttsload models export`): meta-device tree, weight norm folded, training-only "
-           "modules dropped, aligned safetensors mapped and assigned strictly")
+SUMMARY = ("inference artifact (`ttsload models export`): init skipped, weight norm folded in the file and never "
+           "registered, training-only modules dropped, aligned safetensors mapped and assigned strictly")
 
 
 class ArtifactFacts:
