@@ -278,7 +278,7 @@ def _memory_after_requests(data: RunData) -> pd.DataFrame:
     exact = exact.assign(index=exact["after_request"].astype(int))[["cell", "index", "uss_mb", "pss_mb"]]
     ends = data.events[data.events["event"] == "request_end"][["cell", "index", "t_rel"]]
     ends = ends[~ends["cell"].isin(set(exact["cell"]))].sort_values("t_rel")
-    samples = data.samples[["cell", "t_rel", "uss_mb", "pss_mb"]].sort_values("t_rel")
+    samples = data.samples[["cell", "t_rel", "uss_mb", "pss_mb"]].dropna(subset=["uss_mb"]).sort_values("t_rel")
     nearest = (pd.merge_asof(ends, samples, on="t_rel", by="cell", direction="forward").drop(columns="t_rel")
                if len(ends) and len(samples) else exact.iloc[:0])
     points = pd.concat([exact, nearest], ignore_index=True)
@@ -326,8 +326,10 @@ def timeline(data: RunData, colour: dict) -> Plot:
     styles = dict(zip(TIMELINE_EVENTS, ((0, (1, 4)), "--", "-.", ":", "-"), strict=True))
     for ax, (_, cell) in zip(axes, first.iterrows(), strict=True):
         name = cell["strategy"]
-        samples = data.samples[data.samples["cell"] == cell["cell"]].sort_values("t_rel")
-        processes = data.processes[data.processes["cell"] == cell["cell"]].sort_values("t_rel")
+        # the sampler's cheap readings carry RSS only (bench/harness/probes.py): PSS lines join the full ones
+        samples = data.samples[data.samples["cell"] == cell["cell"]].dropna(subset=["pss_mb"]).sort_values("t_rel")
+        processes = data.processes[data.processes["cell"] == cell["cell"]].dropna(subset=["pss_mb"]).sort_values(
+            "t_rel")
         if processes["pid"].nunique() > 1:
             for _, process in processes.groupby("pid"):
                 ax.plot(process["t_rel"], process["pss_mb"], color=colour[name], linewidth=0.8, alpha=0.6)

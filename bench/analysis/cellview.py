@@ -126,13 +126,14 @@ class CellView:
     def peak_during_load_mb(self, key: str) -> float | None:
         """Highest sampled total of `key` up to the first audio (all samples when there was none)."""
         end = self.at.get("first_audio", float("inf"))
-        readings = [r.total for r in self.readings if r.t <= end] or [r.total for r in self.readings]
+        readings = [r.total for r in self.readings if r.t <= end and key in r.total] or [
+            r.total for r in self.readings if key in r.total]
         values = [t[key] for t in readings]
         return max(values) / MB if values else None
 
     def peak_mb(self, key: str) -> float | None:
-        """Highest sampled total of `key` over the whole cell."""
-        values = [r.total[key] for r in self.readings]
+        """Highest sampled total of `key` over the whole cell (cheap RSS-only readings have no PSS)."""
+        values = [r.total[key] for r in self.readings if key in r.total]
         return max(values) / MB if values else None
 
     @cached_property
