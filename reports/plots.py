@@ -197,14 +197,21 @@ def cold_start_phases(data: RunData, colour: dict) -> Plot:
 
 def memory_by_strategy(data: RunData, colour: dict) -> Plot:
     plot = Plot("memory_by_strategy", "Steady memory of the process tree",
-                "PSS after the requests, split into anonymous (solid) and file-backed (hatched, e.g. mapped weights), "
-                "median over repetitions with its interval; ◆ USS, ▲ peak PSS during load.")
+                "PSS after the requests and malloc_trim(0) in every process, split into anonymous (solid) and "
+                "file-backed (hatched, e.g. mapped weights), median over repetitions with its interval; "
+                "○ the same before the trim (what a server without trims holds), ◆ USS, ▲ peak PSS during load. "
+                "Cells without a trimmed reading (http) show the untrimmed one.")
 
     def draw(ax: plt.Axes, x: int, name: str, mine: pd.DataFrame) -> None:
-        anon, file = mine["pss_anon_mb"].median(), mine["pss_file_mb"].median()
+        trimmed = "pss_trimmed_mb" in mine and mine["pss_trimmed_mb"].notna().any()
+        suffix = "_trimmed_mb" if trimmed else "_mb"
+        anon, file = mine[f"pss_anon{suffix}"].median(), mine[f"pss_file{suffix}"].median()
         ax.bar(x, anon, color=colour[name])
         ax.bar(x, file, bottom=anon, color=colour[name], alpha=0.45, hatch="//", edgecolor="white")
-        _whisker(ax, x, mine["pss_mb"])
+        _whisker(ax, x, mine[f"pss{suffix}"])
+        if trimmed:
+            ax.plot(x - 0.3, mine["pss_mb"].median(), "o", color=colour[name], markerfacecolor="white",
+                    markeredgecolor="black")
         ax.plot(x + 0.3, mine["uss_mb"].median(), "D", color=colour[name], markeredgecolor="black")
         ax.plot(x + 0.3, mine["peak_pss_mb"].median(), "^", color=colour[name], markeredgecolor="black")
 
