@@ -45,8 +45,10 @@ def add_parser(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> Path:
-    from ttsload.bench.cli import parser
-    from ttsload.bench.commands.run import cmd_run
+    """`ttsload run --repeat RUNS` in a child process, as a user would type it (its progress goes to the terminal)."""
+    import subprocess
+
+    from ttsload.bench.procs import python_module
 
     if args.runs < 3:
         raise UsageError(f"--runs {args.runs}: a noise study needs at least 3 runs")
@@ -55,7 +57,7 @@ def _run(args: argparse.Namespace) -> Path:
             "--cache", args.cache, "--out", str(out), "--no-history"]
     argv += ["--strategy", args.strategy] if args.strategy else []
     argv += ["--model", args.model] if args.model else []
-    code = cmd_run(parser().parse_args(argv))
+    code = subprocess.run(python_module("ttsload", *argv)).returncode
     if code not in (0, 1):  # 1: some cell failed; the study uses the repetitions that succeeded
         raise UsageError(f"the noise run into {out} failed (exit {code})")
     return out
