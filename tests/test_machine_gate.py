@@ -145,3 +145,7 @@ def test_noise_saves_measured_thresholds_into_the_machine_class_baseline_and_the
     other = result_set(tmp_path / "other.json", CLEAN, {**fingerprint(), "cpu": "Another CPU"})
     refused = ttsload("noise", "--from", str(other), "--save", "mine", "--dir", str(baselines))
     assert refused.returncode == 2 and "baseline of another machine class" in refused.stderr
+    named = ttsload("noise", "--from", str(source), "--save", "--dir", str(tmp_path / "auto"))
+    assert named.returncode == 0, named.stderr
+    (path,) = (tmp_path / "auto").glob("*.json")  # named after the machine class
+    assert path.stem.endswith(f"cpu-{machines.machine_class(fingerprint())}")

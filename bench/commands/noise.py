@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     print(noise.markdown(found), end="")
     if args.json:
         args.json.write_text(json.dumps(found, indent=1) + "\n")
-    if args.save:
+    if args.save is not None:
         target = save(result, found, args.save, args.dir)
         print(f"baseline '{target.stem}' with measured thresholds: {target}")
     return 0
