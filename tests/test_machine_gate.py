@@ -149,3 +149,13 @@ def test_noise_saves_measured_thresholds_into_the_machine_class_baseline_and_the
     assert named.returncode == 0, named.stderr
     (path,) = (tmp_path / "auto").glob("*.json")  # named after the machine class
     assert path.stem.endswith(f"cpu-{machines.machine_class(fingerprint())}")
+
+
+def test_an_older_baseline_without_the_new_metrics_is_gated_on_the_rest_with_a_warning(tmp_path):
+    old = {cell: {m: v for m, v in metrics.items() if m in ("cold_start_s", "weights_s")}
+           for cell, metrics in CLEAN.items()}
+    baseline = result_set(tmp_path / "old.json", old)
+    done = ttsload("gate", "--baseline", str(baseline), "--current", str(result_set(tmp_path / "c.json", CLEAN)))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "pss_anon_trimmed_mb is not in the baseline: rule pss_anon_trimmed_mb:median:+10% not checked" in done.stderr
+    assert "| singleton/vits-tiny/single | cold_start_s |" in done.stdout
