@@ -1,4 +1,5 @@
-"""`ttsload`: one entry point with subcommands (run, report, profile, models, strategies, gate, baseline, history)."""
+"""`ttsload`: one entry point with subcommands (run, report, profile, models, strategies, gate, noise, baseline,
+history)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 
 from ttsload import __version__
 from ttsload.bench.commands import doctor
+from ttsload.bench.commands import gate as gate_command
+from ttsload.bench.commands import noise as noise_command
 from ttsload.bench.errors import UsageError
 from ttsload.bench.scenario import corpus
 
@@ -84,13 +87,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("scenarios", help="list the built-in scenarios with what each measures")
     doctor.add_parser(sub)
 
-    gate = sub.add_parser("gate", help="compare two runs cell by cell; exit 1 on a significant regression")
-    gate.add_argument("--baseline", type=Path, required=True, help="results folder or saved baseline .json")
-    gate.add_argument("--current", type=Path, required=True, help="results folder or saved baseline .json")
-    gate.add_argument("--fail", metavar="SPEC", help="METRIC:STAT:THRESHOLD[,...], e.g. cold_start_s:median:+10%% "
-                      "(default: the thresholds chosen for the CI machine, see baselines/README.md)")
-    gate.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
-    gate.add_argument("--json", type=Path, help="also write the verdict as JSON here")
+    gate_command.add_parser(sub)
+    noise_command.add_parser(sub)
 
     baseline = sub.add_parser("baseline", help="save a results folder as a compact baseline to commit")
     baseline_sub = baseline.add_subparsers(dest="baseline_command", required=True)
@@ -223,20 +221,11 @@ def cmd_strategies(args: argparse.Namespace) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    import json
+    return gate_command.run(args)
 
-    from ttsload.bench.regression import gate
-    from ttsload.bench.regression import resultset as baseline
 
-    rules = gate.parse_spec(args.fail or gate.DEFAULT_SPEC)
-    old, new = baseline.load(args.baseline), baseline.load(args.current)
-    outcome = gate.compare(old, new, rules, args.alpha)
-    for warning in outcome.warnings:
-        print(f"ttsload gate: WARNING: {warning}", file=sys.stderr)
-    print(gate.markdown(outcome, old, new, args.alpha), end="")
-    if args.json:
-        args.json.write_text(json.dumps(gate.verdict_json(outcome, old, new, rules, args.alpha), indent=1) + "\n")
-    return outcome.exit_code
+def cmd_noise(args: argparse.Namespace) -> int:
+    return noise_command.run(args)
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
@@ -265,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     handlers = {"doctor": cmd_doctor, "run": cmd_run, "report": cmd_report, "profile": cmd_profile,
                 "models": cmd_models, "strategies": cmd_strategies, "scenarios": cmd_scenarios, "gate": cmd_gate,
-                "baseline": cmd_baseline, "history": cmd_history}
+                "noise": cmd_noise, "baseline": cmd_baseline, "history": cmd_history}
     try:
         return handlers[args.command](args)
     except UsageError as exc:

@@ -57,6 +57,16 @@ def _phase(column: str, label: str, start: str | None, end: str, decimals: int, 
                   phase=(start, end))
 
 
+def _phase_cpu(column: str, label: str, start: str | None, end: str, *show: str) -> Metric:
+    """CPU seconds (user + system, whole tree) over the same span as the wall-time phase."""
+    return Metric(column, f"{label} CPU", "s", 3, lambda v: v.cpu_span(start, end), show=frozenset(show))
+
+
+def _request_cpu_p50(view: CellView) -> float | None:
+    """Median CPU seconds the tree spent per request (single cells, where requests do not overlap)."""
+    return stats.median([r.get("cpu_s") for r in view.requests])
+
+
 def _steady(key: str, label: str, *show: str) -> Metric:
     return Metric(f"{key}_mb", label, "MiB", 0, lambda v: v.steady_mb(key), show=frozenset(show))
 
@@ -144,6 +154,12 @@ REGISTRY: tuple[Metric, ...] = (
     _phase("construct_s", "construct", "verify_done", "construct_done", 3, CS),
     _phase("weights_s", "weights", "construct_done", "weights_done", 3, CS),
     _phase("first_audio_s", "first synthesis", "weights_done", "first_audio", 2, CS, R),
+    # the same spans in CPU seconds of the tree: what a busy neighbour cannot stretch
+    _phase_cpu("cold_start_cpu_s", "cold start", None, "first_audio", R),
+    _phase_cpu("import_cpu_s", "imports", None, "imports_done"),
+    _phase_cpu("construct_cpu_s", "construct", "verify_done", "construct_done"),
+    _phase_cpu("weights_cpu_s", "weights", "construct_done", "weights_done", R),
+    _phase_cpu("first_audio_cpu_s", "first synthesis", "weights_done", "first_audio"),
     # memory of the whole process tree after the last request, and peaks
     _steady("rss", "RSS (summed)", R),
     _steady("pss", "PSS (tree)", CS, RM, R),
@@ -164,6 +180,7 @@ REGISTRY: tuple[Metric, ...] = (
     Metric("latency_p50_s", "latency p50", "s", 3, _percentile(50), show=frozenset({CS, CSS, RM, R})),
     Metric("latency_p90_s", "latency p90", "s", 3, _percentile(90), show=frozenset({RM, R})),
     Metric("latency_p99_s", "latency p99", "s", 3, _percentile(99), show=frozenset({CSS, RS})),
+    Metric("request_cpu_p50_s", "request CPU p50", "s", 3, _request_cpu_p50, show=frozenset({R})),
     Metric("rtf", "RTF", "", 3, _rtf, show=frozenset({CS, RM, R})),
     # readiness: when the server takes requests, when its model is loaded, and what early requests wait
     Metric("accept_s", "time to accept", "s", 2, _accept, show=frozenset({R})),

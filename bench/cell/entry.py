@@ -20,12 +20,17 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
+from ttsload.bench.cell.cputime import tree_cpu_s
 from ttsload.bench.cell.kinds import steady_then_trimmed
 from ttsload.bench.plan import Plan
 
 
 class EventPipe:
-    """The hook strategies call: one JSON line per event, stamped with time.monotonic()."""
+    """The hook strategies call: one JSON line per event, stamped with time.monotonic() and the tree's CPU time.
+
+    The CPU stamp (`cpu`, bench/cell/cputime.py) is taken when the event reaches this process: for an
+    event relayed from a worker, as soon as its parent relays it, which counts the worker's CPU so far.
+    """
 
     def __init__(self, stream: TextIO):
         self.stream = stream
@@ -33,6 +38,7 @@ class EventPipe:
 
     def __call__(self, event: str, t: float | None = None, **fields: Any) -> None:
         fields.setdefault("pid", os.getpid())
+        fields.setdefault("cpu", tree_cpu_s())
         record = {"event": event, "t": t if t is not None else time.monotonic(), **fields}
         line = json.dumps(record, default=str) + "\n"
         with self._lock:
@@ -62,14 +68,15 @@ def serve(spec: dict[str, Any], hook: EventPipe) -> None:
     hook("ready")
     for index, text in enumerate(spec["texts"]):
         hook("request_start", index=index)
-        start = time.monotonic()
+        cpu, start = tree_cpu_s(), time.monotonic()
         audio = topology.synthesize(text, request_seed(text))
-        latency = time.monotonic() - start
+        latency, cpu_s = time.monotonic() - start, tree_cpu_s() - cpu
         hook(
             "request_end",
             index=index,
             chars=len(text),
             latency_s=latency,
+            cpu_s=cpu_s,
             audio_s=audio.seconds,
             audio_sha256=hashlib.sha256(audio.wav.tobytes()).hexdigest(),
         )

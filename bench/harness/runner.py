@@ -27,6 +27,8 @@ from ttsload.bench.procs import python_module
 from ttsload.strategies.base import ModelFiles
 
 CELL_MODULE = "ttsload.bench.cell"  # its __main__ runs one measured cell
+# Load events after which the sampler takes a full (PSS) reading: the peak during load sits around them.
+FULL_READING_EVENTS = frozenset({"construct_done", "weights_done", "first_audio"})
 
 
 @dataclass
@@ -138,6 +140,8 @@ def _follow(proc: subprocess.Popen, fd: int, outcome: CellOutcome, deadline: flo
                 outcome.root = event["root"]
                 if sampler:
                     sampler.root = event["root"]
+            elif event["event"] in FULL_READING_EVENTS and sampler:
+                sampler.full_now()
             elif event["event"] == "request_end" and sampler:
                 outcome.after_request.append((event["index"], read_tree(outcome.root)))
             if event["event"] == "requests_done":
