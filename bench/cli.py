@@ -1,4 +1,5 @@
-"""`ttsload`: one entry point with subcommands (run, report, profile, models, strategies, gate, baseline, history)."""
+"""`ttsload`: one entry point with subcommands (run, report, profile, models, strategies, gate, baseline, history,
+fuzz-http)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ttsload import __version__
-from ttsload.bench.commands import doctor
+from ttsload.bench.commands import doctor, fuzz_http
 from ttsload.bench.errors import UsageError
 from ttsload.bench.scenario import corpus
 
@@ -78,6 +79,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("strategies", help="list presets, topologies and loaders")
     sub.add_parser("scenarios", help="list the built-in scenarios with what each measures")
     doctor.add_parser(sub)
+    fuzz_http.add_parser(sub)
 
     gate = sub.add_parser("gate", help="compare two runs cell by cell; exit 1 on a significant regression")
     gate.add_argument("--baseline", type=Path, required=True, help="results folder or saved baseline .json")
@@ -251,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     handlers = {"doctor": cmd_doctor, "run": cmd_run, "report": cmd_report, "profile": cmd_profile,
                 "models": cmd_models, "strategies": cmd_strategies, "scenarios": cmd_scenarios, "gate": cmd_gate,
-                "baseline": cmd_baseline, "history": cmd_history}
+                "baseline": cmd_baseline, "history": cmd_history, "fuzz-http": fuzz_http.run}
     try:
         return handlers[args.command](args)
     except UsageError as exc:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
+from tests.conftest import ttsload
 from ttsload.bench.serving.fuzz import NO_RESPONSE, campaign, describe, send, synthesize
 from ttsload.bench.serving.fuzz_requests import RawRequest
 from ttsload.bench.serving.limits import HttpLimits
@@ -134,3 +135,10 @@ def test_a_full_queue_gets_503_with_retry_after_and_a_timeout_504_and_the_worker
             time.sleep(0.1)
         assert statuses[-1] == 200 and set(statuses) <= {200, 503, 504}, statuses
         assert [p.pid for p in psutil.Process(live.pid).children()] == worker
+
+
+def test_the_fuzz_command_refuses_bad_limits_in_one_line():
+    # its campaign is the one above (bench.serving.fuzz); a full run is the lead's `ttsload fuzz-http`
+    done = ttsload("fuzz-http", "--queue", "0")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "ttsload: error: http limits: queue must be an integer >= 1, got 0"
