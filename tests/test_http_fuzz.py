@@ -16,6 +16,7 @@ from tests.conftest import ttsload
 from ttsload.bench.serving.fuzz import NO_RESPONSE, campaign, describe, send, synthesize
 from ttsload.bench.serving.fuzz_requests import RawRequest
 from ttsload.bench.serving.limits import HttpLimits
+from ttsload.bench.serving.loadgen import HttpStatus, post_tts
 from ttsload.bench.serving.server import LiveServer, serving
 
 LIMITS = HttpLimits(max_text_chars=200, max_body_bytes=16 * 1024, queue=2, request_timeout_s=60)
@@ -142,3 +143,11 @@ def test_the_fuzz_command_refuses_bad_limits_in_one_line():
     done = ttsload("fuzz-http", "--queue", "0")
     assert done.returncode == 2
     assert done.stderr.strip() == "ttsload: error: http limits: queue must be an integer >= 1, got 0"
+
+
+def test_the_load_generator_records_the_status_of_a_refusal(server):
+    with pytest.raises(HttpStatus) as refused:
+        post_tts(server.port, "a" * 201, 1)
+    assert refused.value.status == 413 and "over the limit of 200" in str(refused.value)
+    audio, headers = post_tts(server.port, "hello", 1)
+    assert len(audio) > 0 and int(headers["x-worker-pid"]) in server.worker_pids

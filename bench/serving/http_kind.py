@@ -86,7 +86,7 @@ def _run_phase(spec: dict[str, Any], plan: Plan, shape: LoadShape, first_index: 
                     first_audio = True
             else:
                 hook("request_failed", index=record["index"], error=record.get("error", "unknown"),
-                     latency_s=record.get("latency_s"), phase=label)
+                     latency_s=record.get("latency_s"), phase=label, status=record.get("status"))
         code = loadgen.wait()
     finally:
         if loadgen.poll() is None:
