@@ -13,8 +13,8 @@ import psutil
 import pytest
 
 from tests.conftest import ttsload
-from ttsload.bench.serving.fuzz import NO_RESPONSE, campaign, describe, send, synthesize
-from ttsload.bench.serving.fuzz_requests import RawRequest
+from ttsload.bench.harness.fuzz_requests import RawRequest
+from ttsload.bench.harness.http_fuzz import NO_RESPONSE, campaign, describe, send, synthesize
 from ttsload.bench.serving.limits import HttpLimits
 from ttsload.bench.serving.loadgen import HttpStatus, post_tts
 from ttsload.bench.serving.server import LiveServer, serving

@@ -39,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from ttsload.bench.serving.fuzz import campaign, describe
+        from ttsload.bench.harness.http_fuzz import campaign, describe
     except ImportError as exc:
         raise UsageError(f"fuzz-http needs hypothesis ({exc}); install it: pip install 'ttsload[test]'") from None
     from ttsload.bench import fixtures

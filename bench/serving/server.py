@@ -85,14 +85,15 @@ def wait_ready(server: subprocess.Popen, status_fd: int, workers: int, deadline:
     return sorted(ready)
 
 
-def stop(server: subprocess.Popen) -> None:
-    """SIGTERM the master, wait a little, then SIGKILL whatever of its tree is left."""
+def stop(server: subprocess.Popen, graceful: bool = True) -> None:
+    """SIGTERM the master (graceful: in-flight requests finish; else SIGQUIT, gunicorn's quick shutdown),
+    wait a little, then SIGKILL whatever of its tree is left."""
     try:
         tree = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
     except psutil.NoSuchProcess:
         tree = []
     if server.poll() is None:
-        server.send_signal(signal.SIGTERM)
+        server.send_signal(signal.SIGTERM if graceful else signal.SIGQUIT)
         try:
             server.wait(timeout=STOP_GRACE_S)
         except subprocess.TimeoutExpired:
@@ -141,6 +142,6 @@ def serving(strategy: str, model: ModelFiles, workers: int = 1, limits: HttpLimi
         pids = wait_ready(process, status_read, workers, time.monotonic() + READY_TIMEOUT_S)
         yield LiveServer(port, process, pids)
     finally:
-        stop(process)
+        stop(process, graceful=False)  # nothing measured here waits on the shutdown
         os.close(status_read)
 

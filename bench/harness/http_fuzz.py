@@ -20,9 +20,9 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 
+from ttsload.bench.harness.fuzz_requests import RawRequest, requests
 from ttsload.bench.harness.probes import read_tree
 from ttsload.bench.scenario import corpus
-from ttsload.bench.serving.fuzz_requests import RawRequest, requests
 from ttsload.bench.serving.limits import HttpLimits
 
 NO_RESPONSE = "no response"
