@@ -99,17 +99,22 @@ def headers() -> st.SearchStrategy:
     return st.lists(st.tuples(names, values), max_size=4)
 
 
+def usually(common: str, other: st.SearchStrategy, percent: int = 80) -> st.SearchStrategy:
+    """`common` in about `percent` % of draws, else a draw from `other` (one_of would split evenly)."""
+    return st.tuples(st.integers(0, 99), other).map(lambda pair: common if pair[0] < percent else pair[1])
+
+
 @lru_cache(maxsize=8)
 def requests(limits: HttpLimits | None = None) -> st.SearchStrategy:
     """Raw requests: mostly POST /tts with some JSON-ish body, everything else some of the time. The
     strategies are built once per limits (building them per example costs more than sending)."""
     limits = limits or HttpLimits()
-    methods = st.one_of(*[st.just("POST")] * 6, st.sampled_from(METHODS))  # ~6 in 7 reach the body checks
-    paths = st.one_of(*[st.just("/tts")] * 6, st.sampled_from(PATHS),
-                      st.text(alphabet=string.ascii_letters + "/%.-_~", max_size=12).map(lambda p: "/" + p))
-    content_types = st.one_of(st.just("application/json"), st.just("application/json"),
-                              st.sampled_from(CONTENT_TYPES),
-                              st.text(alphabet=string.printable[:94] + " ", max_size=40).map(str.strip))
+    # most requests are POST /tts with a JSON Content-Type, so most of them reach the body checks
+    methods = usually("POST", st.sampled_from(METHODS))
+    paths = usually("/tts", st.one_of(st.sampled_from(PATHS), st.text(alphabet=string.ascii_letters + "/%.-_~",
+                                                                      max_size=12).map(lambda p: "/" + p)))
+    content_types = usually("application/json", st.one_of(st.sampled_from(CONTENT_TYPES), st.text(
+        alphabet=string.printable[:94] + " ", max_size=40).map(str.strip)))
     parts = {"method": methods, "path": paths, "body": bodies(limits), "content_type": content_types,
              "mode": st.sampled_from(LENGTH_MODES), "headers": headers(), "keep_type": st.booleans(),
              "cut": st.integers(0, 1 << 16), "extra": st.integers(1, 4096),

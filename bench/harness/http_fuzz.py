@@ -40,7 +40,7 @@ class Tally:
     by_kind: dict[str, Counter] = field(default_factory=dict)
     memory_before: dict[str, int] = field(default_factory=dict)
     memory_after: dict[str, int] = field(default_factory=dict)
-    memory_trace: list[tuple[int, int]] = field(default_factory=list)  # (sent, PSS bytes) every TRACE_EVERY
+    memory_trace: list[tuple[int, int]] = field(default_factory=list)  # (sent, PSS) every TRACE_EVERY requests
     alive_after: bool = False
     seconds: float = 0.0
 
@@ -52,6 +52,7 @@ class Tally:
         return {"sent": self.sent, "drawn": self.drawn, "statuses": {str(k): v for k, v in sorted(
                     self.statuses.items(), key=str)}, "500s": self.server_errors,
                 "memory_before": self.memory_before, "memory_after": self.memory_after,
+                "memory_trace": [{"sent": sent, "pss": pss} for sent, pss in self.memory_trace],
                 "alive_after": self.alive_after, "seconds": round(self.seconds, 1)}
 
 
@@ -133,6 +134,7 @@ def describe(tally: Tally, limits: HttpLimits) -> list[str]:
     mib = 2**20
     statuses = ", ".join(f"{status}: {count}" for status, count in sorted(tally.statuses.items(), key=str))
     before, after = tally.memory_before, tally.memory_after
+    step = max(1, len(tally.memory_trace) // 10)
     return [f"limits: {json.dumps(limits.to_json())}",
             f"bodies sent: {tally.sent} (drawn {tally.drawn}) in {tally.seconds:.0f} s",
             f"statuses: {statuses}",
@@ -141,4 +143,6 @@ def describe(tally: Tally, limits: HttpLimits) -> list[str]:
             f"server memory PSS: {before['pss'] / mib:.1f} MiB before, {after['pss'] / mib:.1f} MiB after "
             f"({(after['pss'] - before['pss']) / mib:+.1f} MiB)",
             f"server memory RSS: {before['rss'] / mib:.1f} MiB before, {after['rss'] / mib:.1f} MiB after "
-            f"({(after['rss'] - before['rss']) / mib:+.1f} MiB)"]
+            f"({(after['rss'] - before['rss']) / mib:+.1f} MiB)",
+            "server PSS along the way (requests sent: MiB): " + ", ".join(
+                f"{sent}: {pss / mib:.1f}" for sent, pss in tally.memory_trace[::step] + tally.memory_trace[-1:])]
