@@ -121,7 +121,7 @@ def create_app() -> Any:
 
 def _routes(app: Any, limits: HttpLimits, admission: Admission) -> None:
     """GET /ready and POST /tts; every refusal is JSON {"error": ...}. A body left unread (413, 415) is
-    gunicorn's to drop: it drains at most 64 KiB of it before a kept-alive connection's next request."""
+    gunicorn's to drop (27 drains at most 64 KiB of it, else closes the connection)."""
     from flask import Response, jsonify, request
     from werkzeug.exceptions import HTTPException
 
@@ -155,8 +155,8 @@ def _routes(app: Any, limits: HttpLimits, admission: Admission) -> None:
             audio = admission.run(server.synthesize, text, seed)
         except Rejected:
             raise
-        except StrategyError as exc:  # the serving side broke (a worker process died): not the client's input
-            app.logger.exception("synthesis failed")
+        except (StrategyError, MemoryError) as exc:  # the serving side broke (a worker process died, memory ran
+            app.logger.exception("synthesis failed")  # out): not the client's input, and it may pass
             return refuse(503, _one_line(exc), {"Retry-After": str(limits.retry_after_s)})
         except Exception as exc:  # noqa: BLE001 - the model could not synthesize this (valid) input
             app.logger.exception("synthesis failed")
