@@ -1,5 +1,5 @@
 """`ttsload`: one entry point with subcommands (run, report, profile, models, strategies, gate, noise, baseline,
-history)."""
+history, fuzz-http)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ttsload import __version__
-from ttsload.bench.commands import doctor
+from ttsload.bench.commands import doctor, fuzz_http
 from ttsload.bench.commands import gate as gate_command
 from ttsload.bench.commands import noise as noise_command
 from ttsload.bench.errors import UsageError
@@ -86,6 +86,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("strategies", help="list presets, topologies and loaders")
     sub.add_parser("scenarios", help="list the built-in scenarios with what each measures")
     doctor.add_parser(sub)
+    fuzz_http.add_parser(sub)
 
     gate_command.add_parser(sub)
     noise_command.add_parser(sub)
@@ -254,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     handlers = {"doctor": cmd_doctor, "run": cmd_run, "report": cmd_report, "profile": cmd_profile,
                 "models": cmd_models, "strategies": cmd_strategies, "scenarios": cmd_scenarios, "gate": cmd_gate,
-                "noise": cmd_noise, "baseline": cmd_baseline, "history": cmd_history}
+                "noise": cmd_noise, "baseline": cmd_baseline, "history": cmd_history, "fuzz-http": fuzz_http.run}
     try:
         return handlers[args.command](args)
     except UsageError as exc:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from ttsload.bench.serving.limits import HttpLimits
+
 KINDS = ("single", "pool", "switch", "http")
 PHASE_ACTIONS = ("requests", "trim", "kill_worker")
 ORDERS = ("cycle", "random")
@@ -78,6 +80,7 @@ class Plan:
     pattern: str = "round-robin"  # switch: which model each request asks for
     pattern_seed: int = 0
     preload: bool | None = None  # http: gunicorn --preload (None: not an http plan)
+    http_limits: HttpLimits | None = None  # http: the app's limits (None: HttpLimits' defaults)
     leak: LeakSettings = field(default_factory=LeakSettings)
 
     def __post_init__(self) -> None:
@@ -115,4 +118,5 @@ class Plan:
         data["phases"] = tuple(Phase(**p) for p in data.get("phases", ()))
         data["models"] = tuple(data.get("models", ()))
         data["leak"] = LeakSettings(**data.get("leak", {}))
+        data["http_limits"] = HttpLimits.from_json(data["http_limits"]) if data.get("http_limits") else None
         return cls(**data)

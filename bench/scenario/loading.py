@@ -20,6 +20,7 @@ from ttsload.bench.cells import Cell
 from ttsload.bench.plan import LeakSettings, Phase, Plan
 from ttsload.bench.scenario import corpus
 from ttsload.bench.scenario.schema import ScenarioError, validate
+from ttsload.bench.serving.limits import HttpLimits
 from ttsload.strategies.base import ModelFiles
 
 
@@ -87,6 +88,7 @@ class Scenario:
             sampler=sampler, timeout_s=timeout_s or self.data.get("timeout_s"),
             order=texts.get("order", "cycle"), order_seed=texts.get("seed", 0),
             lru=fields.get("lru"), preload=fields.get("preload"),
+            http_limits=HttpLimits.from_json(self.data.get("http")) if self.kind == "http" else None,
             models=tuple(m.to_json() for m in models) if is_switch else (),
             model_label="+".join(m.name for m in models) if is_switch else None,
             pattern=switch.get("pattern", "round-robin"), pattern_seed=switch.get("seed", 0),

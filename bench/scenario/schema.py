@@ -66,7 +66,8 @@ TABLES: dict[str, dict[str, tuple[Check, str]]] = {
     "leak": {"warmup": _int(0), "threshold_mb_per_1k": _number(positive=False),
              "confidence": ((lambda v: isinstance(v, float) and 0 < v < 1), "a number between 0 and 1")},
     "sampler": {"modes": _list(_choice("on", "off"))},
-    "http": {"preload": _list(BOOL)},
+    "http": {"preload": _list(BOOL), "max_text_chars": _int(1), "max_body_bytes": _int(1), "queue": _int(1),
+             "request_timeout_s": _number()},
 }
 PHASES: dict[str, dict[str, tuple[Check, str]]] = {
     "requests": {"count": _int(1), "concurrency": _either(_int(1), _choice("workers")), "rate": _number(),
