@@ -165,8 +165,13 @@ class LoadedModel(Protocol):
 
 
 def serve_request(model: LoadedModel, text: str, seed: int) -> Audio:
-    """Every topology serves a request through here (profilers attribute first synthesis to it)."""
-    return model.synthesize(text, seed)
+    """Every topology serves a request through here (profilers attribute first synthesis to it), in
+    whichever process holds the model, so a per-request runtime control (`trim=N`) acts there too."""
+    from ttsload.strategies.allocator import after_request
+
+    audio = model.synthesize(text, seed)
+    after_request()
+    return audio
 
 
 def tensor_facts(module: Any) -> dict[str, Any]:
@@ -304,6 +309,8 @@ class Topology(abc.ABC):
     summary: ClassVar[str]
     # Loads once in this process and can fork serving children that share its pages (a pool forks from it).
     forks_from_loaded_parent: ClassVar[bool] = False
+    # Holds the imported runtime but no model, and forks serving children that each load (a pool forks from it).
+    forks_from_template: ClassVar[bool] = False
     # Serves from a model resident in the calling process (what an in-process LRU or gunicorn --preload needs).
     serves_from_resident_model: ClassVar[bool] = False
     # Serves from a model held by a child process (in-process profilers do not see that model).
@@ -329,7 +336,7 @@ class Topology(abc.ABC):
         """Release the model and any helper processes."""
 
     def fork(self, worker: int) -> Any:
-        """One more serving child sharing this process's loaded model (needs forks_from_loaded_parent).
+        """One more serving child forked from this process (needs forks_from_loaded_parent or forks_from_template).
 
         Returns a `hosts.PipeClient`; a pool calls it after `start()` for each worker it wants.
         """

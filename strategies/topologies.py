@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import gc
+import os
 import threading
+from typing import Any
 
 from ttsload.strategies.base import Audio, Hook, LoadedModel, Loader, ModelFiles, Topology, serve_request
 from ttsload.strategies.hosts import Dispatcher, ForkedHost, SpawnedHost
@@ -124,8 +126,8 @@ class Prefork(Topology):
 
     def fork(self, worker: int) -> ForkedHost:
         """One more child sharing the loaded model (a scale-out forks from the same parent)."""
-        after_fork = functools.partial(self.loader.set_threads, self._child_threads) if self._child_threads else None
-        return ForkedHost(functools.partial(serve_request, self._model), self.hook, after_fork, worker)
+        return ForkedHost(functools.partial(_serve_inherited, self.loader, self._child_threads, self._model),
+                          self.hook, worker)
 
     def synthesize(self, text: str, seed: int) -> Audio:
         return self._dispatch.synthesize(text, seed)
@@ -141,4 +143,72 @@ class Prefork(Topology):
         gc.unfreeze()
 
 
-TOPOLOGIES: dict[str, type[Topology]] = {cls.name: cls for cls in (PerRequest, Resident, Worker, Prefork)}
+class Zygote(Topology):
+    """A template that has imported the runtime and loaded nothing; every worker is a fork of it that
+    loads its own model (any loader; mmap shares the checkpoint's pages) and serves.
+
+    A worker then costs a fork plus a load, not an interpreter start plus imports, and nothing is
+    held before traffic asks for it. The template never computes: it sets one torch thread and runs
+    no parallel region (libgomp's thread team does not survive a fork), and gc.freeze() keeps the
+    collector off the imported modules' pages. Cold start is timed from `worker_requested`; the
+    template's own start-up ends at `template_ready`.
+    """
+
+    name = "zygote"
+    summary = "template imports the runtime and loads nothing; each worker is a fork that loads and serves"
+    forks_from_template = True
+    serves_from_child_process = True
+
+    def start(self) -> None:
+        info = self.loader.runtime_phase(self.threads)  # children get this count (same float order as others)
+        self._child_threads = info.get("torch_threads") or self.threads
+        self.loader.prepare_fork()
+        self.hook("imports_done", **info)
+        gc.collect()
+        gc.freeze()
+        self.hook("template_ready", tasks=task_count())
+        hosts = [self.fork(worker) for worker in range(self.workers)]
+        for host in hosts:
+            host.wait_for("ready", None)
+        self._dispatch = Dispatcher(hosts)
+
+    def fork(self, worker: int) -> ForkedHost:
+        """A new worker: fork the template; the child loads the model and serves."""
+        self.hook("worker_requested", worker=worker)
+        return ForkedHost(functools.partial(_load_and_serve, self.loader, self._child_threads, self.files),
+                          self.hook, worker)
+
+    def synthesize(self, text: str, seed: int) -> Audio:
+        return self._dispatch.synthesize(text, seed)
+
+    def trim(self) -> bool:
+        returned = [*self._dispatch.trim(), super().trim()]
+        return any(returned)
+
+    def close(self) -> None:
+        if getattr(self, "_dispatch", None) is not None:
+            self._dispatch.close()
+            self._dispatch = None
+        gc.unfreeze()
+
+
+def task_count() -> int:
+    """Threads of this process (a template that ran a parallel region would hold its thread team)."""
+    return len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else threading.active_count()
+
+
+def _serve_inherited(loader: Loader, threads: int | None, model: LoadedModel, hook: Hook) -> Any:
+    """A prefork child: its own thread count, then serve the model it inherited."""
+    if threads:
+        loader.set_threads(threads)
+    return functools.partial(serve_request, model)
+
+
+def _load_and_serve(loader: Loader, threads: int | None, files: ModelFiles, hook: Hook) -> Any:
+    """A zygote child: its own thread count, load (phase events go to the parent), then serve."""
+    if threads:
+        loader.set_threads(threads)
+    return functools.partial(serve_request, loader.load(files, hook))
+
+
+TOPOLOGIES: dict[str, type[Topology]] = {cls.name: cls for cls in (PerRequest, Resident, Worker, Prefork, Zygote)}

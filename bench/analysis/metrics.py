@@ -84,7 +84,10 @@ def _rtf(view: CellView) -> float | None:
 
 
 def _cold_start(view: CellView) -> float | None:
-    return view.at["first_audio"] - view.start if "first_audio" in view.at else None
+    """Process start to first audio; for a zygote, from the moment its first worker was asked for (the
+    template that was up before is `template_s`)."""
+    begin = view.at.get("worker_requested", view.start)
+    return view.at["first_audio"] - begin if "first_audio" in view.at else None
 
 
 def _rate_gbps(view: CellView, start: str, end: str) -> float | None:
@@ -125,6 +128,8 @@ REGISTRY: tuple[Metric, ...] = (
     _phase("construct_s", "construct", "verify_done", "construct_done", 3, CS),
     _phase("weights_s", "weights", "construct_done", "weights_done", 3, CS),
     _phase("first_audio_s", "first synthesis", "weights_done", "first_audio", 2, CS, R),
+    Metric("template_s", "zygote template start-up", "s", 2, lambda v: v.span(None, "template_ready"),
+           show=frozenset({CS, R})),
     # memory of the whole process tree after the last request, and peaks
     _steady("rss", "RSS (summed)", R),
     _steady("pss", "PSS (tree)", CS, RM, R),
@@ -152,6 +157,7 @@ REGISTRY: tuple[Metric, ...] = (
     Metric("torch_threads", "threads", "", 0, lambda v: v.first("imports_done").get("torch_threads"),
            show=frozenset({CSS}), gate=False),
     _text("cache", lambda v: v.cache),
+    _text("allocator", lambda v: v.first("runtime_controls").get("allocator")),  # as mapped in the cell process
     Metric("int8_fraction", "int8 fraction", "", 3, lambda v: v.first("weights_done").get("int8_fraction")),
     Metric("bf16_fraction", "bf16 fraction", "", 3, lambda v: v.first("weights_done").get("bf16_fraction")),
     # the physical limit (bench/cell/limits.py) and the weights phase against it
