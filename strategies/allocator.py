@@ -8,7 +8,7 @@
 All but `trim` are read by the C libraries when a process starts, so they travel as environment
 variables: the runner starts the cell process with them (`environment()`), and every worker the
 cell spawns or forks inherits them. `trim` travels the same way (TTSLOAD_TRIM_EVERY) and is acted
-on by `after_request()`, which `base.serve_request` calls in whichever process served the request.
+on by `base.serve_request`, in whichever process served the request.
 `in_effect()` says what a process really runs with (the environment, and jemalloc found in its maps),
 for the results.
 """
@@ -16,16 +16,14 @@ for the results.
 from __future__ import annotations
 
 import os
-import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ttsload.strategies.base import malloc_trim
-from ttsload.strategies.options import register
+from ttsload.strategies.base import TRIM_EVERY
 
 JEMALLOC = Path("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")  # Debian/Ubuntu package libjemalloc2
 JEMALLOC_INSTALL = "apt-get update && apt-get install -y libjemalloc2"
-TRIM_EVERY = "TTSLOAD_TRIM_EVERY"
 ALLOCATORS = ("glibc", "jemalloc")
 
 
@@ -52,10 +50,13 @@ def jemalloc_path() -> Path:
     return Path(os.environ.get("TTSLOAD_JEMALLOC") or JEMALLOC)
 
 
-register("arena", "MALLOC_ARENA_MAX: glibc heaps per process", _positive)
-register("trim", "malloc_trim(0) after every N requests, in every serving process", _positive)
-register("alloc", "allocator: glibc, or jemalloc by LD_PRELOAD (package libjemalloc2)", _allocator)
-register("onednn_cache", "ONEDNN_PRIMITIVE_CACHE_CAPACITY: oneDNN kernels kept per process", _positive)
+# Strategy options (key, help, parse), registered by strategies/options.py.
+OPTIONS: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
+    ("arena", "MALLOC_ARENA_MAX: glibc heaps per process", _positive),
+    ("trim", "malloc_trim(0) after every N requests, in every serving process", _positive),
+    ("alloc", "allocator: glibc, or jemalloc by LD_PRELOAD (package libjemalloc2)", _allocator),
+    ("onednn_cache", "ONEDNN_PRIMITIVE_CACHE_CAPACITY: oneDNN kernels kept per process", _positive),
+)
 
 
 def environment(options: dict[str, Any]) -> dict[str, str]:
@@ -93,29 +94,3 @@ def in_effect() -> dict[str, Any]:
     env = os.environ
     return {"allocator": allocator_of(), "malloc_arena_max": env.get("MALLOC_ARENA_MAX"),
             "trim_every": env.get(TRIM_EVERY), "onednn_cache": env.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY")}
-
-
-class _Counter:
-    """Requests served by this process; a fork starts its own count (the template served none)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.served = 0
-        self.pid = os.getpid()
-
-
-_counter = _Counter()
-
-
-def after_request() -> bool:
-    """Called after each request a process serves: malloc_trim(0) every TTSLOAD_TRIM_EVERY requests."""
-    every = os.environ.get(TRIM_EVERY)
-    if not every:
-        return False
-    global _counter
-    if _counter.pid != os.getpid():
-        _counter = _Counter()
-    with _counter.lock:
-        _counter.served += 1
-        due = _counter.served % int(every) == 0
-    return malloc_trim() if due else False

@@ -12,6 +12,8 @@ from __future__ import annotations
 import abc
 import ctypes
 import hashlib
+import os
+import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,11 +169,36 @@ class LoadedModel(Protocol):
 def serve_request(model: LoadedModel, text: str, seed: int) -> Audio:
     """Every topology serves a request through here (profilers attribute first synthesis to it), in
     whichever process holds the model, so a per-request runtime control (`trim=N`) acts there too."""
-    from ttsload.strategies.allocator import after_request
-
     audio = model.synthesize(text, seed)
     after_request()
     return audio
+
+
+TRIM_EVERY = "TTSLOAD_TRIM_EVERY"  # the `trim=N` option (strategies/allocator.py), inherited by every worker
+
+
+class _Served:
+    """Requests served by this process; a forked child starts its own count."""
+
+    def __init__(self) -> None:
+        self.lock, self.count, self.pid = threading.Lock(), 0, os.getpid()
+
+
+_served = _Served()
+
+
+def after_request() -> bool:
+    """After each request this process serves: malloc_trim(0) every TTSLOAD_TRIM_EVERY requests, if set."""
+    global _served
+    every = os.environ.get(TRIM_EVERY)
+    if not every:
+        return False
+    if _served.pid != os.getpid():
+        _served = _Served()
+    with _served.lock:
+        _served.count += 1
+        due = _served.count % int(every) == 0
+    return malloc_trim() if due else False
 
 
 def tensor_facts(module: Any) -> dict[str, Any]:
