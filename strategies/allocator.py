@@ -27,14 +27,19 @@ JEMALLOC_INSTALL = "apt-get update && apt-get install -y libjemalloc2"
 ALLOCATORS = ("glibc", "jemalloc")
 
 
-def _positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise ValueError("not a whole number") from None
-    if number < 1:
-        raise ValueError("must be 1 or more")
-    return number
+def _whole(minimum: int) -> Callable[[str], int]:
+    """A parser of whole numbers from `minimum` up (ValueError with a short reason otherwise)."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValueError("not a whole number") from None
+        if number < minimum:
+            raise ValueError(f"must be {minimum} or more")
+        return number
+
+    return parse
 
 
 def _allocator(value: str) -> str:
@@ -52,10 +57,10 @@ def jemalloc_path() -> Path:
 
 # Strategy options (key, help, parse), registered by strategies/options.py.
 OPTIONS: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
-    ("arena", "MALLOC_ARENA_MAX: glibc heaps per process", _positive),
-    ("trim", "malloc_trim(0) after every N requests, in every serving process", _positive),
+    ("arena", "MALLOC_ARENA_MAX: glibc heaps per process", _whole(1)),
+    ("trim", "malloc_trim(0) after every N requests, in every serving process", _whole(1)),
     ("alloc", "allocator: glibc, or jemalloc by LD_PRELOAD (package libjemalloc2)", _allocator),
-    ("onednn_cache", "ONEDNN_PRIMITIVE_CACHE_CAPACITY: oneDNN kernels kept per process", _positive),
+    ("onednn_cache", "ONEDNN_PRIMITIVE_CACHE_CAPACITY: oneDNN kernels kept per process (0: none)", _whole(0)),
 )
 
 

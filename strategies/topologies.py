@@ -163,10 +163,10 @@ class Zygote(Topology):
         info = self.loader.runtime_phase(self.threads)  # children get this count (same float order as others)
         self._child_threads = info.get("torch_threads") or self.threads
         self.loader.prepare_fork()
-        self.hook("imports_done", **info)
         gc.collect()
         gc.freeze()
-        self.hook("template_ready", tasks=task_count())
+        # not `imports_done`: the imports are the template's, no phase of a worker's cold start
+        self.hook("template_ready", tasks=task_count(), **info)
         hosts = [self.fork(worker) for worker in range(self.workers)]
         for host in hosts:
             host.wait_for("ready", None)

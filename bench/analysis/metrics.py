@@ -154,7 +154,8 @@ REGISTRY: tuple[Metric, ...] = (
     Metric("audio_s", "audio", "s", 2, lambda v: sum(r["audio_s"] for r in v.requests) if v.requests else None),
     Metric("requests", "requests", "", 0, lambda v: len(v.requests), gate=False),
     Metric("loads", "loads", "", 0, lambda v: len(v.named("weights_done")), show=frozenset({CS, CSS, RS})),
-    Metric("torch_threads", "threads", "", 0, lambda v: v.first("imports_done").get("torch_threads"),
+    Metric("torch_threads", "threads", "", 0,
+           lambda v: (v.first("imports_done") or v.first("template_ready")).get("torch_threads"),  # zygote: template
            show=frozenset({CSS}), gate=False),
     _text("cache", lambda v: v.cache),
     _text("allocator", lambda v: v.first("runtime_controls").get("allocator")),  # as mapped in the cell process
