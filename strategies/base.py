@@ -145,12 +145,28 @@ def verify_files(files: ModelFiles, paths: list[Path] | None = None) -> None:
             )
 
 
+_JEMALLOC_ALL_ARENAS = b"arena.4096.purge"  # MALLCTL_ARENAS_ALL (jemalloc 5): purge every arena
+
+
 def malloc_trim() -> bool:
-    """Ask glibc to give freed heap back to the OS; tells allocator retention apart from leaks."""
+    """Ask the allocator to give freed heap back to the OS; tells allocator retention apart from leaks.
+
+    glibc's malloc_trim(0), and when jemalloc is preloaded (`alloc=jemalloc`) a purge of its arenas,
+    which glibc's call would not touch.
+    """
+    returned = False
     try:
-        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+        returned = bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
     except (OSError, AttributeError):
-        return False
+        pass
+    try:
+        process = ctypes.CDLL(None)
+        if hasattr(process, "mallctl"):
+            purged = process.mallctl(_JEMALLOC_ALL_ARENAS, None, None, None, ctypes.c_size_t(0)) == 0
+            returned = returned or purged
+    except OSError:
+        pass
+    return returned
 
 
 @runtime_checkable

@@ -67,6 +67,10 @@ for name in ('zygote+mmap', 'worker+mmap'):  # a forked worker, then a spawned o
         environ = dict(v.split('=', 1) for v in Path(f'/proc/{pids[0]}/environ').read_text().split('\\0') if '=' in v)
         found[name] = {'env': environ, 'allocator': allocator_of(pids[0])}
 found['self'] = allocator_of()
+from ttsload.strategies.base import malloc_trim
+rss = lambda: int(open('/proc/self/statm').read().split()[1]) * 4096
+held = [bytearray(1 << 16) for _ in range(4000)]; del held  # 250 MiB freed, kept by jemalloc
+before = rss(); malloc_trim(); found['purged'] = before - rss()
 print(json.dumps(found))
 """
 
@@ -79,6 +83,7 @@ def test_options_reach_forked_and_spawned_workers(tiny):
     assert done.returncode == 0, done.stderr[-2000:]
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found["self"] == "jemalloc"
+    assert found["purged"] > 16 * 2**20  # a trim purges jemalloc's arenas too (glibc's malloc_trim would not)
     for name in ("zygote+mmap", "worker+mmap"):
         worker = found[name]
         assert worker["allocator"] == "jemalloc", name  # the library is mapped in the worker, not only named

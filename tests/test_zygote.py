@@ -79,3 +79,32 @@ def test_zygote_cold_start_runs_from_the_worker_request_with_the_template_apart(
     assert float(row["cold_start_s"]) == float(first - asked)
     assert events["template_ready"]["t"] <= asked and float(row["template_s"]) > 0
     assert events["weights_done"]["pid"] != events["template_ready"]["pid"]  # loaded in the forked worker
+
+
+POOL = """
+import json, sys
+from ttsload.bench.cell.pool import Pool
+from ttsload.strategies.base import ModelFiles
+from ttsload.strategies.registry import resolve
+events = []
+pool = Pool(resolve('zygote+mmap'), ModelFiles.from_json(json.loads(sys.argv[1])),
+            lambda e, t=None, **f: events.append((e, f)), threads=1)
+pool.start(1)
+pool.add(2)  # a scale-out: two more forks of the template, each loading its own model
+pool.join_scale_outs()
+served = {pool.serve(i, 'Hello there.', 1)[1].pid for i in range(6)}
+pool.close()
+print(json.dumps({'ready': sorted(f['worker_pid'] for e, f in events if e == 'worker_ready'),
+                  'loaded': sorted(f['pid'] for e, f in events if e == 'weights_done'),
+                  'requested': sum(e == 'worker_requested' for e, f in events), 'served': len(served)}))
+"""
+
+
+def test_a_pool_scales_out_by_forking_the_template(tiny):
+    done = subprocess.run([sys.executable, "-c", POOL, json.dumps(tiny.to_json())], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    facts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert facts["requested"] == 3 and len(facts["ready"]) == 3
+    assert facts["loaded"] == facts["ready"]  # every worker loaded once, in itself; the template never did
+    assert facts["served"] >= 1
