@@ -95,7 +95,33 @@ class Worker(Topology):
             self._host = None
 
 
-class Prefork(Topology):
+class Forking(Topology):
+    """Serves through children forked from this process, each request to an idle one (prefork, zygote).
+
+    Subclasses get the process ready to fork (`start`), then call `serve_through` with the first
+    children; `fork(worker)` makes one more (a pool's scale-out).
+    """
+
+    def serve_through(self, hosts: list[ForkedHost]) -> None:
+        for host in hosts:
+            host.wait_for("ready", None)
+        self._dispatch = Dispatcher(hosts)
+
+    def synthesize(self, text: str, seed: int) -> Audio:
+        return self._dispatch.synthesize(text, seed)
+
+    def trim(self) -> bool:
+        returned = [*self._dispatch.trim(), super().trim()]
+        return any(returned)
+
+    def close(self) -> None:
+        if getattr(self, "_dispatch", None) is not None:
+            self._dispatch.close()
+            self._dispatch = None
+        gc.unfreeze()
+
+
+class Prefork(Forking):
     """Load once in the parent, then fork N workers that share the weights copy-on-write.
 
     gc.freeze() moves every object created so far out of the collector's reach, so the
@@ -119,31 +145,15 @@ class Prefork(Topology):
         self._child_threads = child_threads
         gc.collect()
         gc.freeze()
-        hosts = [self.fork(worker) for worker in range(self.workers)]
-        for host in hosts:
-            host.wait_for("ready", None)
-        self._dispatch = Dispatcher(hosts)
+        self.serve_through([self.fork(worker) for worker in range(self.workers)])
 
     def fork(self, worker: int) -> ForkedHost:
         """One more child sharing the loaded model (a scale-out forks from the same parent)."""
         return ForkedHost(functools.partial(_serve_inherited, self.loader, self._child_threads, self._model),
                           self.hook, worker)
 
-    def synthesize(self, text: str, seed: int) -> Audio:
-        return self._dispatch.synthesize(text, seed)
 
-    def trim(self) -> bool:
-        returned = [*self._dispatch.trim(), super().trim()]
-        return any(returned)
-
-    def close(self) -> None:
-        if getattr(self, "_dispatch", None) is not None:
-            self._dispatch.close()
-            self._dispatch = None
-        gc.unfreeze()
-
-
-class Zygote(Topology):
+class Zygote(Forking):
     """A template that has imported the runtime and loaded nothing; every worker is a fork of it that
     loads its own model (any loader; mmap shares the checkpoint's pages) and serves.
 
@@ -167,29 +177,13 @@ class Zygote(Topology):
         gc.freeze()
         # not `imports_done`: the imports are the template's, no phase of a worker's cold start
         self.hook("template_ready", tasks=task_count(), **info)
-        hosts = [self.fork(worker) for worker in range(self.workers)]
-        for host in hosts:
-            host.wait_for("ready", None)
-        self._dispatch = Dispatcher(hosts)
+        self.serve_through([self.fork(worker) for worker in range(self.workers)])
 
     def fork(self, worker: int) -> ForkedHost:
         """A new worker: fork the template; the child loads the model and serves."""
         self.hook("worker_requested", worker=worker)
         return ForkedHost(functools.partial(_load_and_serve, self.loader, self._child_threads, self.files),
                           self.hook, worker)
-
-    def synthesize(self, text: str, seed: int) -> Audio:
-        return self._dispatch.synthesize(text, seed)
-
-    def trim(self) -> bool:
-        returned = [*self._dispatch.trim(), super().trim()]
-        return any(returned)
-
-    def close(self) -> None:
-        if getattr(self, "_dispatch", None) is not None:
-            self._dispatch.close()
-            self._dispatch = None
-        gc.unfreeze()
 
 
 def task_count() -> int:
