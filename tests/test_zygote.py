@@ -29,7 +29,7 @@ files = ModelFiles.from_json(json.loads(sys.argv[1])); out = sys.argv[2]; texts 
 events = []
 hook = lambda e, t=None, **f: events.append((e, f))
 tasks = lambda: len(os.listdir('/proc/self/task'))
-z = resolve('zygote+mmap').build(files, hook, threads=2, workers=2)
+z = resolve('zygote+mmap').build(files, hook, workers=2)  # torch's default threads, as the singleton here
 z.start()
 for i, (text, seed) in enumerate(texts):
     np.save(f'{out}/{i}.npy', z.synthesize(text, seed).wav)
