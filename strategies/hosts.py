@@ -55,11 +55,25 @@ def serve_topology(build: Any, files_json: dict[str, Any], threads: int | None, 
         topology = build(ModelFiles.from_json(files_json), hook, threads)
         topology.start()
     except Exception as exc:  # reported to the parent, which raises it there
-        reason = str(exc) if isinstance(exc, StrategyError) else f"{type(exc).__name__}: {exc}"
-        conn.send(("failed", None, reason))
+        report_failure(conn, exc)
         return
     serve_loop(topology.synthesize, conn, topology.trim)
     topology.close()
+
+
+def report_failure(conn: Any, exc: Exception) -> None:
+    """Tell the parent why this host could not start (its wait for "ready" raises the reason)."""
+    reason = str(exc) if isinstance(exc, StrategyError) else f"{type(exc).__name__}: {exc}"
+    conn.send(("failed", None, reason))
+
+
+def _child_setup(serve_with: Any, conn: Any, worker: int) -> Any:
+    """Run a forked child's set-up; on failure tell the parent why and return None."""
+    try:
+        return serve_with(pipe_hook(conn, worker))
+    except Exception as exc:
+        report_failure(conn, exc)
+        return None
 
 
 class PipeClient:
@@ -157,20 +171,25 @@ class SpawnedHost(PipeClient):
 
 
 class ForkedHost(PipeClient):
-    """A child forked from a parent that already holds the model (copy-on-write sharing)."""
+    """A child forked from this process: it shares this process's pages copy-on-write.
 
-    def __init__(self, synthesize: Any, hook: Hook, after_fork: Any, worker: int):
+    `serve_with(hook) -> synthesize` runs first in the child, with a hook that relays events to the
+    parent: a prefork child just sets its thread count and serves the parent's model; a zygote child
+    loads its own model there. If it raises, the parent's wait for "ready" raises its reason.
+    """
+
+    def __init__(self, serve_with: Any, hook: Hook, worker: int):
         import multiprocessing
 
         conn, child_conn = multiprocessing.Pipe(duplex=True)
         pid = os.fork()
-        if pid == 0:  # child: serve with the inherited model, never return into the parent's code
+        if pid == 0:  # child: never return into the parent's code
             code = 0
             try:
                 conn.close()
-                if after_fork is not None:  # e.g. the child's own thread count
-                    after_fork()
-                serve_loop(synthesize, child_conn)
+                synthesize = _child_setup(serve_with, child_conn, worker)
+                if synthesize is not None:
+                    serve_loop(synthesize, child_conn)
             except BaseException:
                 code = 1
             finally:

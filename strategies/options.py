@@ -63,4 +63,13 @@ def parse(name: str, text: str) -> dict[str, Any]:
 
 
 def _register_builtin() -> None:
-    """Import the modules that register options (each registers on import)."""
+    """Register the options the strategy modules declare (each an OPTIONS list of (key, help, parse)).
+
+    They are declared there as data, not registered on import, so no module imports this one back (a cycle).
+    """
+    from ttsload.strategies import allocator  # arena, trim, alloc, onednn_cache
+
+    for declared in (allocator.OPTIONS,):
+        for key, help, parse in declared:
+            if key not in OPTIONS:
+                register(key, help, parse)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import gc
+import os
 import threading
+from typing import Any
 
 from ttsload.strategies.base import Audio, Hook, LoadedModel, Loader, ModelFiles, StrategyError, Topology, serve_request
 from ttsload.strategies.hosts import Dispatcher, ForkedHost, SpawnedHost
@@ -143,7 +145,33 @@ class Worker(Topology):
             self._host = None
 
 
-class Prefork(Topology):
+class Forking(Topology):
+    """Serves through children forked from this process, each request to an idle one (prefork, zygote).
+
+    Subclasses get the process ready to fork (`start`), then call `serve_through` with the first
+    children; `fork(worker)` makes one more (a pool's scale-out).
+    """
+
+    def serve_through(self, hosts: list[ForkedHost]) -> None:
+        for host in hosts:
+            host.wait_for("ready", None)
+        self._dispatch = Dispatcher(hosts)
+
+    def synthesize(self, text: str, seed: int) -> Audio:
+        return self._dispatch.synthesize(text, seed)
+
+    def trim(self) -> bool:
+        returned = [*self._dispatch.trim(), super().trim()]
+        return any(returned)
+
+    def close(self) -> None:
+        if getattr(self, "_dispatch", None) is not None:
+            self._dispatch.close()
+            self._dispatch = None
+        gc.unfreeze()
+
+
+class Prefork(Forking):
     """Load once in the parent, then fork N workers that share the weights copy-on-write.
 
     gc.freeze() moves every object created so far out of the collector's reach, so the
@@ -167,29 +195,65 @@ class Prefork(Topology):
         self._child_threads = child_threads
         gc.collect()
         gc.freeze()
-        hosts = [self.fork(worker) for worker in range(self.workers)]
-        for host in hosts:
-            host.wait_for("ready", None)
-        self._dispatch = Dispatcher(hosts)
+        self.serve_through([self.fork(worker) for worker in range(self.workers)])
 
     def fork(self, worker: int) -> ForkedHost:
         """One more child sharing the loaded model (a scale-out forks from the same parent)."""
-        after_fork = functools.partial(self.loader.set_threads, self._child_threads) if self._child_threads else None
-        return ForkedHost(functools.partial(serve_request, self._model), self.hook, after_fork, worker)
+        return ForkedHost(functools.partial(_serve_inherited, self.loader, self._child_threads, self._model),
+                          self.hook, worker)
 
-    def synthesize(self, text: str, seed: int) -> Audio:
-        return self._dispatch.synthesize(text, seed)
 
-    def trim(self) -> bool:
-        returned = [*self._dispatch.trim(), super().trim()]
-        return any(returned)
+class Zygote(Forking):
+    """A template that has imported the runtime and loaded nothing; every worker is a fork of it that
+    loads its own model (any loader; mmap shares the checkpoint's pages) and serves.
 
-    def close(self) -> None:
-        if getattr(self, "_dispatch", None) is not None:
-            self._dispatch.close()
-            self._dispatch = None
-        gc.unfreeze()
+    A worker then costs a fork plus a load, not an interpreter start plus imports, and nothing is
+    held before traffic asks for it. The template never computes: it sets one torch thread and runs
+    no parallel region (libgomp's thread team does not survive a fork), and gc.freeze() keeps the
+    collector off the imported modules' pages. Cold start is timed from `worker_requested`; the
+    template's own start-up ends at `template_ready`.
+    """
+
+    name = "zygote"
+    summary = "template imports the runtime and loads nothing; each worker is a fork that loads and serves"
+    forks_from_template = True
+    serves_from_child_process = True
+
+    def start(self) -> None:
+        info = self.loader.runtime_phase(self.threads)  # children get this count (same float order as others)
+        self._child_threads = info.get("torch_threads") or self.threads
+        self.loader.prepare_fork()
+        gc.collect()
+        gc.freeze()
+        # not `imports_done`: the imports are the template's, no phase of a worker's cold start
+        self.hook("template_ready", tasks=task_count(), **info)
+        self.serve_through([self.fork(worker) for worker in range(self.workers)])
+
+    def fork(self, worker: int) -> ForkedHost:
+        """A new worker: fork the template; the child loads the model and serves."""
+        self.hook("worker_requested", worker=worker)
+        return ForkedHost(functools.partial(_load_and_serve, self.loader, self._child_threads, self.files),
+                          self.hook, worker)
+
+
+def task_count() -> int:
+    """Threads of this process (a template that ran a parallel region would hold its thread team)."""
+    return len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else threading.active_count()
+
+
+def _serve_inherited(loader: Loader, threads: int | None, model: LoadedModel, hook: Hook) -> Any:
+    """A prefork child: its own thread count, then serve the model it inherited."""
+    if threads:
+        loader.set_threads(threads)
+    return functools.partial(serve_request, model)
+
+
+def _load_and_serve(loader: Loader, threads: int | None, files: ModelFiles, hook: Hook) -> Any:
+    """A zygote child: its own thread count, load (phase events go to the parent), then serve."""
+    if threads:
+        loader.set_threads(threads)
+    return functools.partial(serve_request, loader.load(files, hook))
 
 
 TOPOLOGIES: dict[str, type[Topology]] = {cls.name: cls for cls in (PerRequest, Resident, AsyncResident, Worker,
-                                                                    Prefork)}
+                                                                    Prefork, Zygote)}

@@ -94,7 +94,10 @@ def _rtf(view: CellView) -> float | None:
 
 
 def _cold_start(view: CellView) -> float | None:
-    return view.at["first_audio"] - view.start if "first_audio" in view.at else None
+    """Process start to first audio; for a zygote, from the moment its first worker was asked for (the
+    template that was up before is `template_s`)."""
+    begin = view.at.get("worker_requested", view.start)
+    return view.at["first_audio"] - begin if "first_audio" in view.at else None
 
 
 def _rate_gbps(view: CellView, start: str, end: str) -> float | None:
@@ -160,6 +163,8 @@ REGISTRY: tuple[Metric, ...] = (
     _phase_cpu("construct_cpu_s", "construct", "verify_done", "construct_done"),
     _phase_cpu("weights_cpu_s", "weights", "construct_done", "weights_done", R),
     _phase_cpu("first_audio_cpu_s", "first synthesis", "weights_done", "first_audio"),
+    Metric("template_s", "zygote template start-up", "s", 2, lambda v: v.span(None, "template_ready"),
+           show=frozenset({CS, R})),
     # memory of the whole process tree after the last request, and peaks
     _steady("rss", "RSS (summed)", R),
     _steady("pss", "PSS (tree)", CS, RM, R),
@@ -192,9 +197,11 @@ REGISTRY: tuple[Metric, ...] = (
     Metric("audio_s", "audio", "s", 2, lambda v: sum(r["audio_s"] for r in v.requests) if v.requests else None),
     Metric("requests", "requests", "", 0, lambda v: len(v.requests), gate=False),
     Metric("loads", "loads", "", 0, lambda v: len(v.named("weights_done")), show=frozenset({CS, CSS, RS})),
-    Metric("torch_threads", "threads", "", 0, lambda v: v.first("imports_done").get("torch_threads"),
+    Metric("torch_threads", "threads", "", 0,
+           lambda v: (v.first("imports_done") or v.first("template_ready")).get("torch_threads"),  # zygote: template
            show=frozenset({CSS}), gate=False),
     _text("cache", lambda v: v.cache),
+    _text("allocator", lambda v: v.first("runtime_controls").get("allocator")),  # as mapped in the cell process
     Metric("int8_fraction", "int8 fraction", "", 3, lambda v: v.first("weights_done").get("int8_fraction")),
     Metric("bf16_fraction", "bf16 fraction", "", 3, lambda v: v.first("weights_done").get("bf16_fraction")),
     # the physical limit (bench/cell/limits.py) and the weights phase against it

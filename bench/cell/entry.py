@@ -104,6 +104,9 @@ def main(argv: list[str]) -> int:
             run_plan(spec, plan, hook)
         else:
             serve(spec, hook)
+        from ttsload.strategies.allocator import in_effect  # after the timed work: it imports numpy
+
+        hook("runtime_controls", **in_effect())  # what this process really ran with (allocator, arenas, ...)
     except BaseException as exc:
         from ttsload.strategies.base import StrategyError
 

@@ -2,7 +2,8 @@
 
 Each worker is a whole strategy in its own spawned interpreter (`singleton` → N resident models,
 `subprocess-worker` → N servers each with its model process), except for `prefork+LOADER`, where
-this process loads once and forks every worker from itself, so they share its pages copy-on-write.
+this process loads once and forks every worker from itself, so they share its pages copy-on-write,
+and `zygote+LOADER`, where this process imports the runtime only and every forked worker loads.
 Workers can be added while requests flow (a scale-out) and killed on purpose (a fault drill); a
 worker found dead is reported (which, its pid and exit code, the last request it answered) and the
 remaining workers carry on.
@@ -30,10 +31,11 @@ class Pool:
 
     def start(self, workers: int) -> None:
         """Bring up the first workers and wait until every one of them is ready."""
-        if self.spec.topology_class.forks_from_loaded_parent:
+        topology = self.spec.topology_class
+        if topology.forks_from_loaded_parent or topology.forks_from_template:
             parent = self.spec.build(self.files, self.hook, self.threads, workers=0)
             self._parent = parent
-            parent.start()  # imports and loads here, forks nobody yet
+            parent.start()  # imports (and loads, for prefork) here, forks nobody yet
         self._wait_ready(self._launch(workers))
 
     def add(self, count: int) -> None:

@@ -69,7 +69,7 @@ def run_cell(cell: Cell, options: CellOptions, log_path: Path,
             [*options.command_prefix, *python_module(CELL_MODULE, json.dumps(spec), str(write_fd),
                                                      interpreter_args=options.interpreter_args)],
             pass_fds=(write_fd,), stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True, env=_cell_environment(cell.strategy),
         )
     os.close(write_fd)
     outcome = CellOutcome(cell, t0, root=proc.pid)
@@ -188,6 +188,15 @@ def _tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
+
+
+def _cell_environment(strategy: str) -> dict[str, str] | None:
+    """The environment of the cell process when its strategy's options need one (allocator, oneDNN):
+    set before the process starts, as the C libraries read it then; every worker inherits it."""
+    from ttsload.strategies.allocator import process_environment
+    from ttsload.strategies.registry import resolve
+
+    return process_environment(resolve(strategy).option_map)
 
 
 def _options_of(strategy: str) -> dict[str, Any]:
