@@ -64,3 +64,4 @@ def parse(name: str, text: str) -> dict[str, Any]:
 
 def _register_builtin() -> None:
     """Import the modules that register options (each registers on import)."""
+    from ttsload.strategies import reliability  # noqa: F401 - retry, backoff, fallback, liveness

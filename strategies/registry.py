@@ -99,7 +99,10 @@ class StrategySpec:
         return topologies()[self.topology]
 
     def build(self, files: ModelFiles, hook: Hook, threads: int | None = None, workers: int = 1) -> Topology:
-        return self.topology_class(make_loader(self.loader, files.family), files, hook, threads, workers)
+        from ttsload.strategies import reliability
+
+        loader = reliability.wrap(make_loader(self.loader, files.family), self.option_map, files.family)
+        return self.topology_class(loader, files, hook, threads, workers)
 
     def check_family(self, family: str) -> None:
         """Raise UnknownStrategy (one line) when this strategy's loader cannot load `family` models."""

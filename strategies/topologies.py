@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import os
 import threading
 
 from ttsload.strategies.base import Audio, Hook, LoadedModel, Loader, ModelFiles, Topology, serve_request
@@ -41,6 +42,8 @@ class Resident(Topology):
         super().__init__(loader, files, hook, threads, workers)
         self._model: LoadedModel | None = None
         self._lock = threading.Lock()
+        self._stat: tuple[int, ...] | None = None  # the checkpoint as verified at load (inode, size, mtime)
+        self._said = False
 
     def start(self) -> None:
         info = self.loader.runtime_phase(self.threads)
@@ -55,10 +58,28 @@ class Resident(Topology):
                 model = self._model
                 if model is None:
                     model = self._model = self.loader.load(self.files, self.hook)
+                    self._watch()
         return model
 
     def synthesize(self, text: str, seed: int) -> Audio:
-        return serve_request(self.get(), text, seed)
+        model = self.get()
+        self._watch()
+        return serve_request(model, text, seed)
+
+    def _watch(self) -> None:
+        """Say once when the checkpoint on disk is no longer the file verified at load (replaced, deleted):
+        this process keeps serving the verified copy it holds, and the results should say so."""
+        try:
+            now = os.stat(self.files.checkpoint)
+            seen: tuple[int, ...] | None = (now.st_ino, now.st_size, now.st_mtime_ns)
+        except OSError:
+            seen = None
+        if self._stat is None:
+            self._stat = seen
+        elif seen != self._stat and not self._said:
+            self._said = True
+            self.hook("checkpoint_changed", path=str(self.files.checkpoint), exists=seen is not None,
+                      serving="the copy verified (sha256) at load")
 
     def close(self) -> None:
         self._model = None
@@ -122,10 +143,10 @@ class Prefork(Topology):
             host.wait_for("ready", None)
         self._dispatch = Dispatcher(hosts)
 
-    def fork(self, worker: int) -> ForkedHost:
+    def fork(self, worker: int, liveness_s: float | None = None) -> ForkedHost:
         """One more child sharing the loaded model (a scale-out forks from the same parent)."""
         after_fork = functools.partial(self.loader.set_threads, self._child_threads) if self._child_threads else None
-        return ForkedHost(functools.partial(serve_request, self._model), self.hook, after_fork, worker)
+        return ForkedHost(functools.partial(serve_request, self._model), self.hook, after_fork, worker, liveness_s)
 
     def synthesize(self, text: str, seed: int) -> Audio:
         return self._dispatch.synthesize(text, seed)
