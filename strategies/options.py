@@ -64,4 +64,7 @@ def parse(name: str, text: str) -> dict[str, Any]:
 
 def _register_builtin() -> None:
     """Import the modules that register options (each registers on import)."""
-    from ttsload.strategies import reliability  # noqa: F401 - retry, backoff, fallback, liveness
+    from ttsload.strategies import reliability
+
+    for key, (text, parser) in reliability.OPTIONS.items():  # retry, backoff, fallback, liveness
+        OPTIONS.setdefault(key, Option(key, text, parser))

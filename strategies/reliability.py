@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ttsload.strategies import options
 from ttsload.strategies.base import Audio, Hook, LoadedModel, Loader, ModelFiles, StrategyError
 
 
@@ -36,19 +35,14 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _loader_name(text: str) -> str:
-    from ttsload.strategies.registry import loader_names
-
-    if text not in loader_names():
-        raise ValueError(f"not a loader ({', '.join(loader_names())})")
-    return text
-
-
-options.register("retry", "tries in all for a failed load, with exponential backoff", _positive_int)
-options.register("backoff", "seconds before the first retry, doubling each time (default 0.5)", _seconds)
-options.register("fallback", "loader to use when a load or request runs out of memory", _loader_name)
-options.register("liveness", "seconds without a heartbeat before a worker counts as hung and is replaced", _seconds)
-
+# Declared here, registered by strategies/options.py (this module imports neither it nor the registry, so no
+# import cycle): key -> (one-line help, parser). `fallback` names a loader; the registry checks it exists.
+OPTIONS: dict[str, tuple[str, Any]] = {
+    "retry": ("tries in all for a failed load, with exponential backoff", _positive_int),
+    "backoff": ("seconds before the first retry, doubling each time (default 0.5)", _seconds),
+    "fallback": ("loader to use when a load or request runs out of memory", str),
+    "liveness": ("seconds without a heartbeat before a worker counts as hung and is replaced", _seconds),
+}
 DEFAULT_BACKOFF_S = 0.5
 # Faults the options claim to survive (the faults scenario runs a drill only against strategies that claim it).
 CLAIMS = {"sigstop": "liveness", "oom": "fallback", "hide_checkpoint": "retry"}
@@ -152,15 +146,11 @@ class FallbackModel:
             return self.model.synthesize(text, seed)
 
 
-def wrap(loader: Loader, option_map: dict[str, Any], family: str) -> Loader:
-    """The loader a strategy's options ask for: the plain one when it has no reliability option."""
+def wrap(loader: Loader, option_map: dict[str, Any], fallback: Loader | None = None) -> Loader:
+    """The loader a strategy's options ask for (`fallback`: the loader `fallback=` names, made by the registry);
+    the plain one when it has no reliability option."""
     if not {"retry", "fallback"} & set(option_map):
         return loader
-    fallback = None
-    if "fallback" in option_map:
-        from ttsload.strategies.registry import make_loader
-
-        fallback = make_loader(str(option_map["fallback"]), family)
     return ReliableLoader(loader, int(option_map.get("retry", 1)),
                           float(option_map.get("backoff", DEFAULT_BACKOFF_S)), fallback)
 

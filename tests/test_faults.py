@@ -63,7 +63,7 @@ def test_retry_recovers_from_a_checkpoint_that_is_briefly_absent(copy):
     os.replace(copy.checkpoint, hidden)
     threading.Timer(0.3, os.replace, (hidden, copy.checkpoint)).start()
     events = Events()
-    loader = reliability.wrap(make_loader("eager"), {"retry": 4, "backoff": 0.2}, "coqui")
+    loader = reliability.wrap(make_loader("eager"), {"retry": 4, "backoff": 0.2})
     model = loader.load(copy, events)
     assert model.synthesize(TEXT, 1).seconds > 0
     retries = events.named("load_retry")
@@ -74,7 +74,7 @@ def test_retry_recovers_from_a_checkpoint_that_is_briefly_absent(copy):
 
 def test_retry_gives_up_after_the_last_try_listing_every_attempt(copy):
     copy.checkpoint.unlink()
-    loader = reliability.wrap(make_loader("mmap"), {"retry": 3, "backoff": 0.01}, "coqui")
+    loader = reliability.wrap(make_loader("mmap"), {"retry": 3, "backoff": 0.01})
     with pytest.raises(StrategyError) as info:
         loader.load(copy, Events())
     message = str(info.value)
@@ -175,7 +175,8 @@ def test_worker_drills_with_liveness(tiny, tmp_path):
         assert (row["survived"], row["requests_failed"], row["requests_retried"]) == ("yes", "0", "1"), row
         assert float(row["recovery_s"]) > 0 and row["worker_deaths"] == "1"
     assert rows["sigstop"]["hung_workers"] == "1" and 2 <= float(rows["sigstop"]["hang_detected_s"]) <= 2 + 1.5
-    assert rows["replace_checkpoint"]["survived"] == "yes" and "kept serving" in rows["replace_checkpoint"]["fault_note"]
+    replaced = rows["replace_checkpoint"]
+    assert replaced["survived"] == "yes" and "kept serving" in replaced["fault_note"]
     assert sha256_of(tiny.checkpoint) == before
 
 
