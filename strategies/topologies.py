@@ -11,6 +11,29 @@ from ttsload.strategies.base import Audio, Hook, LoadedModel, Loader, ModelFiles
 from ttsload.strategies.hosts import Dispatcher, ForkedHost, SpawnedHost
 
 
+class CheckpointWatch:
+    """Says once when the checkpoint on disk is no longer the file verified at load (replaced, deleted): a
+    process holding the model keeps serving the verified copy, and the results should say so. One stat()."""
+
+    def __init__(self, files: ModelFiles, hook: Hook):
+        self.path, self.hook = files.checkpoint, hook
+        self._seen: tuple[int, ...] | None = None
+        self._said = False
+
+    def __call__(self) -> None:
+        try:
+            now = os.stat(self.path)
+            seen: tuple[int, ...] | None = (now.st_ino, now.st_size, now.st_mtime_ns)
+        except OSError:
+            seen = None
+        if self._seen is None:
+            self._seen = seen
+        elif seen != self._seen and not self._said:
+            self._said = True
+            self.hook("checkpoint_changed", path=str(self.path), exists=seen is not None,
+                      serving="the copy verified (sha256) at load")
+
+
 class PerRequest(Topology):
     """The naive server: every request loads the model, synthesizes, and drops it."""
 
@@ -42,8 +65,7 @@ class Resident(Topology):
         super().__init__(loader, files, hook, threads, workers)
         self._model: LoadedModel | None = None
         self._lock = threading.Lock()
-        self._stat: tuple[int, ...] | None = None  # the checkpoint as verified at load (inode, size, mtime)
-        self._said = False
+        self._watch = CheckpointWatch(files, hook)
 
     def start(self) -> None:
         info = self.loader.runtime_phase(self.threads)
@@ -65,21 +87,6 @@ class Resident(Topology):
         model = self.get()
         self._watch()
         return serve_request(model, text, seed)
-
-    def _watch(self) -> None:
-        """Say once when the checkpoint on disk is no longer the file verified at load (replaced, deleted):
-        this process keeps serving the verified copy it holds, and the results should say so."""
-        try:
-            now = os.stat(self.files.checkpoint)
-            seen: tuple[int, ...] | None = (now.st_ino, now.st_size, now.st_mtime_ns)
-        except OSError:
-            seen = None
-        if self._stat is None:
-            self._stat = seen
-        elif seen != self._stat and not self._said:
-            self._said = True
-            self.hook("checkpoint_changed", path=str(self.files.checkpoint), exists=seen is not None,
-                      serving="the copy verified (sha256) at load")
 
     def close(self) -> None:
         self._model = None
@@ -135,6 +142,8 @@ class Prefork(Topology):
         self.loader.prepare_fork()
         self.hook("imports_done", **info)
         self._model = self.loader.load(self.files, self.hook)
+        self._watch = CheckpointWatch(self.files, self.hook)
+        self._watch()
         self._child_threads = child_threads
         gc.collect()
         gc.freeze()
@@ -146,7 +155,11 @@ class Prefork(Topology):
     def fork(self, worker: int, liveness_s: float | None = None) -> ForkedHost:
         """One more child sharing the loaded model (a scale-out forks from the same parent)."""
         after_fork = functools.partial(self.loader.set_threads, self._child_threads) if self._child_threads else None
-        return ForkedHost(functools.partial(serve_request, self._model), self.hook, after_fork, worker, liveness_s)
+        return ForkedHost(self._serve, self.hook, after_fork, worker, liveness_s)
+
+    def _serve(self, text: str, seed: int) -> Audio:
+        self._watch()
+        return serve_request(self._model, text, seed)
 
     def synthesize(self, text: str, seed: int) -> Audio:
         return self._dispatch.synthesize(text, seed)
