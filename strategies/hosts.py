@@ -134,7 +134,9 @@ class PipeClient:
             if not has_message:
                 if not self.alive():
                     raise StrategyError(self.death()) from None
-                if self.liveness_s and time.monotonic() - heard > self.liveness_s:
+                # from readiness on: start-up (imports can hold the GIL for seconds) has the cell's deadline,
+                # as a startup probe comes before a liveness probe
+                if self.liveness_s and kind != "ready" and time.monotonic() - heard > self.liveness_s:
                     self._kill_hung(time.monotonic() - heard)
                 continue
             heard = time.monotonic()

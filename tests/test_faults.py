@@ -220,7 +220,7 @@ def test_harness_killed_then_folder_unwritable_then_resumed(tiny, tmp_path):
     read the folder. A resume under RLIMIT_FSIZE stops cleanly with the finished cells on disk; a last resume
     completes the run."""
     out = tmp_path / "out"
-    args = ["--strategy", "mmap", "--model", "vits-tiny", "--requests", "1", "--repeat", "3", "--interval", "0.5",
+    args = ["--strategy", "mmap", "--model", "vits-tiny", "--requests", "1", "--repeat", "2", "--interval", "0.5",
             "--no-history"]
     harness = subprocess.Popen([sys.executable, "-P", "-m", "ttsload", "run", *args, "--out", str(out)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -236,7 +236,7 @@ def test_harness_killed_then_folder_unwritable_then_resumed(tiny, tmp_path):
         except ProcessLookupError:
             pass
     finished = len(load_records(out, "cell"))
-    assert 1 <= finished < 3
+    assert finished == 1
     with open(out / "results.jsonl", "a") as handle:
         handle.write('{"schema": 1, "type": "cell", "strategy": "mm')  # torn
     assert ttsload("report", str(out)).returncode == 0
@@ -256,5 +256,5 @@ def test_harness_killed_then_folder_unwritable_then_resumed(tiny, tmp_path):
     done = ttsload("run", *args, "--resume", str(out))
     assert done.returncode == 0, done.stderr[-2000:]
     rows = load_records(out, "cell")
-    assert sorted(r["repeat"] for r in rows if r["status"] == "ok") == [0, 1, 2]
+    assert sorted(r["repeat"] for r in rows if r["status"] == "ok") == [0, 1]
     assert len(load_records(out, "run")) == 3  # every run record readable after the torn lines

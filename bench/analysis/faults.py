@@ -19,6 +19,8 @@ def facts(events: list[dict[str, Any]], status: str) -> dict[str, Any]:
         "fallback_to": next((e.get("to") for e in named("load_fallback")), None),
         "hung_workers": len(named("worker_hung")) or None,
         "oom_kills": next((e.get("oom_kills") for e in named("memory_limit")), None),
+        "memory_limit_mb": next((e.get("memory_limit_mb") for e in named("memory_limit")), None),
+        "cgroup_peak_mb": next((e.get("cgroup_peak_mb") for e in named("memory_limit")), None),
     }
     if fault is None:
         return out
@@ -47,8 +49,13 @@ def _note(fault: dict[str, Any], failed: list[dict[str, Any]], changed: dict[str
     if changed:
         return f"kept serving {changed.get('serving', 'its loaded copy')}; checkpoint on disk " + (
             "replaced" if changed.get("exists") else "gone")
-    if failed:
-        return "refused/failed: " + " ".join(str(failed[0].get("error", "")).split())[:160]
+    if failed:  # the innermost reason, without the relays' prefixes ("worker N failed request i: ...")
+        reason = str(failed[0].get("error", "")).rsplit("Error: ", 1)[-1]
+        return "failed: " + " ".join(reason.split())[:160]
     if out.get("load_fallbacks"):
         return f"fell back to {out.get('fallback_to')}"
+    if out.get("load_retries"):
+        return f"recovered after {out['load_retries']} load retries"
+    if out.get("hung_workers"):
+        return "hung worker killed and replaced"
     return ""

@@ -205,6 +205,8 @@ REGISTRY: tuple[Metric, ...] = (
     _text("fallback_to", lambda v: v.faults.get("fallback_to")),
     _scenario("hung_workers", "hung workers", "", 0, lambda v: v.faults.get("hung_workers")),
     _scenario("oom_kills", "OOM kills", "", 0, lambda v: v.faults.get("oom_kills")),
+    _scenario("memory_limit_mb", "memory limit", "MiB", 0, lambda v: v.faults.get("memory_limit_mb")),
+    _scenario("cgroup_peak_mb", "peak under the limit", "MiB", 0, lambda v: v.faults.get("cgroup_peak_mb")),
     _text("fault_note", lambda v: v.faults.get("fault_note")),
     # soak: leak after trims, growth between them
     _scenario("leak_mb_per_1k", "leak", "MiB/1k req", 1, lambda v: v.leak["leak_mb_per_1k"], CSS, RS, signed=True),

@@ -55,7 +55,14 @@ class MemoryLimit:
 
     def facts(self) -> dict[str, Any]:
         """What the results keep of the limit: how it was set and how often the OOM killer acted under it."""
-        return {"memory_limit_mb": self.mb, "memory_limit_mode": self.mode,
+        peak = None
+        for name in ("memory.max_usage_in_bytes", "memory.peak"):  # v1, v2 (kernel >= 5.19)
+            try:
+                peak = int((self.folder / name).read_text()) / MB if self.folder is not None else None
+                break
+            except (OSError, ValueError):
+                continue
+        return {"memory_limit_mb": self.mb, "memory_limit_mode": self.mode, "cgroup_peak_mb": peak,
                 "oom_kills": oom_kills(self.folder) if self.folder is not None else None}
 
     def close(self) -> None:
