@@ -48,6 +48,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, help="deadline per cell in seconds (default: the scenario's, else 900)")
     run.add_argument("--interval", type=float, default=0.05, help="memory sampling interval in seconds")
     run.add_argument("--corpus-seed", type=int, help="seed of the text corpus (default: the scenario's, else 0)")
+    run.add_argument("--memory-limit", type=_positive, metavar="MB",
+                     help="memory limit on each cell's process tree (cgroup v1/v2, else RLIMIT_AS; default: none, "
+                          "or the faults scenario's for its oom drill)")
     run.add_argument("--history", type=Path, help="history store to append to (default $TTSLOAD_HOME/history.jsonl)")
     run.add_argument("--no-history", action="store_true", help="do not append this run to the history store")
 

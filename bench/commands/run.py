@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from ttsload.bench.cells import Cell, CellKey
 from ttsload.bench.commands import console as ui
 from ttsload.bench.errors import UsageError
 from ttsload.bench.harness import environment, runner
+from ttsload.bench.plan import PlanError
 from ttsload.bench.profiling import passes as profile
 from ttsload.bench.results import ResultStore, load_cell_rows, load_records
 from ttsload.bench.scenario import loading as scenarios
@@ -60,6 +61,11 @@ def prepare(args: argparse.Namespace, out: Path, keeps_audio: list[bool]) -> lis
                                None if single else args.requests, args.timeout)
         for line in scenario.skipped([s.name for s in specs]):
             ui.console.print(f"skipped (not applicable): {line}")
+        if getattr(args, "memory_limit", None):  # a limit for every cell, over the scenario's own
+            try:
+                cells = [replace(c, plan=replace(c.plan, memory_limit_mb=args.memory_limit)) for c in cells]
+            except PlanError as exc:
+                raise UsageError(f"--memory-limit {args.memory_limit}: {exc}") from None
         cells, mismatched = _servable(cells, {s.name: s for s in specs})
         for line in mismatched:
             ui.console.print(f"skipped (not applicable): {line}")
@@ -115,7 +121,7 @@ def _record_options(args: argparse.Namespace, batches: list[Batch]) -> dict[str,
 
 # What a cell measures depends on these: a resume that changes one would mix two measurements in one folder.
 # (More strategies, models, scenarios or repeats only add cells, and are allowed.)
-SAME_ON_RESUME = ("requests", "corpus_seed", "threads", "cache", "interval", "timeout", "texts")
+SAME_ON_RESUME = ("requests", "corpus_seed", "threads", "cache", "interval", "timeout", "memory_limit", "texts")
 
 
 def _finished(out: Path) -> set[str]:
