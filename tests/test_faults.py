@@ -109,19 +109,20 @@ print(json.dumps([f for e, f in events if e == "load_fallback"]))
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
 def test_cuda_out_of_memory_falls_back_to_cpu():
+    """A real CUDA OOM (an allocation of 4 TiB on the GPU); the same call then runs on the CPU."""
     import torch
 
     module = torch.nn.Linear(4, 4).cuda()
-    calls, events = [], Events()
+    devices, events = [], Events()
 
     def call():
-        calls.append(next(module.parameters()).device.type)
-        if len(calls) == 1:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory (planted by the test)")
-        return module(torch.ones(4, device=next(module.parameters()).device))
+        device = next(module.parameters()).device
+        devices.append(device.type)
+        scratch = torch.empty(2**40 if device.type == "cuda" else 4, device=device)  # float32: 4 TiB on CUDA
+        return module(torch.ones(4, device=device)) + scratch[:4].zero_()
 
     assert reliability.cuda_to_cpu(module, call, events).device.type == "cpu"
-    assert calls == ["cuda", "cpu"] and events.named("load_fallback")[0]["to"] == "cpu"
+    assert devices == ["cuda", "cpu"] and events.named("load_fallback")[0]["to"] == "cpu"
 
 
 @pytest.mark.parametrize("damage", ["replace", "delete"])
