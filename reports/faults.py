@@ -31,6 +31,10 @@ def _fmt(value: float | None, decimals: int = 2) -> str:
     return "-" if value is None else f"{value:.{decimals}f}"
 
 
+def _short(text: str, chars: int = 90) -> str:
+    return text if len(text) <= chars else text[: chars - 3] + "..."
+
+
 def faults_table(data: RunData) -> pd.DataFrame:
     """One row per fault × strategy (× model): survived in how many repetitions, and the medians."""
     if "fault" not in data.cells or not data.cells["fault"].notna().any():
@@ -65,8 +69,8 @@ def claims_table(data: RunData, faults: pd.DataFrame) -> pd.DataFrame:
         else:
             found = faults[faults["fault"] == drill] if len(faults) else pd.DataFrame()
             measured = "; ".join(f"{r['strategy']}: survived {r['survived']}, failed {r['requests failed']}, "
-                                 f"recovery {r['recovery (s)']} s" + (f" ({r['what it said']})" if r["what it said"]
-                                                                       else "")
+                                 f"recovery {r['recovery (s)']} s" + (f" ({_short(r['what it said'])})"
+                                                                       if r["what it said"] else "")
                                  for _, r in found.iterrows()) or f"not in this run (drill {drill})"
         rows.append({"claimed": claim, "here": here, "measured": measured})
     return pd.DataFrame(rows)

@@ -55,7 +55,7 @@ def _note(fault: dict[str, Any], failed: list[dict[str, Any]], changed: dict[str
     if out.get("load_fallbacks"):
         return f"fell back to {out.get('fallback_to')}"
     if out.get("load_retries"):
-        return f"recovered after {out['load_retries']} load retries"
+        return f"every load recovered ({out['load_retries']} retries in all)"
     if out.get("hung_workers"):
         return "hung worker killed and replaced"
     return ""
