@@ -208,6 +208,12 @@ def cmd_strategies(args: argparse.Namespace) -> int:
                 print(f"  {name:<18} {by_family[family.name].summary}")
         for preset_loader, own in family.aliases.items():
             print(f"  {preset_loader:<18} = {own} (the presets' '{preset_loader}' for this family)")
+    from ttsload.strategies import options
+
+    options.parse("", "")  # registers the built-in option keys
+    print("options (after any strategy: NAME:key=value:key=value):")
+    for key, option in sorted(options.OPTIONS.items()):
+        print(f"  {key:<18} {option.help}")
     return EXIT_OK
 
 
