@@ -89,7 +89,7 @@ def serve_topology(build: Any, files_json: dict[str, Any], threads: int | None, 
     so this module needs no registry of strategies.
     """
     conn = LockedConn(conn)
-    start_heartbeat(conn, liveness_s)  # alive while loading too: liveness is not readiness
+    start_heartbeat(conn, liveness_s)  # beats while loading too; the parent checks them from readiness on
     hook = pipe_hook(conn, worker)
     try:
         topology = build(ModelFiles.from_json(files_json), hook, threads)
