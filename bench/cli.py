@@ -51,6 +51,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, help="deadline per cell in seconds (default: the scenario's, else 900)")
     run.add_argument("--interval", type=float, default=0.05, help="memory sampling interval in seconds")
     run.add_argument("--corpus-seed", type=int, help="seed of the text corpus (default: the scenario's, else 0)")
+    run.add_argument("--memory-limit", type=_positive, metavar="MB",
+                     help="memory limit on each cell's process tree (cgroup v1/v2, else RLIMIT_AS; default: none, "
+                          "or the faults scenario's for its oom drill)")
     run.add_argument("--history", type=Path, help="history store to append to (default $TTSLOAD_HOME/history.jsonl)")
     run.add_argument("--no-history", action="store_true", help="do not append this run to the history store")
 
@@ -218,6 +221,12 @@ def cmd_strategies(args: argparse.Namespace) -> int:
                 print(f"  {name:<18} {by_family[family.name].summary}")
         for preset_loader, own in family.aliases.items():
             print(f"  {preset_loader:<18} = {own} (the presets' '{preset_loader}' for this family)")
+    from ttsload.strategies import options
+
+    options.parse("", "")  # registers the built-in option keys
+    print("options (after any strategy: NAME:key=value:key=value):")
+    for key, option in sorted(options.OPTIONS.items()):
+        print(f"  {key:<18} {option.help}")
     return EXIT_OK
 
 

@@ -120,9 +120,23 @@ def _pss_anon_bytes() -> int:
     return 0
 
 
+class HogEagerLoader(EagerLoader):
+    """eager, plus TTSLOAD_TEST_HOG_MB (default 600) MiB of written memory kept with the model: a loader far
+    heavier than mmap, so a real memory limit between the two OOM-kills it and lets mmap through."""
+
+    name = "hog-eager"
+    summary = "TEST ONLY: eager + a fixed amount of written memory kept with the model (a heavy loader)"
+
+    def fill(self, model: Any, files: ModelFiles) -> Any:
+        model = super().fill(model, files)
+        size = int(float(os.environ.get("TTSLOAD_TEST_HOG_MB", "600")) * 2**20)
+        object.__setattr__(model, "_ttsload_planted_hog", bytearray(b"\x01") * size)  # written: resident
+        return model
+
+
 PLANTED: dict[str, type[Loader]] = {
     cls.name: cls for cls in (SlowEagerLoader, CopyEagerLoader, HangEagerLoader, LeakEagerLoader, CpuEagerLoader,
-                              AnonEagerLoader)
+                              AnonEagerLoader, HogEagerLoader)
 }
 
 

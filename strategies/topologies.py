@@ -12,6 +12,29 @@ from ttsload.strategies.base import Audio, Hook, LoadedModel, Loader, ModelFiles
 from ttsload.strategies.hosts import Dispatcher, ForkedHost, SpawnedHost
 
 
+class CheckpointWatch:
+    """Says once when the checkpoint on disk is no longer the file verified at load (replaced, deleted): a
+    process holding the model keeps serving the verified copy, and the results should say so. One stat()."""
+
+    def __init__(self, files: ModelFiles, hook: Hook):
+        self.path, self.hook = files.checkpoint, hook
+        self._seen: tuple[int, ...] | None = None
+        self._said = False
+
+    def __call__(self) -> None:
+        try:
+            now = os.stat(self.path)
+            seen: tuple[int, ...] | None = (now.st_ino, now.st_size, now.st_mtime_ns)
+        except OSError:
+            seen = None
+        if self._seen is None:
+            self._seen = seen
+        elif seen != self._seen and not self._said:
+            self._said = True
+            self.hook("checkpoint_changed", path=str(self.path), exists=seen is not None,
+                      serving="the copy verified (sha256) at load")
+
+
 class PerRequest(Topology):
     """The naive server: every request loads the model, synthesizes, and drops it."""
 
@@ -43,6 +66,7 @@ class Resident(Topology):
         super().__init__(loader, files, hook, threads, workers)
         self._model: LoadedModel | None = None
         self._lock = threading.Lock()
+        self._watch = CheckpointWatch(files, hook)
 
     def start(self) -> None:
         info = self.loader.runtime_phase(self.threads)
@@ -57,10 +81,13 @@ class Resident(Topology):
                 model = self._model
                 if model is None:
                     model = self._model = self.loader.load(self.files, self.hook)
+                    self._watch()
         return model
 
     def synthesize(self, text: str, seed: int) -> Audio:
-        return serve_request(self.get(), text, seed)
+        model = self.get()
+        self._watch()
+        return serve_request(model, text, seed)
 
     def close(self) -> None:
         self._model = None
@@ -192,15 +219,22 @@ class Prefork(Forking):
         self.loader.prepare_fork()
         self.hook("imports_done", **info)
         self._model = self.loader.load(self.files, self.hook)
+        self._watch = CheckpointWatch(self.files, self.hook)
+        self._watch()
         self._child_threads = child_threads
         gc.collect()
         gc.freeze()
         self.serve_through([self.fork(worker) for worker in range(self.workers)])
 
-    def fork(self, worker: int) -> ForkedHost:
+    def fork(self, worker: int, liveness_s: float | None = None) -> ForkedHost:
         """One more child sharing the loaded model (a scale-out forks from the same parent)."""
-        return ForkedHost(functools.partial(_serve_inherited, self.loader, self._child_threads, self._model),
-                          self.hook, worker)
+        return ForkedHost(functools.partial(_serve_inherited, self.loader, self._child_threads, self._serve),
+                          self.hook, worker, liveness_s)
+
+    def _serve(self, text: str, seed: int) -> Audio:
+        """A child's request: say if the checkpoint changed on disk, then serve the inherited, verified copy."""
+        self._watch()
+        return serve_request(self._model, text, seed)
 
 
 class Zygote(Forking):
@@ -229,11 +263,11 @@ class Zygote(Forking):
         self.hook("template_ready", tasks=task_count(), **info)
         self.serve_through([self.fork(worker) for worker in range(self.workers)])
 
-    def fork(self, worker: int) -> ForkedHost:
+    def fork(self, worker: int, liveness_s: float | None = None) -> ForkedHost:
         """A new worker: fork the template; the child loads the model and serves."""
         self.hook("worker_requested", worker=worker)
         return ForkedHost(functools.partial(_load_and_serve, self.loader, self._child_threads, self.files),
-                          self.hook, worker)
+                          self.hook, worker, liveness_s)
 
 
 def task_count() -> int:
@@ -241,11 +275,11 @@ def task_count() -> int:
     return len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else threading.active_count()
 
 
-def _serve_inherited(loader: Loader, threads: int | None, model: LoadedModel, hook: Hook) -> Any:
-    """A prefork child: its own thread count, then serve the model it inherited."""
+def _serve_inherited(loader: Loader, threads: int | None, serve: Any, hook: Hook) -> Any:
+    """A prefork child: its own thread count, then serve (the parent's `_serve`, on the inherited model)."""
     if threads:
         loader.set_threads(threads)
-    return functools.partial(serve_request, model)
+    return serve
 
 
 def _load_and_serve(loader: Loader, threads: int | None, files: ModelFiles, hook: Hook) -> Any:

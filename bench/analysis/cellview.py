@@ -10,7 +10,7 @@ from functools import cached_property
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
-from ttsload.bench.analysis import scenario_summary
+from ttsload.bench.analysis import faults, scenario_summary
 from ttsload.bench.plan import TRIMMED_STEADY
 
 if TYPE_CHECKING:
@@ -40,6 +40,11 @@ class CellView:
 
     def named(self, name: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["event"] == name]
+
+    @cached_property
+    def faults(self) -> dict[str, Any]:
+        """The fault drill's outcome and what the reliability options did (analysis/faults.py)."""
+        return faults.facts(self.events, self.outcome.status)
 
     @cached_property
     def limits(self) -> dict[str, Any]:

@@ -82,6 +82,11 @@ def _scenario(column: str, label: str, unit: str, decimals: int, read: Callable[
     return Metric(column, label, unit, decimals, read, show=frozenset(show), signed=signed)
 
 
+def _fault(column: str, label: str, unit: str, decimals: int, read: Callable[[CellView], Any]) -> Metric:
+    """A fault drill's figure: recorded and reported, never gated (a drill's recovery is no regression signal)."""
+    return Metric(column, label, unit, decimals, read, gate=False)
+
+
 def _digest(view: CellView) -> str | None:
     """One hash over every request's audio: equal digests mean bit-identical output."""
     if not view.requests:
@@ -243,6 +248,21 @@ REGISTRY: tuple[Metric, ...] = (
     _scenario("evictions", "evictions", "", 0, lambda v: len(v.named("model_evict")), CSS, RS),
     _scenario("model_load_s", "load per switch", "s", 3,
               lambda v: stats.median([e["load_s"] for e in v.named("model_loaded")]), CSS, RS),
+    # faults (analysis/faults.py): the drill's outcome and what the reliability options did
+    _text("fault", lambda v: v.faults.get("fault")),
+    _text("survived", lambda v: v.faults.get("survived")),
+    _fault("requests_failed", "requests failed", "", 0, lambda v: v.faults.get("requests_failed")),
+    _fault("requests_retried", "requests retried", "", 0, lambda v: v.faults.get("requests_retried")),
+    _fault("recovery_s", "recovery", "s", 2, lambda v: v.faults.get("recovery_s")),
+    _fault("hang_detected_s", "hang detected after", "s", 2, lambda v: v.faults.get("hang_detected_s")),
+    _fault("load_retries", "load retries", "", 0, lambda v: v.faults.get("load_retries")),
+    _fault("load_fallbacks", "loader fallbacks", "", 0, lambda v: v.faults.get("load_fallbacks")),
+    _text("fallback_to", lambda v: v.faults.get("fallback_to")),
+    _fault("hung_workers", "hung workers", "", 0, lambda v: v.faults.get("hung_workers")),
+    _fault("oom_kills", "OOM kills", "", 0, lambda v: v.faults.get("oom_kills")),
+    _fault("memory_limit_mb", "memory limit", "MiB", 0, lambda v: v.faults.get("memory_limit_mb")),
+    _fault("cgroup_peak_mb", "peak under the limit", "MiB", 0, lambda v: v.faults.get("cgroup_peak_mb")),
+    _text("fault_note", lambda v: v.faults.get("fault_note")),
     # soak: leak after trims, growth between them
     _scenario("leak_mb_per_1k", "leak", "MiB/1k req", 1, lambda v: v.leak["leak_mb_per_1k"], CSS, RS, signed=True),
     _scenario("leak_ci_low", "leak low", "MiB/1k req", 1, lambda v: v.leak["leak_ci_low"], CSS, signed=True),

@@ -35,12 +35,16 @@ class EventPipe:
     def __init__(self, stream: TextIO):
         self.stream = stream
         self._lock = threading.Lock()  # client threads of a scenario report at the same time
+        self._pid = os.getpid()
 
     def __call__(self, event: str, t: float | None = None, **fields: Any) -> None:
         fields.setdefault("pid", os.getpid())
         fields.setdefault("cpu", tree_cpu_s())
         record = {"event": event, "t": t if t is not None else time.monotonic(), **fields}
         line = json.dumps(record, default=str) + "\n"
+        if os.getpid() != self._pid:  # a forked worker: the lock and buffer it inherited may be mid-use
+            os.write(self.stream.fileno(), line.encode())  # one write below PIPE_BUF: atomic on the pipe
+            return
         with self._lock:
             self.stream.write(line)
             self.stream.flush()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from ttsload.bench.commands import console as ui
 from ttsload.bench.errors import UsageError
 from ttsload.bench.fixtures import artifacts
 from ttsload.bench.harness import environment, runner
+from ttsload.bench.plan import PlanError
 from ttsload.bench.profiling import passes as profile
 from ttsload.bench.results import ResultStore, load_cell_rows, load_records
 from ttsload.bench.scenario import loading as scenarios
@@ -61,6 +62,11 @@ def prepare(args: argparse.Namespace, out: Path, keeps_audio: list[bool]) -> lis
                                None if single else args.requests, args.timeout)
         for line in scenario.skipped([s.name for s in specs]):
             ui.console.print(f"skipped (not applicable): {line}")
+        if getattr(args, "memory_limit", None):  # a limit for every cell, over the scenario's own
+            try:
+                cells = [replace(c, plan=replace(c.plan, memory_limit_mb=args.memory_limit)) for c in cells]
+            except PlanError as exc:
+                raise UsageError(f"--memory-limit {args.memory_limit}: {exc}") from None
         cells, mismatched = _servable(cells, {s.name: s for s in specs})
         for line in mismatched:
             ui.console.print(f"skipped (not applicable): {line}")
@@ -117,11 +123,28 @@ def _record_options(args: argparse.Namespace, batches: list[Batch]) -> dict[str,
     }
 
 
+# What a cell measures depends on these: a resume that changes one would mix two measurements in one folder.
+# (More strategies, models, scenarios or repeats only add cells, and are allowed.)
+SAME_ON_RESUME = ("requests", "corpus_seed", "threads", "cache", "interval", "timeout", "memory_limit", "texts")
+
+
 def _finished(out: Path) -> set[str]:
     if not load_records(out, "run"):
         raise UsageError(f"--resume {out}: no ttsload run there (no run record in {out / 'results.jsonl'})")
     return {CellKey.of_row(r).id for r in load_cell_rows(out)
             if r.get("status") == "ok"}
+
+
+def _check_resume(out: Path, options: dict[str, Any]) -> None:
+    """Refuse, naming the option, to resume a folder whose run was made with different measuring options."""
+    before = load_records(out, "run")[0].get("options", {})
+    for key in SAME_ON_RESUME:
+        if key in before and before[key] != options.get(key):
+            flag = "--" + key.replace("_", "-")
+            shown = lambda v: f"{len(v)} texts" if isinstance(v, list) else repr(v)  # noqa: E731
+            raise UsageError(f"--resume {out}: {flag if key != 'texts' else 'the request texts'} differs: the run "
+                             f"there used {shown(before[key])}, this command {shown(options.get(key))}; resume "
+                             "with the same options, or start a new folder")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -130,11 +153,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     finished = _finished(out) if args.resume else set()
     tools = profile.parse_tools(args.profile) if args.profile else []
     batches = prepare(args, out, [])
+    record = _record_options(args, batches)
+    if args.resume:
+        _check_resume(out, record)
     store = ResultStore(out)
     for tool in tools:  # said now, not after the timed cells; the run goes on without that tool
         if problem := profile.unavailable(tool):
             ui.console.print(f"ttsload: {problem}; the timed run continues without {tool}")
-    store.write_run(run_id, environment.collect(), _record_options(args, batches))
+    store.write_run(run_id, environment.collect(), record)
     planned = sum(len(b.cells) for b in batches)
     for batch in batches:
         batch.cells = [c for c in batch.cells if c.id not in finished]
@@ -156,6 +182,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             for batch in batches:
                 rows += runner.run_cells(batch.cells, batch.options, store, run_id, on_event, on_done)
+        except OSError as exc:  # the results folder cannot be written (full disk, file size limit): stop cleanly
+            bar.stop()
+            ui.console.print(f"ttsload: cannot write results in {out} ({exc.strerror or exc}): stopped; every cell "
+                             f"that finished before is on disk; `ttsload run ... --resume {out}` runs the rest")
+            return 3
         except KeyboardInterrupt:
             bar.stop()
             ui.console.print(f"interrupted: finished cells are kept in {out}; `ttsload run ... --resume {out}` "

@@ -22,6 +22,7 @@ from ttsload.bench.analysis.scenario_summary import phase_records
 from ttsload.bench.analysis.summary import summarize
 from ttsload.bench.cells import Cell, CellOutcome, file_safe
 from ttsload.bench.harness import pagecache
+from ttsload.bench.harness.memlimit import MemoryLimit
 from ttsload.bench.harness.probes import TreeSampler, read_tree
 from ttsload.bench.procs import python_module
 from ttsload.strategies.base import ModelFiles
@@ -63,6 +64,7 @@ def run_cell(cell: Cell, options: CellOptions, log_path: Path,
             "limits": _limits(cell, options)}
     read_fd, write_fd = os.pipe()
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    limit = MemoryLimit(cell.plan.memory_limit_mb, file_safe(cell.id)) if cell.plan.memory_limit_mb else None
     with open(log_path, "wb") as log:
         t0 = time.monotonic()
         proc = subprocess.Popen(
@@ -70,7 +72,10 @@ def run_cell(cell: Cell, options: CellOptions, log_path: Path,
                                                      interpreter_args=options.interpreter_args)],
             pass_fds=(write_fd,), stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, env=_cell_environment(cell.strategy),
+            preexec_fn=limit.preexec if limit else None,
         )
+    if limit:
+        limit.attach(proc.pid)
     os.close(write_fd)
     outcome = CellOutcome(cell, t0, root=proc.pid)
     interval = None if cell.plan.sampler == "off" else options.interval_s
@@ -89,6 +94,9 @@ def run_cell(cell: Cell, options: CellOptions, log_path: Path,
             outcome.readings = sampler.stop()
             outcome.sampler_cpu_s = sampler.cpu_s
         _kill_group(proc)
+        if limit:  # what the limit was and how often the OOM killer acted under it, kept as an event
+            outcome.events.append({"event": "memory_limit", "t": time.monotonic(), **limit.facts()})
+            limit.close()
     outcome.exit_code = proc.returncode
     if outcome.status == "ok" and proc.returncode != 0:
         outcome.status, outcome.reason = "failed", f"cell process exited with code {proc.returncode}"
