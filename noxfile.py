@@ -1,5 +1,5 @@
 """Sessions: tests (the CI command), gate (the CI regression gate), bench (the main job), bench-large
-(issue #12's large-model cells; never part of tests), baseline, microbench, lint.
+(issue #12's large-model cells; never part of tests), baseline and noise (per machine class), microbench, lint.
 
 torch is installed first and pinned, so pip takes the CPU wheel instead of a multi-GB CUDA build.
 Virtualenvs are reused, and a stamp of the install inputs skips reinstalling when nothing changed.
@@ -112,37 +112,59 @@ def bench_large(session: nox.Session) -> None:
 
 
 PRESETS = "naive,singleton,mmap,quantized,subprocess-worker"
-# The quick comparison run of `nox -s gate`; `nox -s baseline` runs the same with more repetitions.
-GATE_RUN = ["--strategy", PRESETS, "--model", "vits-tiny,vits", "--requests", "1", "--cache", "warm"]
+# The quick comparison run of `nox -s gate`; `nox -s baseline` and `nox -s noise` run the same with more
+# repetitions. vits is in it because the in-run invariants (baselines/invariants.toml) compare vits cells.
+GATE_CONFIG = ["--strategy", PRESETS, "--model", "vits-tiny,vits", "--requests", "1", "--cache", "warm"]
 GATE_REPEAT, BASELINE_REPEAT = "3", "5"
-BASELINE = "xeon-2cpu"  # the committed baseline of the CI machine class (baselines/README.md)
+BASELINES = ROOT / "baselines"  # one per machine class; the gate picks the one matching the run (README there)
 
 
 @nox.session(python="3.11")
 def gate(session: nox.Session) -> None:
-    """Quick run of the five presets on vits-tiny and vits, gated against the committed baseline.
+    """Quick run of the five presets on vits-tiny and vits: against the baseline of this machine class (skipped,
+    with one line saying so, when there is none), and the in-run invariants, which hold on any machine.
 
-    Extra arguments go to `ttsload gate` (e.g. `-- --fail cold_start_s:median:+20%`). A planted
-    regression: `TTSLOAD_TEST_STRATEGIES=1 TTSLOAD_TEST_PLANT=slow-eager nox -s gate`.
+    Extra arguments go to `ttsload gate` (e.g. `-- --fail cold_start_s:median:+20%`); TTSLOAD_BASELINE=FILE
+    names a baseline instead of matching one. A planted regression:
+    `TTSLOAD_TEST_STRATEGIES=1 TTSLOAD_TEST_PLANT=cpu-eager nox -s gate`.
     """
     install(session, "test")
     session.run("ttsload", "models", "build", "vits-tiny", "vits")
     out = ROOT / "results" / time.strftime("gate-%Y%m%d-%H%M%S")
-    session.run("ttsload", "run", *GATE_RUN, "--repeat", GATE_REPEAT, "--out", str(out))
-    baseline = os.environ.get("TTSLOAD_BASELINE", str(ROOT / "baselines" / f"{BASELINE}.json"))
-    session.run("ttsload", "gate", "--baseline", baseline, "--current", str(out), "--json", str(out / "gate.json"),
-                *session.posargs)
+    session.run("ttsload", "run", *GATE_CONFIG, "--repeat", GATE_REPEAT, "--out", str(out))
+    chosen = os.environ.get("TTSLOAD_BASELINE")
+    session.run("ttsload", "gate", "--current", str(out), *(["--baseline", chosen] if chosen else []),
+                "--baselines", str(BASELINES), "--invariants", str(BASELINES / "invariants.toml"),
+                "--json", str(out / "gate.json"), *session.posargs)
+
+
+def noise_args(posargs: list[str], save: bool) -> list[str]:
+    """`ttsload noise` over the gate's configuration, 5 runs; `--save NAME` when saving (NAME: posargs[0],
+    else one derived from the machine class)."""
+    name = posargs[0] if posargs else None
+    saving = (["--save", name] if name else ["--save"]) if save or name else []
+    return [*GATE_CONFIG, "--runs", BASELINE_REPEAT, "--gate-repeat", GATE_REPEAT, *saving, "--dir", str(BASELINES)]
 
 
 @nox.session(python="3.11")
 def baseline(session: nox.Session) -> None:
-    """Re-measure the gate's baseline (same run as `gate`, more repetitions) into baselines/NAME.json."""
+    """Measure this machine class's baseline: the gate's run with 5 repetitions, interleaved, saved as
+    baselines/NAME.json together with the thresholds its noise study measured (`ttsload noise --save`)."""
     install(session, "test")
     session.run("ttsload", "models", "build", "vits-tiny", "vits")
     out = ROOT / "results" / time.strftime("baseline-%Y%m%d-%H%M%S")
-    session.run("ttsload", "run", *GATE_RUN, "--repeat", BASELINE_REPEAT, "--out", str(out))
-    session.run("ttsload", "baseline", "save", str(out), *(session.posargs or [BASELINE]),
-                "--dir", str(ROOT / "baselines"))
+    session.run("ttsload", "noise", *noise_args(session.posargs, save=True), "--out", str(out),
+                "--json", str(out / "noise.json"))
+
+
+@nox.session(python="3.11")
+def noise(session: nox.Session) -> None:
+    """The noise study alone (per metric: CV, threshold, detectable change); `-- NAME` also saves it as a baseline."""
+    install(session, "test")
+    session.run("ttsload", "models", "build", "vits-tiny", "vits")
+    out = ROOT / "results" / time.strftime("noise-%Y%m%d-%H%M%S")
+    session.run("ttsload", "noise", *noise_args(session.posargs, save=False), "--out", str(out),
+                "--json", str(out / "noise.json"))
 
 
 @nox.session(python="3.11")

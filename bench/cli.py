@@ -1,5 +1,5 @@
-"""`ttsload`: one entry point with subcommands (run, report, merge, profile, models, strategies, gate, baseline,
-history)."""
+"""`ttsload`: one entry point with subcommands (run, report, merge, profile, models, strategies, gate, noise,
+baseline, history, fuzz-http)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from ttsload import __version__
-from ttsload.bench.commands import doctor
+from ttsload.bench.commands import doctor, fuzz_http
+from ttsload.bench.commands import gate as gate_command
+from ttsload.bench.commands import noise as noise_command
 from ttsload.bench.errors import UsageError
 from ttsload.bench.scenario import corpus
 
@@ -49,6 +51,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, help="deadline per cell in seconds (default: the scenario's, else 900)")
     run.add_argument("--interval", type=float, default=0.05, help="memory sampling interval in seconds")
     run.add_argument("--corpus-seed", type=int, help="seed of the text corpus (default: the scenario's, else 0)")
+    run.add_argument("--memory-limit", type=_positive, metavar="MB",
+                     help="memory limit on each cell's process tree (cgroup v1/v2, else RLIMIT_AS; default: none, "
+                          "or the faults scenario's for its oom drill)")
     run.add_argument("--history", type=Path, help="history store to append to (default $TTSLOAD_HOME/history.jsonl)")
     run.add_argument("--no-history", action="store_true", help="do not append this run to the history store")
     run.add_argument("--shard", metavar="I/N", help="run only shard I of N (0-based I: 0/3 1/3 2/3; env/N reads "
@@ -87,18 +92,19 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("names", nargs="+")
     build.add_argument("--force", action="store_true", help="rebuild even if cached")
     models_sub.add_parser("list", help="list fixtures and whether they are built")
+    export = models_sub.add_parser("export", help="write a model's inference artifact (weight norm folded, "
+                                   "training-only modules dropped, aligned safetensors + manifest)")
+    export.add_argument("model", help="fixture name or model path")
+    export.add_argument("--out", type=Path, help="artifact folder (default $TTSLOAD_HOME/artifacts/<sha256>, "
+                        "where the `artifact` loader finds it for the same model)")
 
     sub.add_parser("strategies", help="list presets, topologies and loaders")
     sub.add_parser("scenarios", help="list the built-in scenarios with what each measures")
     doctor.add_parser(sub)
+    fuzz_http.add_parser(sub)
 
-    gate = sub.add_parser("gate", help="compare two runs cell by cell; exit 1 on a significant regression")
-    gate.add_argument("--baseline", type=Path, required=True, help="results folder or saved baseline .json")
-    gate.add_argument("--current", type=Path, required=True, help="results folder or saved baseline .json")
-    gate.add_argument("--fail", metavar="SPEC", help="METRIC:STAT:THRESHOLD[,...], e.g. cold_start_s:median:+10%% "
-                      "(default: the thresholds chosen for the CI machine, see baselines/README.md)")
-    gate.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
-    gate.add_argument("--json", type=Path, help="also write the verdict as JSON here")
+    gate_command.add_parser(sub)
+    noise_command.add_parser(sub)
 
     baseline = sub.add_parser("baseline", help="save a results folder as a compact baseline to commit")
     baseline_sub = baseline.add_subparsers(dest="baseline_command", required=True)
@@ -201,6 +207,15 @@ def cmd_models(args: argparse.Namespace) -> int:
                 state = f"built, {row['params'] / 1e6:.1f} M params, {row['bytes'] / 2**20:.1f} MiB"
             print(f"{row['name']:<15} {row['family']:<7} {state:<40} {row['summary']}\n{'':<15} {row['path']}")
         return EXIT_OK
+    if args.models_command == "export":
+        from ttsload.bench.commands.export import export
+
+        out, facts = export(models.resolve(args.model), args.out)
+        print(f"{args.model}: {out} ({facts['export_s']} s): {facts['tensors']} tensors, "
+              f"{facts['elements'] / 1e6:.2f} M elements (the source: {facts['source_params'] / 1e6:.2f} M params), "
+              f"{facts['folded']} parametrizations folded, dropped {', '.join(facts['dropped']) or 'nothing'}; "
+              "load it with --strategy resident+artifact")
+        return EXIT_OK
     for name in args.names:
         start = time.monotonic()
         files = models.build(name, force=args.force)
@@ -225,24 +240,21 @@ def cmd_strategies(args: argparse.Namespace) -> int:
                 print(f"  {name:<18} {by_family[family.name].summary}")
         for preset_loader, own in family.aliases.items():
             print(f"  {preset_loader:<18} = {own} (the presets' '{preset_loader}' for this family)")
+    from ttsload.strategies import options
+
+    options.parse("", "")  # registers the built-in option keys
+    print("options (after any strategy: NAME:key=value:key=value):")
+    for key, option in sorted(options.OPTIONS.items()):
+        print(f"  {key:<18} {option.help}")
     return EXIT_OK
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    import json
+    return gate_command.run(args)
 
-    from ttsload.bench.regression import gate
-    from ttsload.bench.regression import resultset as baseline
 
-    rules = gate.parse_spec(args.fail or gate.DEFAULT_SPEC)
-    old, new = baseline.load(args.baseline), baseline.load(args.current)
-    outcome = gate.compare(old, new, rules, args.alpha)
-    for warning in outcome.warnings:
-        print(f"ttsload gate: WARNING: {warning}", file=sys.stderr)
-    print(gate.markdown(outcome, old, new, args.alpha), end="")
-    if args.json:
-        args.json.write_text(json.dumps(gate.verdict_json(outcome, old, new, rules, args.alpha), indent=1) + "\n")
-    return outcome.exit_code
+def cmd_noise(args: argparse.Namespace) -> int:
+    return noise_command.run(args)
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
@@ -271,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     handlers = {"doctor": cmd_doctor, "run": cmd_run, "report": cmd_report, "profile": cmd_profile,
                 "models": cmd_models, "strategies": cmd_strategies, "scenarios": cmd_scenarios, "gate": cmd_gate,
-                "baseline": cmd_baseline, "history": cmd_history, "merge": cmd_merge}
+                "noise": cmd_noise, "baseline": cmd_baseline, "history": cmd_history, "fuzz-http": fuzz_http.run,
+                "merge": cmd_merge}
     try:
         return handlers[args.command](args)
     except UsageError as exc:

@@ -9,10 +9,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from ttsload.bench.serving.limits import HttpLimits
+
 KINDS = ("single", "pool", "switch", "http")
 PHASE_ACTIONS = ("requests", "trim", "kill_worker")
 ORDERS = ("cycle", "random")
 PATTERNS = ("round-robin", "random")
+FAULTS = ("sigkill", "sigstop", "oom", "replace_checkpoint", "delete_checkpoint", "hide_checkpoint")
 
 TRIMMED_STEADY = "steady_trimmed"  # label of the sync reading taken after malloc_trim(0) in the whole tree
 
@@ -78,7 +81,12 @@ class Plan:
     pattern: str = "round-robin"  # switch: which model each request asks for
     pattern_seed: int = 0
     preload: bool | None = None  # http: gunicorn --preload (None: not an http plan)
+    http_limits: HttpLimits | None = None  # http: the app's limits (None: HttpLimits' defaults)
     leak: LeakSettings = field(default_factory=LeakSettings)
+    fault: str | None = None  # a fault drill (bench/cell/faults.py), fired once `fault_after` requests are answered
+    fault_after: int = 1
+    hide_s: float = 2.0  # hide_checkpoint: how long the checkpoint is absent
+    memory_limit_mb: int | None = None  # a memory limit on the cell's process tree (bench/harness/memlimit.py)
 
     def __post_init__(self) -> None:
         checks = ((self.kind in KINDS, "kind", f"one of {', '.join(KINDS)}", self.kind),
@@ -89,7 +97,10 @@ class Plan:
                   (self.pattern in PATTERNS, "pattern", " or ".join(PATTERNS), self.pattern),
                   (self.kind != "switch" or (self.lru or 0) >= 1, "lru", "at least 1 for a switch plan", self.lru),
                   (self.kind != "switch" or len(self.models) >= 2, "models", "at least 2 for a switch plan",
-                   len(self.models)))
+                   len(self.models)),
+                  (self.fault is None or self.fault in FAULTS, "fault", f"one of {', '.join(FAULTS)}", self.fault),
+                  (self.memory_limit_mb is None or self.memory_limit_mb >= 16, "memory_limit_mb", "at least 16",
+                   self.memory_limit_mb))
         for ok, name, expected, got in checks:
             if not ok:
                 raise PlanError(f"plan.{name}: expected {expected}, got {got!r}")
@@ -115,4 +126,5 @@ class Plan:
         data["phases"] = tuple(Phase(**p) for p in data.get("phases", ()))
         data["models"] = tuple(data.get("models", ()))
         data["leak"] = LeakSettings(**data.get("leak", {}))
+        data["http_limits"] = HttpLimits.from_json(data["http_limits"]) if data.get("http_limits") else None
         return cls(**data)

@@ -28,9 +28,14 @@ class ResultStore:
         self.path = out / RESULTS
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
-        with open(self.path, "a", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps({"schema": SCHEMA_VERSION, **record}, default=str) + "\n")
+        """Append whole lines; after a torn last line (a run killed mid-write) start on a fresh line."""
+        text = "".join(json.dumps({"schema": SCHEMA_VERSION, **r}, default=str) + "\n" for r in records)
+        with open(self.path, "a+b") as handle:
+            if handle.tell() > 0:
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":
+                    text = "\n" + text
+            handle.write(text.encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from ttsload.reports import html, machines, plots, tables
+from ttsload.reports import faults, html, machines, plots, tables
 from ttsload.reports.claims import seed_comparison
 from ttsload.reports.claims_worker import worker_comparison
 from ttsload.reports.load import RunData, load_run
@@ -60,6 +60,8 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
     seeds = [{"model": m, "scenario": s, "comparison": seed_comparison(one, one_long, m, s)}  # single-process
              for m, s in dict.fromkeys(zip(one.ok["model"], one.ok["scenario"], strict=True)) if "@" not in s]
     scenario, phases = tables.scenario_table(data), tables.phase_table(one)
+    fault_table = faults.faults_table(data)
+    fault_claims = faults.claims_table(data, fault_table) if len(fault_table) else pd.DataFrame()
     families = tables.family_table(data)
     worker = worker_comparison(one)
     figures = plots.all_plots(one)
@@ -68,7 +70,8 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
 
     _write_table(target.parent / "medians", main, long)
     _write_table(target.parent / "failures", failures)
-    for stem, frame in (("scenarios", scenario), ("phases", phases), ("families", families)):
+    for stem, frame in (("scenarios", scenario), ("phases", phases), ("families", families),
+                        ("faults", fault_table), ("claims-faults", fault_claims)):
         if len(frame):
             _write_table(target.parent / stem, frame)
     if worker is not None:
@@ -85,7 +88,8 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
         "machines": machines.side_by_side(long, data),
         "family_sections": sections,
         "coverage_note": tables.coverage_note(long), "failures": failures, "seeds": seeds, "plots": figures,
-        "scenario_table": scenario, "phase_table": phases, "family_table": families, "worker": worker,
+        "scenario_table": scenario, "phase_table": phases,
+        "fault_table": fault_table, "fault_claims": fault_claims, "family_table": families, "worker": worker,
         "environment": _environment(data), "model_rows": _models(data), "options": _options(data),
         "methodology": [p.format(interval=data.run.get("options", {}).get("interval", "?")) for p in METHODOLOGY],
     }), encoding="utf-8")

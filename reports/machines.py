@@ -59,8 +59,10 @@ def ranking_differences(long: pd.DataFrame, short: dict[str, str]) -> list[str]:
     """One line per model x scenario x criterion where the order of strategies by median differs by class."""
     lines = []
     for (model, scenario), group in long.groupby(["model", "scenario"], sort=False):
-        for criterion, column in CRITERIA.items():
-            rows = group[(group["metric"] == column) & group["median"].notna()]
+        for criterion, columns in CRITERIA.items():  # the first column of the criterion that was measured
+            found = [group[(group["metric"] == column) & group["median"].notna()] for column in columns]
+            rows = next((r for r in found if len(r)), found[-1])
+            column = str(rows["metric"].iloc[0]) if len(rows) else columns[-1]
             orders = {}
             for machine_class, per_class in rows.groupby("machine_class", sort=False):
                 orders[machine_class] = per_class.sort_values(["median", "strategy"])["strategy"].tolist()

@@ -220,14 +220,21 @@ def cold_start_phases(data: RunData, colour: dict) -> Plot:
 
 def memory_by_strategy(data: RunData, colour: dict) -> Plot:
     plot = Plot("memory_by_strategy", "Steady memory of the process tree",
-                "PSS after the requests, split into anonymous (solid) and file-backed (hatched, e.g. mapped weights), "
-                "median over repetitions with its interval; ◆ USS, ▲ peak PSS during load.")
+                "PSS after the requests and malloc_trim(0) in every process, split into anonymous (solid) and "
+                "file-backed (hatched, e.g. mapped weights), median over repetitions with its interval; "
+                "○ the same before the trim (what a server without trims holds), ◆ USS, ▲ peak PSS during load. "
+                "Cells without a trimmed reading (http) show the untrimmed one.")
 
     def draw(ax: plt.Axes, x: int, name: str, mine: pd.DataFrame) -> None:
-        anon, file = mine["pss_anon_mb"].median(), mine["pss_file_mb"].median()
+        trimmed = "pss_trimmed_mb" in mine and mine["pss_trimmed_mb"].notna().any()
+        suffix = "_trimmed_mb" if trimmed else "_mb"
+        anon, file = mine[f"pss_anon{suffix}"].median(), mine[f"pss_file{suffix}"].median()
         ax.bar(x, anon, color=colour[name])
         ax.bar(x, file, bottom=anon, color=colour[name], alpha=0.45, hatch="//", edgecolor="white")
-        _whisker(ax, x, mine["pss_mb"])
+        _whisker(ax, x, mine[f"pss{suffix}"])
+        if trimmed:
+            ax.plot(x - 0.3, mine["pss_mb"].median(), "o", color=colour[name], markerfacecolor="white",
+                    markeredgecolor="black")
         ax.plot(x + 0.3, mine["uss_mb"].median(), "D", color=colour[name], markeredgecolor="black")
         ax.plot(x + 0.3, mine["peak_pss_mb"].median(), "^", color=colour[name], markeredgecolor="black")
 
@@ -301,7 +308,7 @@ def _memory_after_requests(data: RunData) -> pd.DataFrame:
     exact = exact.assign(index=exact["after_request"].astype(int))[["cell", "index", "uss_mb", "pss_mb"]]
     ends = data.events[data.events["event"] == "request_end"][["cell", "index", "t_rel"]]
     ends = ends[~ends["cell"].isin(set(exact["cell"]))].sort_values("t_rel")
-    samples = data.samples[["cell", "t_rel", "uss_mb", "pss_mb"]].sort_values("t_rel")
+    samples = data.samples[["cell", "t_rel", "uss_mb", "pss_mb"]].dropna(subset=["uss_mb"]).sort_values("t_rel")
     nearest = (pd.merge_asof(ends, samples, on="t_rel", by="cell", direction="forward").drop(columns="t_rel")
                if len(ends) and len(samples) else exact.iloc[:0])
     points = pd.concat([exact, nearest], ignore_index=True)
@@ -349,8 +356,10 @@ def timeline(data: RunData, colour: dict) -> Plot:
     styles = dict(zip(TIMELINE_EVENTS, ((0, (1, 4)), "--", "-.", ":", "-"), strict=True))
     for ax, (_, cell) in zip(axes, first.iterrows(), strict=True):
         name = cell["strategy"]
-        samples = data.samples[data.samples["cell"] == cell["cell"]].sort_values("t_rel")
-        processes = data.processes[data.processes["cell"] == cell["cell"]].sort_values("t_rel")
+        # the sampler's cheap readings carry RSS only (bench/harness/probes.py): PSS lines join the full ones
+        samples = data.samples[data.samples["cell"] == cell["cell"]].dropna(subset=["pss_mb"]).sort_values("t_rel")
+        processes = data.processes[data.processes["cell"] == cell["cell"]].dropna(subset=["pss_mb"]).sort_values(
+            "t_rel")
         if processes["pid"].nunique() > 1:
             for _, process in processes.groupby("pid"):
                 ax.plot(process["t_rel"], process["pss_mb"], color=colour[name], linewidth=0.8, alpha=0.6)

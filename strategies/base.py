@@ -12,6 +12,8 @@ from __future__ import annotations
 import abc
 import ctypes
 import hashlib
+import os
+import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,12 +145,28 @@ def verify_files(files: ModelFiles, paths: list[Path] | None = None) -> None:
             )
 
 
+_JEMALLOC_ALL_ARENAS = b"arena.4096.purge"  # MALLCTL_ARENAS_ALL (jemalloc 5): purge every arena
+
+
 def malloc_trim() -> bool:
-    """Ask glibc to give freed heap back to the OS; tells allocator retention apart from leaks."""
+    """Ask the allocator to give freed heap back to the OS; tells allocator retention apart from leaks.
+
+    glibc's malloc_trim(0), and when jemalloc is preloaded (`alloc=jemalloc`) a purge of its arenas,
+    which glibc's call would not touch.
+    """
+    returned = False
     try:
-        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+        returned = bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
     except (OSError, AttributeError):
-        return False
+        pass
+    try:
+        process = ctypes.CDLL(None)
+        if hasattr(process, "mallctl"):
+            purged = process.mallctl(_JEMALLOC_ALL_ARENAS, None, None, None, ctypes.c_size_t(0)) == 0
+            returned = returned or purged
+    except OSError:
+        pass
+    return returned
 
 
 @runtime_checkable
@@ -165,8 +183,38 @@ class LoadedModel(Protocol):
 
 
 def serve_request(model: LoadedModel, text: str, seed: int) -> Audio:
-    """Every topology serves a request through here (profilers attribute first synthesis to it)."""
-    return model.synthesize(text, seed)
+    """Every topology serves a request through here (profilers attribute first synthesis to it), in
+    whichever process holds the model, so a per-request runtime control (`trim=N`) acts there too."""
+    audio = model.synthesize(text, seed)
+    after_request()
+    return audio
+
+
+TRIM_EVERY = "TTSLOAD_TRIM_EVERY"  # the `trim=N` option (strategies/allocator.py), inherited by every worker
+
+
+class _Served:
+    """Requests served by this process; a forked child starts its own count."""
+
+    def __init__(self) -> None:
+        self.lock, self.count, self.pid = threading.Lock(), 0, os.getpid()
+
+
+_served = _Served()
+
+
+def after_request() -> bool:
+    """After each request this process serves: malloc_trim(0) every TTSLOAD_TRIM_EVERY requests, if set."""
+    global _served
+    every = os.environ.get(TRIM_EVERY)
+    if not every:
+        return False
+    if _served.pid != os.getpid():
+        _served = _Served()
+    with _served.lock:
+        _served.count += 1
+        due = _served.count % int(every) == 0
+    return malloc_trim() if due else False
 
 
 def tensor_facts(module: Any) -> dict[str, Any]:
@@ -304,6 +352,8 @@ class Topology(abc.ABC):
     summary: ClassVar[str]
     # Loads once in this process and can fork serving children that share its pages (a pool forks from it).
     forks_from_loaded_parent: ClassVar[bool] = False
+    # Holds the imported runtime but no model, and forks serving children that each load (a pool forks from it).
+    forks_from_template: ClassVar[bool] = False
     # Serves from a model resident in the calling process (what an in-process LRU or gunicorn --preload needs).
     serves_from_resident_model: ClassVar[bool] = False
     # Serves from a model held by a child process (in-process profilers do not see that model).
@@ -329,7 +379,7 @@ class Topology(abc.ABC):
         """Release the model and any helper processes."""
 
     def fork(self, worker: int) -> Any:
-        """One more serving child sharing this process's loaded model (needs forks_from_loaded_parent).
+        """One more serving child forked from this process (needs forks_from_loaded_parent or forks_from_template).
 
         Returns a `hosts.PipeClient`; a pool calls it after `start()` for each worker it wants.
         """

@@ -4,16 +4,54 @@ One message protocol for both, so the subprocess worker, the prefork topology an
 scenario engine's worker pools share one client and one serve loop:
   child -> parent: ("event", None, (name, t, fields)), ("ready"|"failed"|"audio"|"error"|"trimmed", id, payload)
   parent -> child: (id, text, seed), ("trim", id), or None to stop.
+With a liveness setting the child also sends ("alive", None, t) from a thread every quarter of it,
+separate from readiness: a worker silent for the whole setting is hung (SIGSTOP, a deadlock), and the
+parent kills it so the request goes elsewhere instead of waiting forever.
 """
 
 from __future__ import annotations
 
 import os
 import queue
+import signal
+import threading
 import time
 from typing import Any
 
 from ttsload.strategies.base import Audio, Hook, ModelFiles, StrategyError, malloc_trim
+
+
+class LockedConn:
+    """A pipe end two threads may send on (the serve loop and the heartbeat), one message at a time."""
+
+    def __init__(self, conn: Any):
+        self.conn, self._lock = conn, threading.Lock()
+
+    def send(self, message: Any) -> None:
+        with self._lock:
+            self.conn.send(message)
+
+    def recv(self) -> Any:
+        return self.conn.recv()
+
+    def poll(self, timeout: float = 0.0) -> bool:
+        return self.conn.poll(timeout)
+
+
+def start_heartbeat(conn: LockedConn, liveness_s: float | None) -> None:
+    """Send ("alive", None, t) every liveness_s / 4 from a daemon thread, until the pipe closes."""
+    if not liveness_s:
+        return
+
+    def beat() -> None:
+        while True:
+            time.sleep(liveness_s / 4)
+            try:
+                conn.send(("alive", None, time.monotonic()))
+            except (OSError, ValueError):
+                return
+
+    threading.Thread(target=beat, name="ttsload-heartbeat", daemon=True).start()
 
 
 def serve_loop(synthesize: Any, conn: Any, trim: Any = malloc_trim) -> None:
@@ -44,22 +82,38 @@ def pipe_hook(conn: Any, worker: int | None = None) -> Hook:
 
 
 def serve_topology(build: Any, files_json: dict[str, Any], threads: int | None, conn: Any,
-                   worker: int | None = None) -> None:
+                   worker: int | None = None, liveness_s: float | None = None) -> None:
     """Body of a spawned host: `build(files, hook, threads)` makes a topology; start it and serve.
 
     `build` reaches the child by pickle (a module-level function or class, found by its module path),
     so this module needs no registry of strategies.
     """
+    conn = LockedConn(conn)
+    start_heartbeat(conn, liveness_s)  # beats while loading too; the parent checks them from readiness on
     hook = pipe_hook(conn, worker)
     try:
         topology = build(ModelFiles.from_json(files_json), hook, threads)
         topology.start()
     except Exception as exc:  # reported to the parent, which raises it there
-        reason = str(exc) if isinstance(exc, StrategyError) else f"{type(exc).__name__}: {exc}"
-        conn.send(("failed", None, reason))
+        report_failure(conn, exc)
         return
     serve_loop(topology.synthesize, conn, topology.trim)
     topology.close()
+
+
+def report_failure(conn: Any, exc: Exception) -> None:
+    """Tell the parent why this host could not start (its wait for "ready" raises the reason)."""
+    reason = str(exc) if isinstance(exc, StrategyError) else f"{type(exc).__name__}: {exc}"
+    conn.send(("failed", None, reason))
+
+
+def _child_setup(serve_with: Any, conn: Any, worker: int) -> Any:
+    """Run a forked child's set-up; on failure tell the parent why and return None."""
+    try:
+        return serve_with(pipe_hook(conn, worker))
+    except Exception as exc:
+        report_failure(conn, exc)
+        return None
 
 
 class PipeClient:
@@ -67,9 +121,11 @@ class PipeClient:
 
     poll_s = 0.5
 
-    def __init__(self, conn: Any, pid: int, hook: Hook, worker: int | None = None):
+    def __init__(self, conn: Any, pid: int, hook: Hook, worker: int | None = None, liveness_s: float | None = None):
         self.conn, self.pid, self.hook, self.worker = conn, pid, hook, worker
+        self.liveness_s = liveness_s
         self.last_request: int | None = None  # index of the last request it answered (set by its caller)
+        self.hung = False
         self._next_id = 0
 
     def alive(self) -> bool:
@@ -82,6 +138,7 @@ class PipeClient:
         return f"worker process {self.pid} died (exit code {self.exit_code()})"
 
     def wait_for(self, kind: str, request_id: int | None) -> Any:
+        heard = time.monotonic()
         while True:
             try:
                 has_message = self.conn.poll(self.poll_s)
@@ -91,6 +148,13 @@ class PipeClient:
             if not has_message:
                 if not self.alive():
                     raise StrategyError(self.death()) from None
+                # from readiness on: start-up (imports can hold the GIL for seconds) has the cell's deadline,
+                # as a startup probe comes before a liveness probe
+                if self.liveness_s and kind != "ready" and time.monotonic() - heard > self.liveness_s:
+                    self._kill_hung(time.monotonic() - heard)
+                continue
+            heard = time.monotonic()
+            if message_kind == "alive":
                 continue
             if message_kind == "event":
                 event, t, fields = payload
@@ -101,6 +165,18 @@ class PipeClient:
                 raise StrategyError(f"worker {self.pid} failed request {request_id}: {payload}")
             elif message_kind == kind and message_id == request_id:
                 return payload
+
+    def _kill_hung(self, silent_s: float) -> None:
+        """A worker silent past its liveness setting is hung: kill it (a stopped process dies on SIGKILL)."""
+        self.hung = True
+        self.hook("worker_hung", worker=self.worker, worker_pid=self.pid, silent_s=silent_s,
+                  liveness_s=self.liveness_s)
+        os.kill(self.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while self.alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        raise StrategyError(f"worker {self.pid} hung: no heartbeat for {silent_s:.1f} s "
+                            f"(liveness {self.liveness_s:g} s); killed")
 
     def _send(self, message: Any) -> None:
         try:
@@ -124,16 +200,16 @@ class SpawnedHost(PipeClient):
     """A fresh interpreter (multiprocessing spawn) hosting a whole strategy."""
 
     def __init__(self, build: Any, files: ModelFiles, hook: Hook, threads: int | None, worker: int | None = None,
-                 daemon: bool = True):
+                 daemon: bool = True, liveness_s: float | None = None):
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
         conn, child_conn = ctx.Pipe(duplex=True)
         self.process = ctx.Process(target=serve_topology, name="ttsload-worker", daemon=daemon,
-                                   args=(build, files.to_json(), threads, child_conn, worker))
+                                   args=(build, files.to_json(), threads, child_conn, worker, liveness_s))
         self.process.start()
         child_conn.close()
-        super().__init__(conn, self.process.pid, hook, worker)
+        super().__init__(conn, self.process.pid, hook, worker, liveness_s)
         hook("worker_spawned", worker_pid=self.pid, worker=worker)
 
     def alive(self) -> bool:
@@ -157,26 +233,34 @@ class SpawnedHost(PipeClient):
 
 
 class ForkedHost(PipeClient):
-    """A child forked from a parent that already holds the model (copy-on-write sharing)."""
+    """A child forked from this process: it shares this process's pages copy-on-write.
 
-    def __init__(self, synthesize: Any, hook: Hook, after_fork: Any, worker: int):
+    `serve_with(hook) -> synthesize` runs first in the child, with a hook that relays events to the
+    parent: a prefork child just sets its thread count and serves the parent's model; a zygote child
+    loads its own model there. If it raises, the parent's wait for "ready" raises its reason. With
+    `liveness_s`, the child then sends a heartbeat every liveness_s / 4 while it serves.
+    """
+
+    def __init__(self, serve_with: Any, hook: Hook, worker: int, liveness_s: float | None = None):
         import multiprocessing
 
         conn, child_conn = multiprocessing.Pipe(duplex=True)
         pid = os.fork()
-        if pid == 0:  # child: serve with the inherited model, never return into the parent's code
+        if pid == 0:  # child: never return into the parent's code
             code = 0
             try:
                 conn.close()
-                if after_fork is not None:  # e.g. the child's own thread count
-                    after_fork()
-                serve_loop(synthesize, child_conn)
+                locked = LockedConn(child_conn)
+                synthesize = _child_setup(serve_with, locked, worker)
+                if synthesize is not None:
+                    start_heartbeat(locked, liveness_s)
+                    serve_loop(synthesize, locked)
             except BaseException:
                 code = 1
             finally:
                 os._exit(code)
         child_conn.close()
-        super().__init__(conn, pid, hook, worker)
+        super().__init__(conn, pid, hook, worker, liveness_s)
         self._status: int | None = None
         hook("worker_forked", worker_pid=pid, worker=worker)
 
@@ -214,10 +298,12 @@ class Dispatcher:
     does the request fail.
     """
 
-    def __init__(self, hosts: list[PipeClient], on_death: Any = None):
+    def __init__(self, hosts: list[PipeClient], on_death: Any = None, on_retry: Any = None):
         self.hosts: list[PipeClient] = []
+        self.pending = 0  # replacements on their way: a request waits for one rather than fail
         self._idle: queue.Queue[PipeClient] = queue.Queue()
         self._on_death = on_death or (lambda host: None)
+        self._on_retry = on_retry or (lambda host, reason: None)
         for host in hosts:
             self.add(host)
 
@@ -231,19 +317,25 @@ class Dispatcher:
             host = self._next_idle()
             try:
                 audio = host.synthesize(text, seed)
-            except StrategyError:
+            except StrategyError as exc:
                 if host.alive():
                     self._idle.put(host)
                     raise
                 self.hosts.remove(host)
                 self._on_death(host)
+                self._on_retry(host, str(exc))  # the in-flight request goes to another worker
                 continue
             self._idle.put(host)
             return audio, host
 
+    def busy(self) -> list[PipeClient]:
+        """The hosts serving a request right now."""
+        idle = {id(h) for h in list(self._idle.queue)}
+        return [h for h in self.hosts if id(h) not in idle]
+
     def _next_idle(self) -> PipeClient:
         while True:
-            if not self.hosts:
+            if not self.hosts and not self.pending:
                 raise StrategyError("no worker left: every worker process has died")
             try:
                 return self._idle.get(timeout=0.5)

@@ -63,4 +63,13 @@ def parse(name: str, text: str) -> dict[str, Any]:
 
 
 def _register_builtin() -> None:
-    """Import the modules that register options (each registers on import)."""
+    """Register the options the strategy modules declare.
+
+    They are declared there as data, not registered on import, so no module imports this one back (a cycle).
+    """
+    from ttsload.strategies import allocator, reliability
+
+    for key, help, parse in allocator.OPTIONS:  # arena, trim, alloc, onednn_cache
+        OPTIONS.setdefault(key, Option(key, help, parse))
+    for key, (help, parse) in reliability.OPTIONS.items():  # retry, backoff, fallback, liveness
+        OPTIONS.setdefault(key, Option(key, help, parse))

@@ -16,6 +16,7 @@ from functools import cache
 from importlib.metadata import entry_points
 
 from ttsload.strategies import options as strategy_options
+from ttsload.strategies import reliability
 from ttsload.strategies.base import Hook, Loader, ModelFiles, Topology, UnknownStrategy
 from ttsload.strategies.families import FAMILIES
 
@@ -34,12 +35,12 @@ PRESETS: dict[str, tuple[str, str]] = {
 @cache
 def loaders() -> dict[str, dict[str, type[Loader]]]:
     """Loader classes by name, then by family."""
-    from ttsload.strategies import kokoro_loaders, onnx_loaders, pipeline_loaders, xtts_loaders
+    from ttsload.strategies import artifact_loaders, kokoro_loaders, onnx_loaders, pipeline_loaders, xtts_loaders
     from ttsload.strategies import loaders as coqui_loaders
 
     found: dict[str, dict[str, type[Loader]]] = {}
     for cls in [*coqui_loaders.LOADERS, *kokoro_loaders.LOADERS, *onnx_loaders.LOADERS, *pipeline_loaders.LOADERS,
-                *xtts_loaders.LOADERS]:
+                *xtts_loaders.LOADERS, *artifact_loaders.LOADERS]:
         found.setdefault(cls.name, {})[cls.family] = cls
     for entry in entry_points(group="ttsload.loaders"):
         cls = entry.load()
@@ -99,11 +100,16 @@ class StrategySpec:
         return topologies()[self.topology]
 
     def build(self, files: ModelFiles, hook: Hook, threads: int | None = None, workers: int = 1) -> Topology:
-        return self.topology_class(make_loader(self.loader, files.family), files, hook, threads, workers)
+        options = self.option_map
+        fallback = make_loader(str(options["fallback"]), files.family) if "fallback" in options else None
+        loader = reliability.wrap(make_loader(self.loader, files.family), options, fallback)
+        return self.topology_class(loader, files, hook, threads, workers)
 
     def check_family(self, family: str) -> None:
-        """Raise UnknownStrategy (one line) when this strategy's loader cannot load `family` models."""
+        """Raise UnknownStrategy (one line) when this strategy's loader (or its fallback) cannot load `family`."""
         loader_class(self.loader, family)
+        if "fallback" in self.option_map:
+            loader_class(str(self.option_map["fallback"]), family)
 
 
 def make_loader(name: str, family: str = "coqui") -> Loader:
@@ -121,6 +127,10 @@ def resolve(name: str) -> StrategySpec:
     loaders()  # raises on a misconfigured planted fault before any cell starts
     base, option_text = strategy_options.split(name)
     options = tuple(sorted(strategy_options.parse(name, option_text).items()))
+    fallback = dict(options).get("fallback")
+    if fallback is not None and fallback not in loader_names():
+        raise UnknownStrategy(f"strategy '{name}': option fallback={fallback!r}: not a loader "
+                              f"({', '.join(loader_names())})")
     if base in PRESETS:
         return StrategySpec(name, *PRESETS[base], options)
     parts = [_alias(p) for p in base.split("+")]

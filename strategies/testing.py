@@ -78,8 +78,65 @@ class LeakEagerLoader(EagerLoader):
         return loaded
 
 
+class CpuEagerLoader(EagerLoader):
+    """eager, plus busy work in the weights phase worth TTSLOAD_TEST_CPU_PCT (default 20) % of its own CPU time.
+
+    The spin is measured against the eager fill's CPU seconds in this very process, so the fault is a
+    relative one (+20 % CPU of the weights phase) on any machine, as a slower copy loop would be.
+    """
+
+    name = "cpu-eager"
+    summary = "TEST ONLY: eager + busy CPU work worth a fixed fraction of the weights phase's CPU time"
+
+    def fill(self, model: Any, files: ModelFiles) -> Any:
+        start = time.process_time()
+        model = super().fill(model, files)
+        until = time.process_time() + (time.process_time() - start) * float(
+            os.environ.get("TTSLOAD_TEST_CPU_PCT", "20")) / 100
+        while time.process_time() < until:
+            pass
+        return model
+
+
+class AnonEagerLoader(EagerLoader):
+    """eager, plus written anonymous memory worth TTSLOAD_TEST_ANON_PCT (default 10) % of the process's
+    anonymous PSS once loaded, kept alive with the model (it survives malloc_trim: it is in use)."""
+
+    name = "anon-eager"
+    summary = "TEST ONLY: eager + extra anonymous memory worth a fixed fraction of the loaded process's"
+
+    def fill(self, model: Any, files: ModelFiles) -> Any:
+        model = super().fill(model, files)
+        size = int(_pss_anon_bytes() * float(os.environ.get("TTSLOAD_TEST_ANON_PCT", "10")) / 100)
+        object.__setattr__(model, "_ttsload_planted_anon", b"\x01" * size)  # written: resident
+        return model
+
+
+def _pss_anon_bytes() -> int:
+    with open("/proc/self/smaps_rollup") as handle:
+        for line in handle:
+            if line.startswith("Pss_Anon:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class HogEagerLoader(EagerLoader):
+    """eager, plus TTSLOAD_TEST_HOG_MB (default 600) MiB of written memory kept with the model: a loader far
+    heavier than mmap, so a real memory limit between the two OOM-kills it and lets mmap through."""
+
+    name = "hog-eager"
+    summary = "TEST ONLY: eager + a fixed amount of written memory kept with the model (a heavy loader)"
+
+    def fill(self, model: Any, files: ModelFiles) -> Any:
+        model = super().fill(model, files)
+        size = int(float(os.environ.get("TTSLOAD_TEST_HOG_MB", "600")) * 2**20)
+        object.__setattr__(model, "_ttsload_planted_hog", bytearray(b"\x01") * size)  # written: resident
+        return model
+
+
 PLANTED: dict[str, type[Loader]] = {
-    cls.name: cls for cls in (SlowEagerLoader, CopyEagerLoader, HangEagerLoader, LeakEagerLoader)
+    cls.name: cls for cls in (SlowEagerLoader, CopyEagerLoader, HangEagerLoader, LeakEagerLoader, CpuEagerLoader,
+                              AnonEagerLoader, HogEagerLoader)
 }
 
 

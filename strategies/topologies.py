@@ -4,10 +4,35 @@ from __future__ import annotations
 
 import functools
 import gc
+import os
 import threading
+from typing import Any
 
-from ttsload.strategies.base import Audio, Hook, LoadedModel, Loader, ModelFiles, Topology, serve_request
+from ttsload.strategies.base import Audio, Hook, LoadedModel, Loader, ModelFiles, StrategyError, Topology, serve_request
 from ttsload.strategies.hosts import Dispatcher, ForkedHost, SpawnedHost
+
+
+class CheckpointWatch:
+    """Says once when the checkpoint on disk is no longer the file verified at load (replaced, deleted): a
+    process holding the model keeps serving the verified copy, and the results should say so. One stat()."""
+
+    def __init__(self, files: ModelFiles, hook: Hook):
+        self.path, self.hook = files.checkpoint, hook
+        self._seen: tuple[int, ...] | None = None
+        self._said = False
+
+    def __call__(self) -> None:
+        try:
+            now = os.stat(self.path)
+            seen: tuple[int, ...] | None = (now.st_ino, now.st_size, now.st_mtime_ns)
+        except OSError:
+            seen = None
+        if self._seen is None:
+            self._seen = seen
+        elif seen != self._seen and not self._said:
+            self._said = True
+            self.hook("checkpoint_changed", path=str(self.path), exists=seen is not None,
+                      serving="the copy verified (sha256) at load")
 
 
 class PerRequest(Topology):
@@ -41,6 +66,7 @@ class Resident(Topology):
         super().__init__(loader, files, hook, threads, workers)
         self._model: LoadedModel | None = None
         self._lock = threading.Lock()
+        self._watch = CheckpointWatch(files, hook)
 
     def start(self) -> None:
         info = self.loader.runtime_phase(self.threads)
@@ -55,14 +81,67 @@ class Resident(Topology):
                 model = self._model
                 if model is None:
                     model = self._model = self.loader.load(self.files, self.hook)
+                    self._watch()
         return model
 
     def synthesize(self, text: str, seed: int) -> Audio:
-        return serve_request(self.get(), text, seed)
+        model = self.get()
+        self._watch()
+        return serve_request(model, text, seed)
 
     def close(self) -> None:
         self._model = None
         gc.collect()
+
+
+class AsyncResident(Resident):
+    """Resident, but the server accepts at once and warms up in the background.
+
+    `start` returns as soon as the process can take requests (event `accepting`), before torch is
+    even imported; a background thread imports the runtime and loads (event `model_ready` when done),
+    and a request that arrives before then waits for it. The calling thread takes the loading
+    thread's torch thread count before its first synthesis: torch's OpenMP setting is per thread.
+    """
+
+    name = "async"
+    summary = "resident model loaded in a background thread: accepts at once, early requests wait for the load"
+
+    def start(self) -> None:
+        self._loaded = threading.Event()
+        self._failure: BaseException | None = None
+        self._threads_set = threading.local()
+        self._torch_threads: int | None = None
+        self._warm_up = threading.Thread(target=self._load, name="ttsload-warm-up", daemon=True)
+        self.hook("accepting")
+        self._warm_up.start()
+
+    def _load(self) -> None:
+        try:
+            info = self.loader.runtime_phase(self.threads)
+            self._torch_threads = info.get("torch_threads") or self.threads
+            self.hook("imports_done", **info)
+            self._model = self.loader.load(self.files, self.hook)
+            self.hook("model_ready")
+        except BaseException as exc:  # re-raised in every request, so the cell records why
+            self._failure = exc
+        finally:
+            self._loaded.set()
+
+    def get(self) -> LoadedModel:
+        """The model, once loaded: an early request blocks here until the warm-up ends."""
+        self._loaded.wait()
+        if self._failure is not None:
+            raise StrategyError(f"background load failed: {str(self._failure).splitlines()[0]}") from self._failure
+        if self._torch_threads and not getattr(self._threads_set, "done", False):
+            self.loader.set_threads(self._torch_threads)
+            self._threads_set.done = True
+        assert self._model is not None
+        return self._model
+
+    def close(self) -> None:
+        if getattr(self, "_warm_up", None) is not None:
+            self._warm_up.join()
+        super().close()
 
 
 class Worker(Topology):
@@ -93,7 +172,33 @@ class Worker(Topology):
             self._host = None
 
 
-class Prefork(Topology):
+class Forking(Topology):
+    """Serves through children forked from this process, each request to an idle one (prefork, zygote).
+
+    Subclasses get the process ready to fork (`start`), then call `serve_through` with the first
+    children; `fork(worker)` makes one more (a pool's scale-out).
+    """
+
+    def serve_through(self, hosts: list[ForkedHost]) -> None:
+        for host in hosts:
+            host.wait_for("ready", None)
+        self._dispatch = Dispatcher(hosts)
+
+    def synthesize(self, text: str, seed: int) -> Audio:
+        return self._dispatch.synthesize(text, seed)
+
+    def trim(self) -> bool:
+        returned = [*self._dispatch.trim(), super().trim()]
+        return any(returned)
+
+    def close(self) -> None:
+        if getattr(self, "_dispatch", None) is not None:
+            self._dispatch.close()
+            self._dispatch = None
+        gc.unfreeze()
+
+
+class Prefork(Forking):
     """Load once in the parent, then fork N workers that share the weights copy-on-write.
 
     gc.freeze() moves every object created so far out of the collector's reach, so the
@@ -114,31 +219,75 @@ class Prefork(Topology):
         self.loader.prepare_fork()
         self.hook("imports_done", **info)
         self._model = self.loader.load(self.files, self.hook)
+        self._watch = CheckpointWatch(self.files, self.hook)
+        self._watch()
         self._child_threads = child_threads
         gc.collect()
         gc.freeze()
-        hosts = [self.fork(worker) for worker in range(self.workers)]
-        for host in hosts:
-            host.wait_for("ready", None)
-        self._dispatch = Dispatcher(hosts)
+        self.serve_through([self.fork(worker) for worker in range(self.workers)])
 
-    def fork(self, worker: int) -> ForkedHost:
+    def fork(self, worker: int, liveness_s: float | None = None) -> ForkedHost:
         """One more child sharing the loaded model (a scale-out forks from the same parent)."""
-        after_fork = functools.partial(self.loader.set_threads, self._child_threads) if self._child_threads else None
-        return ForkedHost(functools.partial(serve_request, self._model), self.hook, after_fork, worker)
+        return ForkedHost(functools.partial(_serve_inherited, self.loader, self._child_threads, self._serve),
+                          self.hook, worker, liveness_s)
 
-    def synthesize(self, text: str, seed: int) -> Audio:
-        return self._dispatch.synthesize(text, seed)
-
-    def trim(self) -> bool:
-        returned = [*self._dispatch.trim(), super().trim()]
-        return any(returned)
-
-    def close(self) -> None:
-        if getattr(self, "_dispatch", None) is not None:
-            self._dispatch.close()
-            self._dispatch = None
-        gc.unfreeze()
+    def _serve(self, text: str, seed: int) -> Audio:
+        """A child's request: say if the checkpoint changed on disk, then serve the inherited, verified copy."""
+        self._watch()
+        return serve_request(self._model, text, seed)
 
 
-TOPOLOGIES: dict[str, type[Topology]] = {cls.name: cls for cls in (PerRequest, Resident, Worker, Prefork)}
+class Zygote(Forking):
+    """A template that has imported the runtime and loaded nothing; every worker is a fork of it that
+    loads its own model (any loader; mmap shares the checkpoint's pages) and serves.
+
+    A worker then costs a fork plus a load, not an interpreter start plus imports, and nothing is
+    held before traffic asks for it. The template never computes: it sets one torch thread and runs
+    no parallel region (libgomp's thread team does not survive a fork), and gc.freeze() keeps the
+    collector off the imported modules' pages. Cold start is timed from `worker_requested`; the
+    template's own start-up ends at `template_ready`.
+    """
+
+    name = "zygote"
+    summary = "template imports the runtime and loads nothing; each worker is a fork that loads and serves"
+    forks_from_template = True
+    serves_from_child_process = True
+
+    def start(self) -> None:
+        info = self.loader.runtime_phase(self.threads)  # children get this count (same float order as others)
+        self._child_threads = info.get("torch_threads") or self.threads
+        self.loader.prepare_fork()
+        gc.collect()
+        gc.freeze()
+        # not `imports_done`: the imports are the template's, no phase of a worker's cold start
+        self.hook("template_ready", tasks=task_count(), **info)
+        self.serve_through([self.fork(worker) for worker in range(self.workers)])
+
+    def fork(self, worker: int, liveness_s: float | None = None) -> ForkedHost:
+        """A new worker: fork the template; the child loads the model and serves."""
+        self.hook("worker_requested", worker=worker)
+        return ForkedHost(functools.partial(_load_and_serve, self.loader, self._child_threads, self.files),
+                          self.hook, worker, liveness_s)
+
+
+def task_count() -> int:
+    """Threads of this process (a template that ran a parallel region would hold its thread team)."""
+    return len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else threading.active_count()
+
+
+def _serve_inherited(loader: Loader, threads: int | None, serve: Any, hook: Hook) -> Any:
+    """A prefork child: its own thread count, then serve (the parent's `_serve`, on the inherited model)."""
+    if threads:
+        loader.set_threads(threads)
+    return serve
+
+
+def _load_and_serve(loader: Loader, threads: int | None, files: ModelFiles, hook: Hook) -> Any:
+    """A zygote child: its own thread count, load (phase events go to the parent), then serve."""
+    if threads:
+        loader.set_threads(threads)
+    return functools.partial(serve_request, loader.load(files, hook))
+
+
+TOPOLOGIES: dict[str, type[Topology]] = {cls.name: cls for cls in (PerRequest, Resident, AsyncResident, Worker,
+                                                                    Prefork, Zygote)}

@@ -19,8 +19,8 @@ RUN = ("run", "--strategy", "singleton", "--model", "vits-tiny", "--requests", "
 PLANT_SPEC = "weights_s:median:1,pss_anon_mb:median:2.5"
 
 
-def run(out: Path, history: Path, plant: str | None = None) -> Path:
-    env = {"TTSLOAD_TEST_STRATEGIES": "1", "TTSLOAD_TEST_PLANT": plant} if plant else {}
+def run(out: Path, history: Path, plant: str | None = None, **extra: str) -> Path:
+    env = {"TTSLOAD_TEST_STRATEGIES": "1", "TTSLOAD_TEST_PLANT": plant, **extra} if plant else {}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -40,6 +40,9 @@ def runs(tiny, tmp_path_factory) -> dict[str, Path]:
     found = {name: run(root / name, history) for name in ("same1", "same2", "same3")}
     found["slow"] = run(root / "slow", history, plant="slow-eager")
     found["copy"] = run(root / "copy", history, plant="copy-eager")
+    others = root / "planted-history.jsonl"  # kept apart: the history test counts five runs
+    found["anon"] = run(root / "anon", others, plant="anon-eager")  # +10 % anonymous memory
+    found["cpu"] = run(root / "cpu", others, plant="cpu-eager", TTSLOAD_TEST_CPU_PCT="400")
     found["history"] = history
     return found
 
@@ -167,3 +170,33 @@ def test_history_marks_the_planted_step_and_nothing_else(runs, tmp_path):
     assert ["<- step" in line for line in points[:4]] == [False, False, False, True]
     assert "<- step: regression" in points[3]
     assert plot.stat().st_size > 10_000
+
+
+def test_cpu_time_columns_exist_and_stay_within_wall_time_times_cores(runs):
+    import csv
+
+    rows = list(csv.DictReader((runs["same1"] / "summary.csv").open()))
+    assert len(rows) == 3
+    pairs = [("cold_start_cpu_s", "cold_start_s"), ("import_cpu_s", "import_s"), ("construct_cpu_s", "construct_s"),
+             ("weights_cpu_s", "weights_s"), ("first_audio_cpu_s", "first_audio_s"),
+             ("request_cpu_p50_s", "latency_p50_s")]
+    cores = os.cpu_count() or 1
+    for row in rows:
+        for cpu, wall in pairs:
+            assert row[cpu] not in ("", None), f"{cpu} empty"
+            # every thread of the tree together cannot outrun the cores; 20 ms for stamps and clock ticks
+            assert 0 < float(row[cpu]) <= float(row[wall]) * cores + 0.02, (cpu, row[cpu], wall, row[wall])
+        assert float(row["cold_start_cpu_s"]) >= float(row["import_cpu_s"]) + float(row["weights_cpu_s"])
+
+
+def test_planted_extra_anonymous_memory_fails_the_trimmed_reading(runs):
+    done = gate(runs["same1"], runs["anon"], "--fail", "pss_anon_trimmed_mb:median:+5%")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"REGRESSION {CELL}: pss_anon_trimmed_mb median" in done.stdout
+
+
+def test_planted_cpu_in_the_weights_phase_fails_the_default_spec_on_cpu_seconds(runs):
+    done = gate(runs["same1"], runs["cpu"])
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"REGRESSION {CELL}: weights_cpu_s median" in done.stdout
+    assert f"REGRESSION {CELL}: pss_anon_trimmed_mb" not in done.stdout

@@ -16,6 +16,9 @@ from ttsload.bench.cells import Cell, CellOutcome
 from ttsload.bench.harness.runner import CellOptions, run_cell
 from ttsload.bench.plan import Plan
 from ttsload.bench.scenario import corpus
+from ttsload.bench.scenario import loading as scenarios
+from ttsload.bench.scenario.schema import ScenarioError
+from ttsload.bench.serving.limits import HttpLimits
 
 WORKERS = 2
 PHASES = [{"do": "requests", "count": 6, "concurrency": 2},
@@ -79,6 +82,8 @@ def test_every_request_answered_by_the_server_tree(runs, kind):
     names = [e["event"] for e in outcome.events]
     assert names.count("worker_ready") == WORKERS and names.count("first_audio") == 1
     assert names.index("ready") < names.index("first_audio") < names.index("requests_done")
+    ready = next(e for e in outcome.events if e["event"] == "ready")
+    assert ready["http_limits"] == HttpLimits().to_json()  # the limits the server ran under, recorded
     assert outcome.root == seen["root"] != outcome.events[0]["pid"]  # the server's tree, not the cell's
     assert max(len(r.processes) for r in outcome.readings) >= WORKERS + 1
     assert len(outcome.steady.processes) == WORKERS + 1
@@ -147,3 +152,15 @@ def test_loadgen_never_imports_torch():
     probe = "import sys, ttsload.bench.serving.loadgen; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_a_scenarios_http_table_sets_the_limits_in_every_cells_plan(tiny, tmp_path):
+    path = tmp_path / "limits.toml"
+    path.write_text('summary = "x"\nkind = "http"\n[http]\npreload = [false]\nqueue = 2\nmax_text_chars = 300\n'
+                    'request_timeout_s = 30\n')
+    (cell,) = scenarios.load(str(path)).cells(["singleton"], [tiny], 1)
+    assert cell.plan.http_limits == HttpLimits(max_text_chars=300, queue=2, request_timeout_s=30)
+    assert Plan.from_json(cell.plan.to_json()) == cell.plan
+    path.write_text('summary = "x"\nkind = "http"\n[http]\nqueue = 0\n')
+    with pytest.raises(ScenarioError, match=r"limits.toml: http.queue: expected an integer >= 1, got 0$"):
+        scenarios.load(str(path))

@@ -102,3 +102,28 @@ def test_every_strategy_the_large_runs_name_exists(noxfile):
         if "--strategy" in args:
             for name in args[args.index("--strategy") + 1].split(","):
                 resolve(name)
+
+
+def test_gate_checks_invariants_and_picks_the_machine_class_baseline(noxfile, tmp_path, monkeypatch):
+    monkeypatch.delenv("TTSLOAD_BASELINE", raising=False)
+    session = Recorder([], tmp_path)
+    noxfile.gate(session)
+    (run,) = runs_of(session)
+    strategies, models = run[run.index("--strategy") + 1], run[run.index("--model") + 1]
+    assert {"mmap", "naive", "singleton", "subprocess-worker"} <= set(strategies.split(",")) and "vits" in models
+    (gate,) = [c[2:] for c in session.commands if c[:2] == ["ttsload", "gate"]]
+    assert "--baseline" not in gate  # matched by machine class, not named
+    assert gate[gate.index("--baselines") + 1] == str(ROOT / "baselines")
+    assert gate[gate.index("--invariants") + 1] == str(ROOT / "baselines" / "invariants.toml")
+
+
+def test_baseline_and_noise_run_the_noise_study_over_the_gates_configuration(noxfile, tmp_path):
+    session = Recorder(["epyc"], tmp_path)
+    noxfile.baseline(session)
+    (study,) = [c[2:] for c in session.commands if c[:2] == ["ttsload", "noise"]]
+    assert study[:len(noxfile.GATE_CONFIG)] == noxfile.GATE_CONFIG
+    assert study[study.index("--runs") + 1] == "5" and study[study.index("--save") + 1] == "epyc"
+    quiet = Recorder([], tmp_path)
+    noxfile.noise(quiet)
+    (study,) = [c[2:] for c in quiet.commands if c[:2] == ["ttsload", "noise"]]
+    assert "--save" not in study and study[study.index("--gate-repeat") + 1] == noxfile.GATE_REPEAT

@@ -169,6 +169,7 @@ def test_switch_counts_loads_and_evictions(tiny, tmp_path):
     assert (found["switch@k1"]["loads"], found["switch@k1"]["evictions"]) == ("6", "5")
     assert (found["switch@k2"]["loads"], found["switch@k2"]["evictions"]) == ("2", "0")
     assert float(found["switch@k1"]["model_load_s"]) > 0
+    assert all(float(r["pss_anon_trimmed_mb"]) > 0 for r in found.values())  # the trimmed steady reading too
     by_model = {}
     for request in records(out, "request"):  # the two models' weights differ, so do their outputs
         by_model.setdefault(request["model"], set()).add(request["audio_sha256"])
@@ -194,6 +195,7 @@ def test_sampler_off_takes_no_samples(tiny, tmp_path):
     assert found["sampler@sampler-off"]["samples"] == "0" and found["sampler@sampler-off"]["sampler_cpu_s"] == ""
     assert int(found["sampler@sampler-on"]["samples"]) > 0 and float(found["sampler@sampler-on"]["sampler_cpu_s"]) > 0
     assert found["sampler@sampler-off"]["pss_mb"] != ""  # the steady reading is taken either way
+    assert found["sampler@sampler-on"]["peak_pss_mb"] != ""  # full readings at load events: PSS, not RSS only
 
 
 @pytest.mark.parametrize("text, key", [

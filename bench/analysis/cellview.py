@@ -10,7 +10,7 @@ from functools import cached_property
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
-from ttsload.bench.analysis import scenario_summary
+from ttsload.bench.analysis import faults, scenario_summary
 from ttsload.bench.plan import TRIMMED_STEADY
 
 if TYPE_CHECKING:
@@ -42,6 +42,11 @@ class CellView:
         return [e for e in self.events if e["event"] == name]
 
     @cached_property
+    def faults(self) -> dict[str, Any]:
+        """The fault drill's outcome and what the reliability options did (analysis/faults.py)."""
+        return faults.facts(self.events, self.outcome.status)
+
+    @cached_property
     def limits(self) -> dict[str, Any]:
         """The cell's physical-limit probe (memcpy, cold read; bench/cell/limits.py), {} when it did not run."""
         return self.first("limits")
@@ -59,6 +64,27 @@ class CellView:
         """Seconds from event `start` (None: the process start, less the limit probe) to event `end`."""
         begin = self.start if start is None else self.at.get(start)
         return self.at[end] - begin if begin is not None and end in self.at else None
+
+    @cached_property
+    def cpu_at(self) -> dict[str, float]:
+        """The tree's CPU seconds stamped on each event's first occurrence (bench/cell/cputime.py)."""
+        seen: dict[str, float] = {}
+        for event in self.events:
+            if "cpu" in event:
+                seen.setdefault(event["event"], event["cpu"])
+        return seen
+
+    @cached_property
+    def cpu_start(self) -> float:
+        """CPU seconds at the process start, moved on by what the limit probe spent (as `start` is for wall)."""
+        if not self.limits or "cpu" not in self.limits:
+            return 0.0
+        return self.limits["cpu"] - self.cpu_at.get("started", 0.0)
+
+    def cpu_span(self, start: str | None, end: str) -> float | None:
+        """CPU seconds of the whole tree from event `start` (None: the process start) to event `end`."""
+        begin = self.cpu_start if start is None else self.cpu_at.get(start)
+        return self.cpu_at[end] - begin if begin is not None and end in self.cpu_at else None
 
     @cached_property
     def requests(self) -> list[dict[str, Any]]:
@@ -105,13 +131,14 @@ class CellView:
     def peak_during_load_mb(self, key: str) -> float | None:
         """Highest sampled total of `key` up to the first audio (all samples when there was none)."""
         end = self.at.get("first_audio", float("inf"))
-        readings = [r.total for r in self.readings if r.t <= end] or [r.total for r in self.readings]
+        readings = [r.total for r in self.readings if r.t <= end and key in r.total] or [
+            r.total for r in self.readings if key in r.total]
         values = [t[key] for t in readings]
         return max(values) / MB if values else None
 
     def peak_mb(self, key: str) -> float | None:
-        """Highest sampled total of `key` over the whole cell."""
-        values = [r.total[key] for r in self.readings]
+        """Highest sampled total of `key` over the whole cell (cheap RSS-only readings have no PSS)."""
+        values = [r.total[key] for r in self.readings if key in r.total]
         return max(values) / MB if values else None
 
     @cached_property

@@ -57,6 +57,16 @@ def _phase(column: str, label: str, start: str | None, end: str, decimals: int, 
                   phase=(start, end))
 
 
+def _phase_cpu(column: str, label: str, start: str | None, end: str, *show: str) -> Metric:
+    """CPU seconds (user + system, whole tree) over the same span as the wall-time phase."""
+    return Metric(column, f"{label} CPU", "s", 3, lambda v: v.cpu_span(start, end), show=frozenset(show))
+
+
+def _request_cpu_p50(view: CellView) -> float | None:
+    """Median CPU seconds the tree spent per request (single cells, where requests do not overlap)."""
+    return stats.median([r.get("cpu_s") for r in view.requests])
+
+
 def _steady(key: str, label: str, *show: str) -> Metric:
     return Metric(f"{key}_mb", label, "MiB", 0, lambda v: v.steady_mb(key), show=frozenset(show))
 
@@ -72,6 +82,11 @@ def _scenario(column: str, label: str, unit: str, decimals: int, read: Callable[
     return Metric(column, label, unit, decimals, read, show=frozenset(show), signed=signed)
 
 
+def _fault(column: str, label: str, unit: str, decimals: int, read: Callable[[CellView], Any]) -> Metric:
+    """A fault drill's figure: recorded and reported, never gated (a drill's recovery is no regression signal)."""
+    return Metric(column, label, unit, decimals, read, gate=False)
+
+
 def _digest(view: CellView) -> str | None:
     """One hash over every request's audio: equal digests mean bit-identical output."""
     if not view.requests:
@@ -84,7 +99,10 @@ def _rtf(view: CellView) -> float | None:
 
 
 def _cold_start(view: CellView) -> float | None:
-    return view.at["first_audio"] - view.start if "first_audio" in view.at else None
+    """Process start to first audio; for a zygote, from the moment its first worker was asked for (the
+    template that was up before is `template_s`)."""
+    begin = view.at.get("worker_requested", view.start)
+    return view.at["first_audio"] - begin if "first_audio" in view.at else None
 
 
 def _rate_gbps(view: CellView, start: str, end: str) -> float | None:
@@ -101,6 +119,25 @@ def _limit_gbps(view: CellView) -> float | None:
 def _pct_of_limit(view: CellView) -> float | None:
     rate, limit = _rate_gbps(view, "construct_done", "weights_done"), _limit_gbps(view)
     return 100 * rate / limit if rate and limit else None
+
+
+def _accept(view: CellView) -> float | None:
+    """Process start → the server takes requests: `accepting` (async warm-up), else `ready` (loads first)."""
+    return view.span(None, "accepting" if "accepting" in view.at else "ready")
+
+
+def _model_ready(view: CellView) -> float | None:
+    """Process start → the model is loaded: `model_ready` (async warm-up), else `ready`."""
+    return view.span(None, "model_ready" if "model_ready" in view.at else "ready")
+
+
+def _early(view: CellView) -> list[float]:
+    """Latencies of the requests that arrived before the model was loaded (async warm-up only)."""
+    ready = view.at.get("model_ready")
+    if ready is None:
+        return []
+    arrived = {e["index"]: e["t"] for e in view.named("request_start")}
+    return [r["latency_s"] for r in view.requests if arrived.get(r["index"], ready) < ready]
 
 
 def _percentile(p: int) -> Callable[[CellView], float | None]:
@@ -128,6 +165,14 @@ REGISTRY: tuple[Metric, ...] = (
     # the cell process's lifetime up to its last event: what a shard spends on it (balances --shard)
     Metric("wall_s", "cell wall time", "s", 1, lambda v: max(e["t"] for e in v.events) - v.outcome.t0
            if v.events else None),
+    # the same spans in CPU seconds of the tree: what a busy neighbour cannot stretch
+    _phase_cpu("cold_start_cpu_s", "cold start", None, "first_audio", R),
+    _phase_cpu("import_cpu_s", "imports", None, "imports_done"),
+    _phase_cpu("construct_cpu_s", "construct", "verify_done", "construct_done"),
+    _phase_cpu("weights_cpu_s", "weights", "construct_done", "weights_done", R),
+    _phase_cpu("first_audio_cpu_s", "first synthesis", "weights_done", "first_audio"),
+    Metric("template_s", "zygote template start-up", "s", 2, lambda v: v.span(None, "template_ready"),
+           show=frozenset({CS, R})),
     # memory of the whole process tree after the last request, and peaks
     _steady("rss", "RSS (summed)", R),
     _steady("pss", "PSS (tree)", CS, RM, R),
@@ -148,13 +193,23 @@ REGISTRY: tuple[Metric, ...] = (
     Metric("latency_p50_s", "latency p50", "s", 3, _percentile(50), show=frozenset({CS, CSS, RM, R})),
     Metric("latency_p90_s", "latency p90", "s", 3, _percentile(90), show=frozenset({RM, R})),
     Metric("latency_p99_s", "latency p99", "s", 3, _percentile(99), show=frozenset({CSS, RS})),
+    Metric("request_cpu_p50_s", "request CPU p50", "s", 3, _request_cpu_p50, show=frozenset({R})),
     Metric("rtf", "RTF", "", 3, _rtf, show=frozenset({CS, RM, R})),
+    # readiness: when the server takes requests, when its model is loaded, and what early requests wait
+    Metric("accept_s", "time to accept", "s", 2, _accept, show=frozenset({R})),
+    Metric("model_ready_s", "time to model ready", "s", 2, _model_ready, show=frozenset({R})),
+    Metric("early_latency_s", "latency before ready", "s", 3, lambda v: stats.median(_early(v)),
+           show=frozenset({R})),
+    Metric("early_requests", "requests before ready", "", 0, lambda v: len(_early(v)) if "model_ready" in v.at
+           else None, gate=False),
     Metric("audio_s", "audio", "s", 2, lambda v: sum(r["audio_s"] for r in v.requests) if v.requests else None),
     Metric("requests", "requests", "", 0, lambda v: len(v.requests), gate=False),
     Metric("loads", "loads", "", 0, lambda v: len(v.named("weights_done")), show=frozenset({CS, CSS, RS})),
-    Metric("torch_threads", "threads", "", 0, lambda v: v.first("imports_done").get("torch_threads"),
+    Metric("torch_threads", "threads", "", 0,
+           lambda v: (v.first("imports_done") or v.first("template_ready")).get("torch_threads"),  # zygote: template
            show=frozenset({CSS}), gate=False),
     _text("cache", lambda v: v.cache),
+    _text("allocator", lambda v: v.first("runtime_controls").get("allocator")),  # as mapped in the cell process
     Metric("int8_fraction", "int8 fraction", "", 3, lambda v: v.first("weights_done").get("int8_fraction")),
     Metric("bf16_fraction", "bf16 fraction", "", 3, lambda v: v.first("weights_done").get("bf16_fraction")),
     # the physical limit (bench/cell/limits.py) and the weights phase against it
@@ -196,6 +251,21 @@ REGISTRY: tuple[Metric, ...] = (
     _scenario("evictions", "evictions", "", 0, lambda v: len(v.named("model_evict")), CSS, RS),
     _scenario("model_load_s", "load per switch", "s", 3,
               lambda v: stats.median([e["load_s"] for e in v.named("model_loaded")]), CSS, RS),
+    # faults (analysis/faults.py): the drill's outcome and what the reliability options did
+    _text("fault", lambda v: v.faults.get("fault")),
+    _text("survived", lambda v: v.faults.get("survived")),
+    _fault("requests_failed", "requests failed", "", 0, lambda v: v.faults.get("requests_failed")),
+    _fault("requests_retried", "requests retried", "", 0, lambda v: v.faults.get("requests_retried")),
+    _fault("recovery_s", "recovery", "s", 2, lambda v: v.faults.get("recovery_s")),
+    _fault("hang_detected_s", "hang detected after", "s", 2, lambda v: v.faults.get("hang_detected_s")),
+    _fault("load_retries", "load retries", "", 0, lambda v: v.faults.get("load_retries")),
+    _fault("load_fallbacks", "loader fallbacks", "", 0, lambda v: v.faults.get("load_fallbacks")),
+    _text("fallback_to", lambda v: v.faults.get("fallback_to")),
+    _fault("hung_workers", "hung workers", "", 0, lambda v: v.faults.get("hung_workers")),
+    _fault("oom_kills", "OOM kills", "", 0, lambda v: v.faults.get("oom_kills")),
+    _fault("memory_limit_mb", "memory limit", "MiB", 0, lambda v: v.faults.get("memory_limit_mb")),
+    _fault("cgroup_peak_mb", "peak under the limit", "MiB", 0, lambda v: v.faults.get("cgroup_peak_mb")),
+    _text("fault_note", lambda v: v.faults.get("fault_note")),
     # soak: leak after trims, growth between them
     _scenario("leak_mb_per_1k", "leak", "MiB/1k req", 1, lambda v: v.leak["leak_mb_per_1k"], CSS, RS, signed=True),
     _scenario("leak_ci_low", "leak low", "MiB/1k req", 1, lambda v: v.leak["leak_ci_low"], CSS, signed=True),

@@ -20,21 +20,31 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
+from ttsload.bench.cell.cputime import tree_cpu_s
 from ttsload.bench.cell.kinds import steady_then_trimmed
 from ttsload.bench.plan import Plan
 
 
 class EventPipe:
-    """The hook strategies call: one JSON line per event, stamped with time.monotonic()."""
+    """The hook strategies call: one JSON line per event, stamped with time.monotonic() and the tree's CPU time.
+
+    The CPU stamp (`cpu`, bench/cell/cputime.py) is taken when the event reaches this process: for an
+    event relayed from a worker, as soon as its parent relays it, which counts the worker's CPU so far.
+    """
 
     def __init__(self, stream: TextIO):
         self.stream = stream
         self._lock = threading.Lock()  # client threads of a scenario report at the same time
+        self._pid = os.getpid()
 
     def __call__(self, event: str, t: float | None = None, **fields: Any) -> None:
         fields.setdefault("pid", os.getpid())
+        fields.setdefault("cpu", tree_cpu_s())
         record = {"event": event, "t": t if t is not None else time.monotonic(), **fields}
         line = json.dumps(record, default=str) + "\n"
+        if os.getpid() != self._pid:  # a forked worker: the lock and buffer it inherited may be mid-use
+            os.write(self.stream.fileno(), line.encode())  # one write below PIPE_BUF: atomic on the pipe
+            return
         with self._lock:
             self.stream.write(line)
             self.stream.flush()
@@ -62,14 +72,15 @@ def serve(spec: dict[str, Any], hook: EventPipe) -> None:
     hook("ready")
     for index, text in enumerate(spec["texts"]):
         hook("request_start", index=index)
-        start = time.monotonic()
+        cpu, start = tree_cpu_s(), time.monotonic()
         audio = topology.synthesize(text, request_seed(text))
-        latency = time.monotonic() - start
+        latency, cpu_s = time.monotonic() - start, tree_cpu_s() - cpu
         hook(
             "request_end",
             index=index,
             chars=len(text),
             latency_s=latency,
+            cpu_s=cpu_s,
             audio_s=audio.seconds,
             audio_sha256=hashlib.sha256(audio.wav.tobytes()).hexdigest(),
         )
@@ -97,6 +108,9 @@ def main(argv: list[str]) -> int:
             run_plan(spec, plan, hook)
         else:
             serve(spec, hook)
+        from ttsload.strategies.allocator import in_effect  # after the timed work: it imports numpy
+
+        hook("runtime_controls", **in_effect())  # what this process really ran with (allocator, arenas, ...)
     except BaseException as exc:
         from ttsload.strategies.base import StrategyError
 

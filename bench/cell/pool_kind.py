@@ -12,11 +12,12 @@ read right after a trim is what the process really still holds; the trend of its
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import replace
 from typing import Any
 
-from ttsload.bench.cell import drive
+from ttsload.bench.cell import drive, faults
 from ttsload.bench.cell.kinds import RequestReporter, request_texts, steady_then_trimmed
 from ttsload.bench.cell.pool import Pool
 from ttsload.bench.plan import Phase, Plan
@@ -25,22 +26,31 @@ from ttsload.strategies.registry import resolve
 
 
 def run_pool(spec: dict[str, Any], plan: Plan, hook: Any) -> None:
-    pool = Pool(resolve(spec["strategy"]), ModelFiles.from_json(spec["model"]), hook, plan.threads)
+    files, scratch = ModelFiles.from_json(spec["model"]), None
+    if plan.fault in faults.CHECKPOINT_DRILLS:  # the drill damages a copy, never the model home's files
+        files, scratch = faults.private_copy(files)
+    pool = Pool(resolve(spec["strategy"]), files, hook, plan.threads)
+    drill = faults.Drill(plan, pool, files, hook)
     reporter = RequestReporter(hook, request_texts(spec["texts"], plan))
     try:
+        if plan.fault == "oom":
+            hook("fault", fault="oom", memory_limit_mb=plan.memory_limit_mb)
         pool.start(plan.workers)
         hook("ready", workers=plan.workers)
         index = 0
         for phase in plan.phases:
             if phase.do == "requests":
-                index = _requests(pool, phase, index, reporter, hook)
+                index = _requests(pool, phase, index, reporter, hook, drill.on_progress)
             elif phase.do == "trim":
                 _trim(pool, hook, index)
             elif phase.do == "kill_worker":
                 pool.kill(phase.worker)
+        drill.join()
         steady_then_trimmed(hook, pool.trim)
     finally:
         pool.close()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _trim(pool: Pool, hook: Any, served: int) -> None:
@@ -50,7 +60,8 @@ def _trim(pool: Pool, hook: Any, served: int) -> None:
     hook.sync("after_trim", requests=served, released=released)
 
 
-def _requests(pool: Pool, phase: Phase, first: int, reporter: RequestReporter, hook: Any) -> int:
+def _requests(pool: Pool, phase: Phase, first: int, reporter: RequestReporter, hook: Any,
+              on_answered: Any = lambda done: None) -> int:
     shape = drive.LoadShape.from_json(phase.to_shape_json())
     label = phase.label or shape.label
     add, add_after = phase.add_workers, phase.add_after
@@ -68,6 +79,7 @@ def _requests(pool: Pool, phase: Phase, first: int, reporter: RequestReporter, h
                              worker=host.worker, worker_pid=host.pid)
 
     def on_progress(done: int) -> None:
+        on_answered(first + done)
         if add and done == add_after:
             scale_out()
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import gc
 import random
-import sys
 import time
 from collections import OrderedDict
 from typing import Any
 
-from ttsload.bench.cell.kinds import RequestReporter, request_texts
+from ttsload.bench.cell.kinds import RequestReporter, request_texts, steady_then_trimmed
 from ttsload.bench.plan import Plan
-from ttsload.strategies.base import LoadedModel, ModelFiles, StrategyError, request_seed, serve_request
+from ttsload.strategies.base import LoadedModel, ModelFiles, StrategyError, malloc_trim, request_seed, serve_request
 from ttsload.strategies.registry import make_loader, resolve
 
 
@@ -63,5 +62,4 @@ def run_switch(spec: dict[str, Any], plan: Plan, hook: Any) -> None:
         hook("request_start", index=index, model=files.name)
         audio = serve_request(loaded[files.name], text, request_seed(text))
         reporter.done(index, text, audio, time.monotonic() - start, model=files.name)
-    hook("requests_done")
-    sys.stdin.readline()
+    steady_then_trimmed(hook, malloc_trim)  # every model lives in this one process

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,9 @@ from ttsload.bench.cells import Cell, CellKey
 from ttsload.bench.commands import console as ui
 from ttsload.bench.commands import shardplan
 from ttsload.bench.errors import UsageError
+from ttsload.bench.fixtures import artifacts
 from ttsload.bench.harness import environment, runner
+from ttsload.bench.plan import PlanError
 from ttsload.bench.profiling import passes as profile
 from ttsload.bench.results import ResultStore, load_cell_rows, load_records
 from ttsload.bench.scenario import loading as scenarios
@@ -62,6 +64,11 @@ def prepare(args: argparse.Namespace, out: Path, keeps_audio: list[bool]) -> lis
                                None if single else args.requests, args.timeout)
         for line in scenario.skipped([s.name for s in specs]):
             ui.console.print(f"skipped (not applicable): {line}")
+        if getattr(args, "memory_limit", None):  # a limit for every cell, over the scenario's own
+            try:
+                cells = [replace(c, plan=replace(c.plan, memory_limit_mb=args.memory_limit)) for c in cells]
+            except PlanError as exc:
+                raise UsageError(f"--memory-limit {args.memory_limit}: {exc}") from None
         cells, mismatched = _servable(cells, {s.name: s for s in specs})
         for line in mismatched:
             ui.console.print(f"skipped (not applicable): {line}")
@@ -89,6 +96,9 @@ def _servable(cells: list[runner.Cell], specs: dict[str, StrategySpec]) -> tuple
         try:
             for family in families:
                 specs[cell.strategy].check_family(family)
+            if specs[cell.strategy].loader != "artifact" and artifacts.served_only_by_artifact(cell.model):
+                raise UnknownStrategy(f"{cell.model.name} is an inference artifact: only the artifact loader "
+                                      "serves it (e.g. resident+artifact)")
         except UnknownStrategy as exc:
             reasons.setdefault((cell.strategy, cell.model_label), str(exc))
             continue
@@ -116,6 +126,11 @@ def _record_options(args: argparse.Namespace, batches: list[Batch]) -> dict[str,
     return {**options, "plan_hash": planid.plan_hash(options)}
 
 
+# What a cell measures depends on these: a resume that changes one would mix two measurements in one folder.
+# (More strategies, models, scenarios or repeats only add cells, and are allowed.)
+SAME_ON_RESUME = ("requests", "corpus_seed", "threads", "cache", "interval", "timeout", "memory_limit", "texts")
+
+
 def _finished(out: Path, machine_class: str, plan: str) -> set[str]:
     """Cells measured ok in OUT on this machine class (a merged folder holds other classes' cells too)."""
     runs = load_records(out, "run")
@@ -127,6 +142,18 @@ def _finished(out: Path, machine_class: str, plan: str) -> set[str]:
                          f"{', '.join(sorted(hashes))}): give the same strategies, models, scenarios and options")
     return {CellKey.of_row(r).id for r in load_cell_rows(out)
             if r.get("status") == "ok" and r.get("machine_class", machine_class) == machine_class}
+
+
+def _check_resume(out: Path, options: dict[str, Any]) -> None:
+    """Refuse, naming the option, to resume a folder whose run was made with different measuring options."""
+    before = load_records(out, "run")[0].get("options", {})
+    for key in SAME_ON_RESUME:
+        if key in before and before[key] != options.get(key):
+            flag = "--" + key.replace("_", "-")
+            shown = lambda v: f"{len(v)} texts" if isinstance(v, list) else repr(v)  # noqa: E731
+            raise UsageError(f"--resume {out}: {flag if key != 'texts' else 'the request texts'} differs: the run "
+                             f"there used {shown(before[key])}, this command {shown(options.get(key))}; resume "
+                             "with the same options, or start a new folder")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -145,6 +172,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     stamp = {"machine": environment_record["machine"], "machine_class": environment_record["machine_class"]}
     run_id = time.strftime("%Y%m%d-%H%M%S") + (f"-{shardplan.slug(stamp['machine'])}-s{shard}".replace("/", "of")
                                                if shard else "")
+    if args.resume:
+        _check_resume(out, options)  # names the measuring option that differs, before the plan hash says "differs"
     finished = _finished(out, stamp["machine_class"], options["plan_hash"]) if args.resume else set()
     store = ResultStore(out)
     for tool in tools:  # said now, not after the timed cells; the run goes on without that tool
@@ -177,6 +206,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             for batch in batches:
                 rows += runner.run_cells(batch.cells, batch.options, store, run_id, on_event, on_done, stamp)
+        except OSError as exc:  # the results folder cannot be written (full disk, file size limit): stop cleanly
+            bar.stop()
+            ui.console.print(f"ttsload: cannot write results in {out} ({exc.strerror or exc}): stopped; every cell "
+                             f"that finished before is on disk; `ttsload run ... --resume {out}` runs the rest")
+            return 3
         except KeyboardInterrupt:
             bar.stop()
             ui.console.print(f"interrupted: finished cells are kept in {out}; `ttsload run ... --resume {out}` "

@@ -8,6 +8,7 @@ RSS is reported summed only to show how much a naive sum over-counts shared page
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -73,39 +74,77 @@ def read_tree(root: int) -> TreeReading:
     return TreeReading(time.monotonic(), processes, total)
 
 
-class TreeSampler(threading.Thread):
-    """Reads a tree's memory every `interval_s` until stopped; keeps every reading.
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 
-    Reading smaps_rollup costs kernel time in proportion to what a process maps, and more while it
-    is busy: ~15 ms a reading of one synthesizing vits process (22.5 s of CPU for 1470 readings).
-    At a fixed 50 ms cadence that took 30 % of a core in single cells and 34-54 s per ~100 s http
-    cell on this 2-core machine, CPU the measured servers then lacked (p50 latency +46 %). So the
-    sampler spends at most `max_duty` of one core: after a reading that cost c seconds of CPU, the
-    next one waits at least c / max_duty. The cadence a cell really got is in its row.
+
+def read_rss_fast(pids: list[int]) -> TreeReading:
+    """The cheap reading: summed resident pages from /proc/PID/statm (no page-table walk), RSS only."""
+    processes = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/statm") as handle:
+                processes.append({"pid": pid, "rss": int(handle.read().split()[1]) * _PAGE})
+        except (FileNotFoundError, ProcessLookupError, PermissionError, IndexError, ValueError):
+            continue
+    return TreeReading(time.monotonic(), processes, {"rss": sum(p["rss"] for p in processes)})
+
+
+class TreeSampler(threading.Thread):
+    """The memory timeline of a tree: cheap RSS readings at `interval_s`, a full one every `full_every_s`.
+
+    A full reading (smaps_rollup: PSS, USS, anon/file) walks every page table of every process: ~15 ms
+    a reading of one synthesizing vits process, and more while it is busy. At a fixed 50 ms cadence
+    that took 30 % of a core and cost +46 % p50 latency on a 2-core machine; even capped at 5 % of a
+    core it still cost +7 %. /proc/PID/statm reads a counter instead (microseconds), so the timeline
+    keeps its cadence for RSS, while PSS/USS come from a full reading every `full_every_s` and from
+    the exact readings the runner takes at every sync point (after each request, steady, trims).
+    The process list is refreshed at each full reading (walking /proc costs about a millisecond).
+    Either way the sampler spends at most `max_duty` of one core: after work that cost c seconds of
+    CPU, the next reading waits at least c / max_duty. The cadence a cell really got is in its row.
     """
 
-    def __init__(self, root: int, interval_s: float = 0.05, max_duty: float = 0.05):
+    def __init__(self, root: int, interval_s: float = 0.05, max_duty: float = 0.02, full_every_s: float = 2.0):
         super().__init__(name="ttsload-sampler", daemon=True)
         self.root = root
         self.interval_s = interval_s
         self.max_duty = max_duty
+        self.full_every_s = full_every_s
         self.readings: list[TreeReading] = []
         self.cpu_s = 0.0  # CPU time the sampler itself used: its direct cost on a 2-core machine
         self._stop_event = threading.Event()
+        self._wake = threading.Event()  # set by stop() and full_now()
+        self._full_now = False
+
+    def full_now(self) -> None:
+        """Take a full reading as soon as the duty cap allows (the runner asks at load events, where the
+        peak during load sits: the cheap readings cannot see PSS)."""
+        self._full_now = True
+        self._wake.set()
 
     def run(self) -> None:
-        next_at = time.monotonic()
+        next_at, full_at, pids, root = time.monotonic(), 0.0, [], None
         while not self._stop_event.is_set():
+            self._wake.clear()
             cpu = time.thread_time()
-            reading = read_tree(self.root)
+            if self._full_now or time.monotonic() >= full_at or root != self.root:  # the root may move
+                self._full_now, root = False, self.root
+                reading = read_tree(root)
+                pids = [p["pid"] for p in reading.processes]
+                full_at = time.monotonic() + self.full_every_s
+            else:
+                reading = read_rss_fast(pids)
             if reading.processes:
                 self.readings.append(reading)
             cost = time.thread_time() - cpu
             self.cpu_s += cost
-            next_at = max(next_at + self.interval_s, time.monotonic() + cost / self.max_duty - cost)
-            self._stop_event.wait(max(0.0, next_at - time.monotonic()))
+            earliest = time.monotonic() + cost / self.max_duty - cost  # the duty cap
+            next_at = max(next_at + self.interval_s, earliest)
+            if self._wake.wait(max(0.0, next_at - time.monotonic())):  # a full reading asked for early
+                self._stop_event.wait(max(0.0, earliest - time.monotonic()))
+                next_at = max(time.monotonic(), earliest)
 
     def stop(self) -> list[TreeReading]:
         self._stop_event.set()
+        self._wake.set()
         self.join()
         return self.readings

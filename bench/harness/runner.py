@@ -22,11 +22,14 @@ from ttsload.bench.analysis.scenario_summary import phase_records
 from ttsload.bench.analysis.summary import summarize
 from ttsload.bench.cells import Cell, CellOutcome, file_safe
 from ttsload.bench.harness import pagecache
+from ttsload.bench.harness.memlimit import MemoryLimit
 from ttsload.bench.harness.probes import TreeSampler, read_tree
 from ttsload.bench.procs import python_module
 from ttsload.strategies.base import ModelFiles
 
 CELL_MODULE = "ttsload.bench.cell"  # its __main__ runs one measured cell
+# Load events after which the sampler takes a full (PSS) reading: the peak during load sits around them.
+FULL_READING_EVENTS = frozenset({"construct_done", "weights_done", "first_audio"})
 
 
 @dataclass
@@ -61,14 +64,18 @@ def run_cell(cell: Cell, options: CellOptions, log_path: Path,
             "limits": _limits(cell, options)}
     read_fd, write_fd = os.pipe()
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    limit = MemoryLimit(cell.plan.memory_limit_mb, file_safe(cell.id)) if cell.plan.memory_limit_mb else None
     with open(log_path, "wb") as log:
         t0 = time.monotonic()
         proc = subprocess.Popen(
             [*options.command_prefix, *python_module(CELL_MODULE, json.dumps(spec), str(write_fd),
                                                      interpreter_args=options.interpreter_args)],
             pass_fds=(write_fd,), stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True, env=_cell_environment(cell.strategy),
+            preexec_fn=limit.preexec if limit else None,
         )
+    if limit:
+        limit.attach(proc.pid)
     os.close(write_fd)
     outcome = CellOutcome(cell, t0, root=proc.pid)
     interval = None if cell.plan.sampler == "off" else options.interval_s
@@ -87,6 +94,9 @@ def run_cell(cell: Cell, options: CellOptions, log_path: Path,
             outcome.readings = sampler.stop()
             outcome.sampler_cpu_s = sampler.cpu_s
         _kill_group(proc)
+        if limit:  # what the limit was and how often the OOM killer acted under it, kept as an event
+            outcome.events.append({"event": "memory_limit", "t": time.monotonic(), **limit.facts()})
+            limit.close()
     outcome.exit_code = proc.returncode
     if outcome.status == "ok" and proc.returncode != 0:
         outcome.status, outcome.reason = "failed", f"cell process exited with code {proc.returncode}"
@@ -138,6 +148,8 @@ def _follow(proc: subprocess.Popen, fd: int, outcome: CellOutcome, deadline: flo
                 outcome.root = event["root"]
                 if sampler:
                     sampler.root = event["root"]
+            elif event["event"] in FULL_READING_EVENTS and sampler:
+                sampler.full_now()
             elif event["event"] == "request_end" and sampler:
                 outcome.after_request.append((event["index"], read_tree(outcome.root)))
             if event["event"] == "requests_done":
@@ -184,6 +196,15 @@ def _tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
+
+
+def _cell_environment(strategy: str) -> dict[str, str] | None:
+    """The environment of the cell process when its strategy's options need one (allocator, oneDNN):
+    set before the process starts, as the C libraries read it then; every worker inherits it."""
+    from ttsload.strategies.allocator import process_environment
+    from ttsload.strategies.registry import resolve
+
+    return process_environment(resolve(strategy).option_map)
 
 
 def _options_of(strategy: str) -> dict[str, Any]:

@@ -37,6 +37,7 @@ class ResultSet:
     cells: dict[Group, dict[str, list[float]]] = field(default_factory=dict)
     repetitions: dict[Group, int] = field(default_factory=dict)  # successful
     failed: dict[Group, int] = field(default_factory=dict)
+    noise: dict[str, Any] = field(default_factory=dict)  # a noise study's thresholds (bench/regression/noise.py)
 
     @property
     def git_sha(self) -> str | None:
@@ -93,8 +94,9 @@ class ResultSet:
             cells.append({"strategy": key[0], "model": key[1], "scenario": key[2],
                           "repetitions": self.repetitions.get(key, 0), "failed": self.failed.get(key, 0),
                           "metrics": metrics})
-        return {"format": FORMAT, "version": FORMAT_VERSION, "source": self.source, "run_id": self.run_id,
-                "environment": self.environment, "options": self.options, "cells": cells}
+        out = {"format": FORMAT, "version": FORMAT_VERSION, "source": self.source, "run_id": self.run_id,
+               "environment": self.environment, "options": self.options, "cells": cells}
+        return {**out, "noise": self.noise} if self.noise else out
 
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str) -> ResultSet:
@@ -104,6 +106,7 @@ class ResultSet:
             raise UsageError(f"{source} is baseline format version {data.get('version')}; "
                              f"this ttsload reads version {FORMAT_VERSION}")
         result = cls(source, data.get("run_id", ""), data.get("environment", {}), data.get("options", {}))
+        result.noise = data.get("noise") or {}
         try:
             for cell in data["cells"]:
                 key = (cell["strategy"], cell["model"], cell["scenario"])

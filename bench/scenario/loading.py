@@ -20,6 +20,7 @@ from ttsload.bench.cells import Cell
 from ttsload.bench.plan import LeakSettings, Phase, Plan
 from ttsload.bench.scenario import corpus
 from ttsload.bench.scenario.schema import ScenarioError, validate
+from ttsload.bench.serving.limits import HttpLimits
 from ttsload.strategies.base import ModelFiles
 
 
@@ -61,11 +62,13 @@ class Scenario:
         lru = self.data.get("switch", {}).get("lru", [1]) if self.kind == "switch" else [None]
         modes = self.data.get("sampler", {}).get("modes", [None])
         preload = self.data.get("http", {}).get("preload", [False]) if self.kind == "http" else [None]
+        drills = self.data.get("faults", {}).get("drills", [None]) if self.kind == "pool" else [None]
         out = []
-        for n, k, mode, pre in product(workers, lru, modes, preload):
+        for n, k, mode, pre, drill in product(workers, lru, modes, preload, drills):
             parts = [f"n{n}" if n is not None else "", f"k{k}" if k is not None else "",
-                     f"sampler-{mode}" if mode else "", ("preload" if pre else "no-preload") if pre is not None else ""]
-            fields = {"workers": n, "lru": k, "sampler": mode, "preload": pre}
+                     f"sampler-{mode}" if mode else "", ("preload" if pre else "no-preload") if pre is not None else "",
+                     drill or ""]
+            fields = {"workers": n, "lru": k, "sampler": mode, "preload": pre, "fault": drill}
             label = "-".join(p for p in parts if p)
             given = {key: value for key, value in fields.items() if value is not None}
             out.append((f"{self.name}@{label}" if label else self.name, given))
@@ -87,11 +90,20 @@ class Scenario:
             sampler=sampler, timeout_s=timeout_s or self.data.get("timeout_s"),
             order=texts.get("order", "cycle"), order_seed=texts.get("seed", 0),
             lru=fields.get("lru"), preload=fields.get("preload"),
+            http_limits=HttpLimits.from_json(self.data.get("http")) if self.kind == "http" else None,
             models=tuple(m.to_json() for m in models) if is_switch else (),
             model_label="+".join(m.name for m in models) if is_switch else None,
             pattern=switch.get("pattern", "round-robin"), pattern_seed=switch.get("seed", 0),
-            leak=LeakSettings(**self.data.get("leak", {})),
+            leak=LeakSettings(**self.data.get("leak", {})), **self._fault(fields.get("fault")),
         )
+
+    def _fault(self, drill: str | None) -> dict[str, Any]:
+        """The plan fields of a fault drill (bench/cell/faults.py): which, when, and the memory limit of `oom`."""
+        if drill is None:
+            return {}
+        table = self.data.get("faults", {})
+        return {"fault": drill, "fault_after": table.get("after", 1), "hide_s": float(table.get("hide_s", 2.0)),
+                "memory_limit_mb": table.get("memory_limit_mb") if drill == "oom" else None}
 
     @staticmethod
     def _phase(data: dict[str, Any], requests: int | None, workers: int) -> Phase:
@@ -128,6 +140,10 @@ class Scenario:
 
         if fields.get("preload") and not resolve(strategy).topology_class.serves_from_resident_model:
             return "gunicorn --preload loads one resident model in the master: this topology does not serve from one"
+        if fields.get("fault"):
+            from ttsload.strategies.reliability import claims
+
+            return claims(resolve(strategy).option_map, fields["fault"])
         return None
 
     def skipped(self, strategies: list[str]) -> list[str]:

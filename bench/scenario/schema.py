@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ttsload.bench.errors import UsageError
+from ttsload.bench.plan import FAULTS
 
 KINDS = ("single", "pool", "switch", "http")
 Check = Callable[[Any], bool]
@@ -66,7 +67,9 @@ TABLES: dict[str, dict[str, tuple[Check, str]]] = {
     "leak": {"warmup": _int(0), "threshold_mb_per_1k": _number(positive=False),
              "confidence": ((lambda v: isinstance(v, float) and 0 < v < 1), "a number between 0 and 1")},
     "sampler": {"modes": _list(_choice("on", "off"))},
-    "http": {"preload": _list(BOOL)},
+    "http": {"preload": _list(BOOL), "max_text_chars": _int(1), "max_body_bytes": _int(1), "queue": _int(1),
+             "request_timeout_s": _number()},
+    "faults": {"drills": _list(_choice(*FAULTS)), "after": _int(0), "hide_s": _number(), "memory_limit_mb": _int(16)},
 }
 PHASES: dict[str, dict[str, tuple[Check, str]]] = {
     "requests": {"count": _int(1), "concurrency": _either(_int(1), _choice("workers")), "rate": _number(),

@@ -3,12 +3,15 @@
 gunicorn runs this module twice over: as its config (`-c python:bench.http_app`, which picks up
 `post_fork` and `post_worker_init` below) and as the app factory (`bench.http_app:create_app()`).
 Everything the server needs comes from the cell through the TTSLOAD_HTTP environment variable
-(JSON: strategy, model, threads, preload, events_fd, status_fd).
+(JSON: strategy, model, threads, preload, limits, events_fd, status_fd).
 
 Without --preload every worker builds the strategy's topology itself. With --preload the master
 loads one resident model before forking, with ONE torch thread (libgomp hangs a child forked
 after a parallel region ran) and then freezes the collector, so the workers share its pages;
 each worker sets its own thread count right after the fork.
+
+The app's limits (bench.serving.guard, bench.serving.limits) come in the same variable: bad input
+gets a 4xx, a full per-worker queue 503 with Retry-After, a request past the timeout 504.
 
 Phase events go straight to the runner's events pipe (one os.write per line: atomic under
 PIPE_BUF), and each worker tells the cell it is ready on a separate status pipe, so the cell can
@@ -22,6 +25,9 @@ import json
 import os
 import time
 from typing import Any
+
+from ttsload.bench.serving.guard import Admission, Rejected, check_content_type, parse_tts
+from ttsload.bench.serving.limits import HttpLimits
 
 ENV = "TTSLOAD_HTTP"
 # gunicorn settings read from this module: no control socket (gunicorn >= 25 opens a unix socket in
@@ -98,7 +104,7 @@ def build(config: dict[str, Any]) -> Any:
 
 def create_app() -> Any:
     """The gunicorn app factory: loads the model (master with --preload, else this worker) first."""
-    from flask import Flask, Response, jsonify, request
+    from flask import Flask
 
     config = settings()
     try:
@@ -106,8 +112,32 @@ def create_app() -> Any:
     except BaseException as exc:
         _status(error=_one_line(exc))
         raise
-
+    limits = HttpLimits.from_json(config.get("limits"))
     app = Flask("ttsload-http")
+    app.config["MAX_CONTENT_LENGTH"] = limits.max_body_bytes  # 413 from Content-Length, body left unread
+    _routes(app, limits, Admission(limits))
+    return app
+
+
+def _routes(app: Any, limits: HttpLimits, admission: Admission) -> None:
+    """GET /ready and POST /tts; every refusal is JSON {"error": ...}. A body left unread (413, 415) is
+    gunicorn's to drop (27 drains at most 64 KiB of it, else closes the connection)."""
+    from flask import Response, jsonify, request
+    from werkzeug.exceptions import HTTPException
+
+    from ttsload.strategies.base import StrategyError
+
+    def refuse(status: int, reason: str, headers: dict[str, str] | None = None) -> Any:
+        return jsonify(error=reason), status, headers or {}
+
+    @app.errorhandler(Rejected)
+    def rejected(exc: Rejected) -> Any:
+        return refuse(exc.status, exc.reason, exc.headers)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:  # Flask's own 404, 405 (with Allow), 413, 400
+        allow = exc.get_response().headers.get("Allow")
+        return refuse(exc.code or 400, exc.description or exc.name, {"Allow": allow} if allow else None)
 
     @app.get("/ready")
     def ready() -> Any:
@@ -118,13 +148,21 @@ def create_app() -> Any:
     def tts() -> Any:
         server = _state["server"]
         if server is None:
-            return jsonify(error="model not loaded"), 503
-        body = request.get_json(force=True)
-        audio = server.synthesize(str(body["text"]), int(body["seed"]))
+            return refuse(503, "model not loaded", {"Retry-After": str(limits.retry_after_s)})
+        check_content_type(request.mimetype, request.mimetype_params, request.headers.get("Content-Type"))
+        text, seed = parse_tts(request.get_data(cache=False), limits)
+        try:
+            audio = admission.run(server.synthesize, text, seed)
+        except Rejected:
+            raise
+        except (StrategyError, MemoryError) as exc:  # the serving side broke (a worker process died, memory ran
+            app.logger.exception("synthesis failed")  # out): not the client's input, and it may pass
+            return refuse(503, _one_line(exc), {"Retry-After": str(limits.retry_after_s)})
+        except Exception as exc:  # noqa: BLE001 - the model could not synthesize this (valid) input
+            app.logger.exception("synthesis failed")
+            return refuse(422, f"text could not be synthesized: {_one_line(exc)}")
         return Response(audio.wav.astype("<f4", copy=False).tobytes(), mimetype="application/octet-stream",
                         headers={"X-Sample-Rate": str(audio.sample_rate), "X-Worker-Pid": str(os.getpid())})
-
-    return app
 
 
 def _one_line(exc: BaseException) -> str:

@@ -26,6 +26,15 @@ from ttsload.strategies.base import request_seed
 TIMEOUT_S = 900.0
 
 
+class HttpStatus(RuntimeError):
+    """A response other than 200 (the app's refusals: 4xx, 503 when a worker's queue is full, 504 past its
+    request timeout); `status` goes into the request's failure record."""
+
+    def __init__(self, status: int, body: bytes):
+        super().__init__(f"HTTP {status}: {body[:200].decode(errors='replace')}")
+        self.status = status
+
+
 def post_tts(port: int, text: str, seed: int) -> tuple[bytes, dict[str, str]]:
     """One request on a fresh loopback connection; raises on anything but 200."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT_S)
@@ -35,7 +44,7 @@ def post_tts(port: int, text: str, seed: int) -> tuple[bytes, dict[str, str]]:
         response = connection.getresponse()
         data = response.read()
         if response.status != 200:
-            raise RuntimeError(f"HTTP {response.status}: {data[:200].decode(errors='replace')}")
+            raise HttpStatus(response.status, data)
         return data, {k.lower(): v for k, v in response.getheaders()}
     finally:
         connection.close()
@@ -62,7 +71,8 @@ def main(argv: list[str]) -> int:
             record.update(ok=True, latency_s=latency, audio_s=len(data) / 4 / rate,
                           audio_sha256=hashlib.sha256(data).hexdigest(), worker_pid=int(headers["x-worker-pid"]))
         except Exception as exc:  # noqa: BLE001 - a failed request is that request's record
-            record.update(ok=False, error=f"{type(exc).__name__}: {exc}", latency_s=time.monotonic() - arrival)
+            record.update(ok=False, error=f"{type(exc).__name__}: {exc}", latency_s=time.monotonic() - arrival,
+                          status=getattr(exc, "status", None))
         emit(record)  # as it finishes, so the runner reads memory right after each request
         return record
 

@@ -1,0 +1,69 @@
+"""`ttsload models export NAME|PATH [--out DIR]`: write a model's inference artifact once (strategies/artifact.py).
+
+The model is loaded with its family's exact `mmap` loader, then the family's `artifact` loader says what the
+inference state is (`inference_state`: weight norm folded, training-only modules dropped); that state is
+written as aligned safetensors next to copies of the config and side files, with a manifest. By default the
+folder goes where a resolved model finds it (bench/fixtures/artifacts.py), so `--strategy resident+artifact`
+works on the same `--model` afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from ttsload.bench import fixtures
+from ttsload.bench.errors import UsageError
+from ttsload.bench.fixtures import artifacts
+from ttsload.strategies import artifact
+from ttsload.strategies.base import ModelFiles, StrategyError, UnknownStrategy, null_hook
+
+COPIED_ROLES = ("config", "vocoder_config", "vocab", "speakers")  # side files an artifact folder needs as they are
+CARRIED_META = ("decoder_stop_threshold", "max_new_tokens")  # a fixture's serving settings the artifact keeps
+
+
+def export(files: ModelFiles, out: Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """Load `files` with its family's exact mmap loader, fold, drop, write the artifact folder; return it."""
+    from ttsload.strategies.registry import loader_class, make_loader
+
+    if artifacts.served_only_by_artifact(files):
+        raise UsageError(f"'{files.name}' is already an inference artifact")
+    try:
+        target_class = loader_class("artifact", files.family)
+    except UnknownStrategy:
+        raise UsageError(f"no inference artifact for {files.family} models ('{files.name}'): see the README's "
+                         "'Inference artifact' section for why") from None
+    out = out or artifacts.default_dir(files, fixtures.home())
+    start = time.monotonic()
+    loader = make_loader("mmap", files.family)
+    loader.import_runtime(None)
+    try:
+        loaded = loader.load(files, null_hook)
+    except StrategyError as exc:
+        raise UsageError(f"cannot load '{files.name}' to export it: {exc}") from None
+    source_params = loaded.info.get("params")
+    state, facts = target_class.inference_state(loaded)  # type: ignore[attr-defined]
+    staging = out.with_name(out.name + f".building-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    padding = artifact.write_aligned(state, staging / artifact.ARTIFACT_FILE, {"format": "pt"})
+    roles = {"checkpoint": artifact.ARTIFACT_FILE, artifact.ROLE: artifact.ARTIFACT_FILE}
+    for role in COPIED_ROLES:
+        path = files.config if role == "config" else files.extras.get(role)
+        if path is not None:
+            shutil.copy2(path, staging / path.name)
+            roles[role] = path.name
+    section = {"format": artifact.FORMAT, "source": files.name, "source_family": files.family,
+               "source_sha256": dict(files.sha256), "source_checkpoint": str(files.checkpoint),
+               "source_params": source_params, "elements": sum(v.numel() for v in state.values()),
+               "tensors": len(state), "padding_bytes": padding, "align": artifact.ALIGN, **facts}
+    carried = {key: files.meta[key] for key in CARRIED_META if key in files.meta}
+    fixtures.write_manifest(staging, files.name, {"family": files.family, "roles": roles, "artifact": section,
+                                                  **carried, **fixtures._versions()})
+    shutil.rmtree(out, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging.rename(out)
+    return out, {**section, "export_s": round(time.monotonic() - start, 2)}

@@ -1,0 +1,80 @@
+"""`ttsload gate`: absolute comparisons against the baseline of this machine class, and in-run invariants.
+
+The baseline is the one named by --baseline, else the one in --baselines whose fingerprint matches
+the current run's machine class. With none, the absolute comparisons are skipped with one line saying
+so (new hardware must never fail CI, nor pass it silently) and the invariants still decide.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+INVARIANTS = Path("baselines") / "invariants.toml"  # the committed file (bench/regression/invariants.py)
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser("gate", help="compare a run with the baseline of its machine class and check the "
+                                         "in-run invariants; exit 1 on a significant regression or a broken one")
+    parser.add_argument("--current", type=Path, required=True, help="results folder or saved baseline .json")
+    parser.add_argument("--baseline", type=Path, help="results folder or saved baseline .json to compare with "
+                        "(default: the baseline in --baselines that matches the current run's machine class)")
+    parser.add_argument("--baselines", type=Path, default=Path("baselines"),
+                        help="where committed baselines live (default baselines/)")
+    parser.add_argument("--fail", metavar="SPEC", help="METRIC:STAT:THRESHOLD[,...], e.g. cold_start_s:median:+10%% "
+                        "(default: the gate's metrics with the thresholds the baseline's noise study measured)")
+    parser.add_argument("--invariants", type=Path, nargs="?", const=INVARIANTS, metavar="FILE",
+                        help=f"also check the in-run invariants of FILE (default {INVARIANTS}); "
+                             "needs no baseline")
+    parser.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    parser.add_argument("--json", type=Path, help="also write the verdict as JSON here")
+
+
+def no_baseline_line(print_: dict[str, Any]) -> str:
+    from ttsload.bench.regression import machines
+
+    return (f"no baseline for this machine class: {machines.describe(print_)}; "
+            "run `nox -s baseline -- NAME` to make one")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ttsload.bench.regression import gate, invariants, machines
+    from ttsload.bench.regression import resultset as results
+
+    current = results.load(args.current)
+    print_ = machines.fingerprint_of(current.environment)
+    verdict: dict[str, Any] = {"machine_class": machines.describe(print_)}
+    codes = []
+    baseline_path, rejected = (args.baseline, []) if args.baseline else machines.find_baseline(args.baselines, print_)
+    if baseline_path is None:
+        line = no_baseline_line(print_)
+        print(f"ttsload gate: {line} (absolute comparisons skipped)")
+        verdict.update({"verdict": "no baseline", "no_baseline": line, "rejected_baselines": rejected, "checks": []})
+    else:
+        old = results.load(baseline_path)
+        if args.fail:
+            rules, origin = gate.parse_spec(args.fail), "thresholds: --fail"
+        else:
+            rules, origin = gate.rules_for(old)
+        outcome = gate.compare(old, current, rules, args.alpha, strict=bool(args.fail))
+        for warning in outcome.warnings:
+            print(f"ttsload gate: WARNING: {warning}", file=sys.stderr)
+        if not args.baseline:
+            print(f"ttsload gate: baseline for this machine class: {baseline_path}")
+        print(f"ttsload gate: {origin}")
+        print(gate.markdown(outcome, old, current, args.alpha), end="")
+        verdict.update(gate.verdict_json(outcome, old, current, rules, args.alpha))
+        codes.append(outcome.exit_code)
+    if args.invariants:
+        found = invariants.check(invariants.load(args.invariants), current)
+        print(invariants.markdown(found, current.source), end="")
+        verdict["invariants"] = invariants.to_json(found)
+        codes.append(invariants.exit_code(found))
+    code = gate.EXIT_REGRESSION if gate.EXIT_REGRESSION in codes else max(codes, default=gate.EXIT_OK)
+    verdict["exit_code"] = code
+    if args.json:
+        args.json.write_text(json.dumps(verdict, indent=1) + "\n")
+    return code

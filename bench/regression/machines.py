@@ -1,0 +1,67 @@
+"""Machine classes: which committed baseline a run may be compared with in absolute terms.
+
+Timings and the ranking of strategies depend on the CPU (bf16 ran 2x faster than fp32 on an AMD EPYC
+with avx512_bf16 and 47 % slower on a Xeon with AMX), so a baseline only judges runs of its own
+machine class: the same fingerprint (bench/harness/environment.py). A baseline saved before runs
+carried fingerprints gets one derived from its recorded environment, with its ISA flags unknown, and
+an unknown field never matches: such a baseline is only used when named explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ttsload.bench.harness.environment import describe_class, machine_class
+
+FIELDS = ("cpu", "cores_logical", "memory_gb", "isa", "python", "torch", "coqui-tts")
+
+
+def fingerprint_of(environment: dict[str, Any]) -> dict[str, Any]:
+    """The fingerprint a run (or baseline) recorded, else what its environment says (None where it says nothing)."""
+    if isinstance(environment.get("fingerprint"), dict):
+        return environment["fingerprint"]
+    packages = environment.get("packages") or {}
+    python = environment.get("python")
+    memory = environment.get("memory_total_mb")
+    return {"cpu": environment.get("cpu"), "cores_logical": environment.get("cores_logical"),
+            "memory_gb": round(memory / 1024) if isinstance(memory, (int, float)) else None,
+            "isa": None,  # not recorded before fingerprints: unknown, never matches
+            "python": ".".join(str(python).split(".")[:2]) if python else None,
+            "torch": packages.get("torch"), "coqui-tts": packages.get("coqui-tts")}
+
+
+def differences(baseline: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The fields that differ, as 'field: baseline -> current'; an unknown field (None) always differs."""
+    out = []
+    for name in FIELDS:
+        old, new = baseline.get(name), current.get(name)
+        if old is None or new is None or old != new:
+            out.append(f"{name}: {old!r} -> {new!r}")
+    return out
+
+
+def describe(print_: dict[str, Any]) -> str:
+    """'AMD EPYC ..., 2 cores, ... [class 1a2b3c4d5e6f]': the line the gate prints."""
+    return f"{describe_class(print_)} [class {machine_class(print_)}]"
+
+
+def find_baseline(directory: Path, current: dict[str, Any]) -> tuple[Path | None, list[str]]:
+    """The baseline file in `directory` whose fingerprint matches `current` (the newest saved, if several),
+    and for each file that did not match, one line saying why."""
+    matching, rejected = [], []
+    for path in sorted(directory.glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            rejected.append(f"{path.name}: not readable JSON")
+            continue
+        if not isinstance(data, dict) or data.get("format") != "ttsload-result-set":
+            continue
+        differ = differences(fingerprint_of(data.get("environment") or {}), current)
+        if differ:
+            rejected.append(f"{path.name}: {'; '.join(differ)}")
+        else:
+            matching.append((str(data.get("saved", "")), path))
+    return (max(matching)[1] if matching else None), rejected

@@ -1,0 +1,143 @@
+"""The noise study: how much the metrics of one configuration move between repetitions on this machine,
+and so the smallest change the gate can tell from that noise.
+
+For each cell and metric, the repetitions' relative residuals (value / median - 1) stand for the
+machine's noise. A seeded bootstrap draws a baseline of `baseline_n` and a gate run of `gate_n`
+repetitions from them, as the gate would see them with no code change:
+- threshold: the 95th percentile of the change of medians under no change (so the change alone
+  crosses it in 1 comparison of 20; the gate also needs Mann–Whitney p <= alpha on top, so false
+  alarms are rarer still);
+- detectable change: the smallest true shift (1 % steps) that the gate flags — change beyond the
+  threshold and one-sided Mann–Whitney p <= alpha — in at least 80 % of draws. None when the
+  repetition counts cannot reach alpha at all (3 against 3 never gets below p = 0.05).
+Per metric the worst cell decides (largest threshold and detectable change): a gate threshold must
+hold for every cell it judges.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ttsload.bench.cells import group_label
+from ttsload.bench.regression.resultset import ResultSet
+
+DRAWS, POWER, NULL_QUANTILE = 2000, 0.8, 0.95
+MAX_SHIFT_PCT = 500
+# Each wall-clock metric beside its CPU-time counterpart, each untrimmed memory reading beside the trimmed one.
+PAIRS = [("cold_start_s", "cold_start_cpu_s"), ("import_s", "import_cpu_s"), ("construct_s", "construct_cpu_s"),
+         ("weights_s", "weights_cpu_s"), ("first_audio_s", "first_audio_cpu_s"),
+         ("latency_p50_s", "request_cpu_p50_s"), ("pss_mb", "pss_trimmed_mb"), ("uss_mb", "uss_trimmed_mb"),
+         ("pss_anon_mb", "pss_anon_trimmed_mb"), ("pss_file_mb", "pss_file_trimmed_mb")]
+
+
+def _u_tail(n_cur: int, n_base: int) -> np.ndarray:
+    """P(U >= u) under no difference, for u = 0..n_cur*n_base (exact, no ties): Mann–Whitney's null."""
+    # ways[m][n][u]: arrangements of m current and n baseline values with u (current > baseline) pairs
+    ways = [[np.zeros(1, dtype=float) for _ in range(n_base + 1)] for _ in range(n_cur + 1)]
+    for m in range(n_cur + 1):
+        for n in range(n_base + 1):
+            if m == 0 or n == 0:
+                ways[m][n] = np.zeros(m * n + 1)
+                ways[m][n][0] = 1.0
+                continue
+            out = np.zeros(m * n + 1)
+            out[n:n + len(ways[m - 1][n])] += ways[m - 1][n]  # the largest value is a current one: +n pairs
+            out[:len(ways[m][n - 1])] += ways[m][n - 1]
+            ways[m][n] = out
+    counts = ways[n_cur][n_base]
+    return np.cumsum(counts[::-1])[::-1] / counts.sum()
+
+
+def min_p(baseline_n: int, gate_n: int) -> float:
+    """The smallest p-value a one-sided Mann–Whitney test can give with these counts: 1 / C(n+m, m)."""
+    return 1 / math.comb(baseline_n + gate_n, gate_n)
+
+
+def cell_noise(values: list[float], baseline_n: int, gate_n: int, alpha: float, seed: int = 0) -> dict[str, Any]:
+    """CV, threshold and detectable change (percent) of one cell's repetitions of one metric."""
+    data = np.asarray(values, dtype=float)
+    centre = float(np.median(data))
+    if len(data) < 2 or centre == 0:
+        return {"n": len(data), "cv_pct": None, "threshold_pct": None, "detectable_pct": None}
+    residuals = data / centre  # 1 + relative residual
+    cv = float(np.std(data, ddof=1) / abs(np.mean(data)) * 100)
+    rng = np.random.default_rng(seed)
+    base = residuals[rng.integers(0, len(data), (DRAWS, baseline_n))]
+    cur = residuals[rng.integers(0, len(data), (DRAWS, gate_n))]
+    base_median = np.median(base, axis=1)
+    null_change = (np.median(cur, axis=1) / base_median - 1) * 100
+    threshold = max(float(np.quantile(null_change, NULL_QUANTILE)), 0.0)
+    detectable = None
+    if min_p(baseline_n, gate_n) <= alpha:
+        tail = _u_tail(gate_n, baseline_n)
+
+        def power(shift: int) -> float:
+            shifted = cur * (1 + shift / 100)
+            above = (shifted[:, :, None] > base[:, None, :]).sum(axis=(1, 2))
+            ties = (shifted[:, :, None] == base[:, None, :]).sum(axis=(1, 2))
+            p = tail[np.ceil(above + 0.5 * ties).astype(int)]
+            change = (np.median(shifted, axis=1) / base_median - 1) * 100
+            return float(np.mean((change > threshold) & (p <= alpha)))
+
+        # Same draws for every shift, and each draw's verdict only turns on as the shift grows: bisect.
+        low, high = 0, MAX_SHIFT_PCT
+        if power(high) >= POWER:
+            while high - low > 1:
+                middle = (low + high) // 2
+                low, high = (low, middle) if power(middle) >= POWER else (middle, high)
+            detectable = float(high)
+    return {"n": len(data), "cv_pct": cv, "threshold_pct": threshold, "detectable_pct": detectable}
+
+
+def study(result: ResultSet, metrics: list[str] | None = None, baseline_n: int = 5, gate_n: int = 3,
+          alpha: float = 0.05) -> dict[str, Any]:
+    """Per cell and per metric noise, and per metric the thresholds the gate should use on this machine."""
+    chosen = sorted(metrics or result.metrics())
+    cells: dict[str, dict[str, Any]] = {}
+    for key in sorted(result.cells):
+        for metric in chosen:
+            values = result.cells[key].get(metric) or []
+            if len(values) >= 2:
+                cells.setdefault(group_label(key), {})[metric] = cell_noise(values, baseline_n, gate_n, alpha)
+    thresholds = {}
+    for metric in chosen:
+        found = [c[metric] for c in cells.values() if metric in c and c[metric]["cv_pct"] is not None]
+        if not found:
+            continue
+        detectable = [f["detectable_pct"] for f in found]
+        thresholds[metric] = {
+            "cv_pct_median": round(float(np.median([f["cv_pct"] for f in found])), 2),
+            "cv_pct_max": round(max(f["cv_pct"] for f in found), 2),
+            "threshold_pct": float(math.ceil(max(f["threshold_pct"] for f in found))),
+            "detectable_pct": None if None in detectable else max(detectable),
+            "cells": len(found),
+        }
+    return {"source": result.source, "run_id": result.run_id, "runs": max(result.repetitions.values(), default=0),
+            "baseline_repetitions": baseline_n, "gate_repetitions": gate_n, "alpha": alpha,
+            "min_p": min_p(baseline_n, gate_n), "thresholds": thresholds, "cells": cells}
+
+
+def markdown(found: dict[str, Any], pairs: list[tuple[str, str]] = PAIRS) -> str:
+    """Per metric: CV, threshold, detectable change; then wall against CPU for each pair of metrics."""
+    lines = [f"## ttsload noise: {found['runs']} runs of `{found['source']}`", "",
+             f"gate: {found['baseline_repetitions']} baseline vs {found['gate_repetitions']} current repetitions, "
+             f"one-sided Mann–Whitney at alpha {found['alpha']:g} (smallest reachable p {found['min_p']:.3f}); "
+             "threshold = 95th percentile of the change under no change; detectable = smallest shift flagged in "
+             f"{POWER:.0%} of draws (worst cell)", "",
+             "| metric | cells | CV median | CV max | threshold | detectable change |", "|---|---|---|---|---|---|"]
+    for metric, t in found["thresholds"].items():
+        detect = f"+{t['detectable_pct']:.0f}%" if t["detectable_pct"] is not None else "not detectable"
+        lines.append(f"| {metric} | {t['cells']} | {t['cv_pct_median']:.1f}% | {t['cv_pct_max']:.1f}% | "
+                     f"+{t['threshold_pct']:.0f}% | {detect} |")
+    shown = [(w, c) for w, c in pairs if w in found["thresholds"] and c in found["thresholds"]]
+    if shown:
+        lines += ["", "| metric | CV median | its steadier counterpart | CV median | ratio of CVs |",
+                  "|---|---|---|---|---|"]
+        for wall, cpu in shown:
+            a, b = found["thresholds"][wall]["cv_pct_median"], found["thresholds"][cpu]["cv_pct_median"]
+            lines.append(f"| {wall} | {a:.1f}% | {cpu} | {b:.1f}% | {b / a:.2f} |" if a else
+                         f"| {wall} | {a:.1f}% | {cpu} | {b:.1f}% | - |")
+    return "\n".join(lines) + "\n"
