@@ -62,18 +62,21 @@ def unit_of(key: CellKey, grouping: str) -> tuple[Any, ...]:
     return key.group if grouping == "config" else tuple(key)
 
 
-def expected_durations(keys: list[CellKey], history: Path | None, requests: int | None) -> dict[str, float]:
+def expected_durations(keys: list[CellKey], history: Path | None, requests: int | None,
+                       plan: str | None = None) -> dict[str, float]:
     """Seconds one repetition of each cell is expected to take, by cell id, for cells the history knows.
 
     From the newest history line holding the configuration: the median of `wall_s` (the cell process's
     lifetime) when it was recorded, else cold start + audio x RTF (load, then the synthesis time). When the
-    plan sends another number of requests than that line did, the synthesis part is scaled to it.
+    plan sends another number of requests than that line did, the synthesis part is scaled to it. Lines of
+    the plan itself (`plan`, its hash) are skipped: shards run one after another on one machine append to
+    the history, and the next shard must still cut the plan exactly as the first did.
     """
-    found = _history_estimates(history, requests)
+    found = _history_estimates(history, requests, plan)
     return {key.id: found[key.group] for key in keys if key.group in found}
 
 
-def _history_estimates(history: Path | None, requests: int | None) -> dict[Group, float]:
+def _history_estimates(history: Path | None, requests: int | None, plan: str | None) -> dict[Group, float]:
     if history is None or not history.is_file():
         return {}
     estimates: dict[Group, tuple[str, float]] = {}
@@ -82,6 +85,8 @@ def _history_estimates(history: Path | None, requests: int | None) -> dict[Group
             entry = json.loads(line)
         except json.JSONDecodeError:
             continue  # the history's own reader names bad lines; balancing only needs the good ones
+        if plan and entry.get("plan_hash") == plan:
+            continue
         ran = (entry.get("options") or {}).get("requests")
         scale = requests / ran if requests and ran else 1.0
         for cell in entry.get("cells", []):

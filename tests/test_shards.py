@@ -70,6 +70,17 @@ def test_expected_durations_come_from_the_history(tmp_path):
     assert found == {"s0|m0|single|0": pytest.approx(4.0 + 10.0 * 0.5 * 2)}  # synthesis scaled to 20 requests
 
 
+def test_a_plans_own_history_lines_never_change_its_shards(tmp_path):
+    """Shards run one after another on one machine append to the history between them: the plan's own lines
+    are skipped, so shard 1 cuts the plan exactly as shard 0 did (found when a real 3-shard run overlapped)."""
+    history = tmp_path / "history.jsonl"
+    line = {"date": "2026-01-01", "plan_hash": "abc", "options": {"requests": 1},
+            "cells": [{"strategy": "s0", "model": "m0", "scenario": "single", "metrics": {"wall_s": {"median": 9.0}}}]}
+    history.write_text(json.dumps(line) + "\n")
+    assert sharding.expected_durations(keys(2, 1, 1), history, requests=1, plan="abc") == {}
+    assert sharding.expected_durations(keys(2, 1, 1), history, requests=1, plan="other") == {"s0|m0|single|0": 9.0}
+
+
 def test_plan_hash_covers_the_plan_not_the_shard_machine_or_paths(tmp_path):
     script = tmp_path / "mine.toml"
     script.write_text("kind = 'pool'\n")

@@ -163,7 +163,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     batches = prepare(args, out, [])
     options = _record_options(args, batches)
     keys = [c.key for b in batches for c in b.cells]
-    durations = sharding.expected_durations(keys, args.history or _default_history(), options["requests"])
+    durations = sharding.expected_durations(keys, args.history or _default_history(), options["requests"],
+                                             options["plan_hash"])
     shard_of = sharding.assign(keys, shard.count if shard else 1, durations, args.shard_by)
     if args.list_cells:
         print(shardplan.listing(options["plan_hash"], keys, shard_of, durations, shard, args.shard_by), end="")

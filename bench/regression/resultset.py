@@ -38,6 +38,7 @@ class ResultSet:
     repetitions: dict[Group, int] = field(default_factory=dict)  # successful
     failed: dict[Group, int] = field(default_factory=dict)
     noise: dict[str, Any] = field(default_factory=dict)  # a noise study's thresholds (bench/regression/noise.py)
+    plan_hash: str = ""  # the run's plan (bench/planid.py): a sharded plan's own shards never balance it
 
     @property
     def git_sha(self) -> str | None:
@@ -64,7 +65,8 @@ class ResultSet:
             raise UsageError(f"{folder} holds {len(classes)} machine classes ({', '.join(classes)}): timings of "
                              f"different machines are not pooled; merge one class's runs to gate or save them")
         result = cls(str(folder), runs[-1].get("run_id", ""), runs[-1].get("environment", {}),
-                     {k: runs[-1].get("options", {}).get(k) for k in OPTION_KEYS})
+                     {k: runs[-1].get("options", {}).get(k) for k in OPTION_KEYS},
+                     plan_hash=str(runs[-1].get("options", {}).get("plan_hash") or ""))
         values: dict[Group, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         for row in rows:
             key = CellKey.of_row(row).group
@@ -96,6 +98,7 @@ class ResultSet:
                           "metrics": metrics})
         out = {"format": FORMAT, "version": FORMAT_VERSION, "source": self.source, "run_id": self.run_id,
                "environment": self.environment, "options": self.options, "cells": cells}
+        out = {**out, "plan_hash": self.plan_hash} if self.plan_hash else out
         return {**out, "noise": self.noise} if self.noise else out
 
     @classmethod
@@ -107,6 +110,7 @@ class ResultSet:
                              f"this ttsload reads version {FORMAT_VERSION}")
         result = cls(source, data.get("run_id", ""), data.get("environment", {}), data.get("options", {}))
         result.noise = data.get("noise") or {}
+        result.plan_hash = str(data.get("plan_hash") or "")
         try:
             for cell in data["cells"]:
                 key = (cell["strategy"], cell["model"], cell["scenario"])
