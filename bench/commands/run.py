@@ -136,8 +136,11 @@ def _finished(out: Path, machine_class: str, plan: str) -> set[str]:
     runs = load_records(out, "run")
     if not runs:
         raise UsageError(f"--resume {out}: no ttsload run there (no run record in {out / 'results.jsonl'})")
+    # A plain folder may grow on resume (more strategies, models, scenarios, repeats: `_check_resume` guards
+    # the measuring options); a sharded or merged one holds a fixed plan that merge checks, so it resumes only it.
     hashes = {h for r in runs if (h := r.get("options", {}).get("plan_hash"))}
-    if hashes and hashes != {plan}:
+    sharded = any(r.get("options", {}).get("shard") for r in runs)
+    if sharded and hashes and hashes != {plan}:
         raise UsageError(f"--resume {out}: the plan differs from the one measured there (plan hash {plan} vs "
                          f"{', '.join(sorted(hashes))}): give the same strategies, models, scenarios and options")
     return {CellKey.of_row(r).id for r in load_cell_rows(out)
