@@ -77,6 +77,11 @@ def test_zygote_cold_start_runs_from_the_worker_request_with_the_template_apart(
     assert row["status"] == "ok" and row["loads"] == "1"
     asked, first = events["worker_requested"]["t"], events["first_audio"]["t"]
     assert float(row["cold_start_s"]) == float(first - asked)
+    # the CPU span starts at the same event: it covers the worker's load and first audio, not the template's imports
+    cpu_asked, cpu_first = events["worker_requested"].get("cpu"), events["first_audio"].get("cpu")
+    assert cpu_asked is not None and cpu_first is not None
+    assert abs(float(row["cold_start_cpu_s"]) - (cpu_first - cpu_asked)) < 1e-3  # rounded to ms in the summary
+    assert 0 < float(row["cold_start_cpu_s"]) < cpu_first  # the tree's CPU since its start includes the imports
     assert events["template_ready"]["t"] <= asked and float(row["template_s"]) > 0
     assert events["weights_done"]["pid"] != events["template_ready"]["pid"]  # loaded in the forked worker
 

@@ -98,11 +98,18 @@ def _rtf(view: CellView) -> float | None:
     return stats.median([r["latency_s"] / r["audio_s"] for r in view.requests if r["audio_s"] > 0])
 
 
+def _cold_start_begin(view: CellView) -> str | None:
+    """Where a cold start begins: the process start (None), or for a zygote the moment its first worker was
+    asked for (the template that was up before is `template_s`). Wall and CPU spans share it."""
+    return "worker_requested" if "worker_requested" in view.at else None
+
+
 def _cold_start(view: CellView) -> float | None:
-    """Process start to first audio; for a zygote, from the moment its first worker was asked for (the
-    template that was up before is `template_s`)."""
-    begin = view.at.get("worker_requested", view.start)
-    return view.at["first_audio"] - begin if "first_audio" in view.at else None
+    return view.span(_cold_start_begin(view), "first_audio")
+
+
+def _cold_start_cpu(view: CellView) -> float | None:
+    return view.cpu_span(_cold_start_begin(view), "first_audio")
 
 
 def _rate_gbps(view: CellView, start: str, end: str) -> float | None:
@@ -166,7 +173,7 @@ REGISTRY: tuple[Metric, ...] = (
     Metric("wall_s", "cell wall time", "s", 1, lambda v: max(e["t"] for e in v.events) - v.outcome.t0
            if v.events else None),
     # the same spans in CPU seconds of the tree: what a busy neighbour cannot stretch
-    _phase_cpu("cold_start_cpu_s", "cold start", None, "first_audio", R),
+    Metric("cold_start_cpu_s", "cold start CPU", "s", 3, _cold_start_cpu, show=frozenset({R})),
     _phase_cpu("import_cpu_s", "imports", None, "imports_done"),
     _phase_cpu("construct_cpu_s", "construct", "verify_done", "construct_done"),
     _phase_cpu("weights_cpu_s", "weights", "construct_done", "weights_done", R),
