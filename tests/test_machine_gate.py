@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ttsload
 from ttsload.bench.harness.environment import fingerprint
 from ttsload.bench.regression import machines, noise
@@ -127,6 +129,22 @@ def test_the_noise_study_turns_repetitions_into_thresholds(tmp_path):
     assert t["steady_mb"]["detectable_pct"] < t["noisy_s"]["detectable_pct"]
     assert t["noisy_s"]["detectable_pct"] > t["noisy_s"]["threshold_pct"]  # beyond the threshold, with p <= alpha
     assert noise.study(result, baseline_n=2, gate_n=2)["thresholds"]["steady_mb"]["detectable_pct"] is None
+
+
+def test_thresholds_widen_with_the_number_of_checks_a_gate_run_makes():
+    """One false alarm per gate run is what matters to CI: 10 cells with the same noise as 1 cell need a wider
+    threshold, so that all their checks together stay within the family's false-alarm rate."""
+    noisy = [1.0, 1.4, 0.7, 1.2, 0.9]
+
+    def study(cells: int) -> dict:
+        keys = [(f"s{i}", "m", "single") for i in range(cells)]
+        result = ResultSet("synthetic", cells={k: {"noisy_s": noisy} for k in keys}, repetitions={k: 5 for k in keys})
+        return noise.study(result, baseline_n=5, gate_n=3)
+
+    one, ten = study(1), study(10)
+    assert ten["checks_per_gate_run"] == 10 * one["checks_per_gate_run"] and ten["z"] > one["z"] > 1.645
+    assert ten["thresholds"]["noisy_s"]["threshold_pct"] > one["thresholds"]["noisy_s"]["threshold_pct"]
+    assert noise.family_z(1, 0.05) == pytest.approx(1.645, abs=1e-3)
 
 
 def test_noise_saves_measured_thresholds_into_the_machine_class_baseline_and_the_gate_uses_them(tmp_path):
