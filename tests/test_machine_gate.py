@@ -112,7 +112,8 @@ def test_a_malformed_invariants_file_is_one_line(tmp_path):
     bad = tmp_path / "inv.toml"
     bad.write_text('[[invariant]]\nname = "x"\nmetric = "weights_s"\nleft = "mmap"\nright = "a/b/c"\n'
                    'max_ratio = 0.5\nreason = "r"\n')
-    done = ttsload("gate", "--current", str(result_set(tmp_path / "c.json", CLEAN)), "--invariants", str(bad))
+    done = ttsload("gate", "--current", str(result_set(tmp_path / "c.json", CLEAN)), "--invariants", str(bad),
+                   "--baselines", str(tmp_path / "none"))  # not the repository's baselines/: one may match this machine
     assert done.returncode == 2 and "invariant[0]: left must be STRATEGY/MODEL/SCENARIO" in done.stderr
 
 
