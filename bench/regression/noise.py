@@ -25,11 +25,12 @@ from typing import Any
 import numpy as np
 
 from ttsload.bench.cells import group_label
+from ttsload.bench.regression.gate import DEFAULT_SPEC, parse_spec
 from ttsload.bench.regression.resultset import ResultSet
 
 DRAWS, POWER, NULL_QUANTILE = 2000, 0.8, 0.95
 FAMILY_ALPHA = 0.05  # false alarms tolerated per gate run, over all its checks
-SPEC_RULES = 5  # checks per cell in the gate's default SPEC (bench/regression/gate.py: DEFAULT_SPEC)
+SPEC_RULES = len(parse_spec(DEFAULT_SPEC))  # checks the gate makes per cell by default
 MAX_SHIFT_PCT = 500
 # Each wall-clock metric beside its CPU-time counterpart, each untrimmed memory reading beside the trimmed one.
 PAIRS = [("cold_start_s", "cold_start_cpu_s"), ("import_s", "import_cpu_s"), ("construct_s", "construct_cpu_s"),
