@@ -48,6 +48,13 @@ class Rule:
     threshold: float
     relative: bool
     higher_is_worse: bool = True
+    per_model: tuple[tuple[str, float], ...] = ()  # measured thresholds that differ by model (noise study)
+
+    def for_model(self, model: str) -> Rule:
+        """This rule with the threshold measured for `model`'s cells, where the noise study has one."""
+        found = dict(self.per_model).get(model)
+        return Rule(self.metric, self.statistic, self.threshold if found is None else found, self.relative,
+                    self.higher_is_worse)
 
     def __str__(self) -> str:
         sign = "+" if self.higher_is_worse else "-"
@@ -69,17 +76,21 @@ def rules_for(baseline: ResultSet, spec: str = DEFAULT_SPEC) -> tuple[list[Rule]
     Returns the rules and one line saying where their thresholds came from.
     """
     measured = (baseline.noise or {}).get("thresholds", {})
+    by_model = (baseline.noise or {}).get("thresholds_by_model", {})
     rules = []
     for rule in parse_spec(spec):
         found = (measured.get(rule.metric) or {}).get("threshold_pct")
-        rules.append(Rule(rule.metric, rule.statistic, float(found), True, rule.higher_is_worse)
+        per_model = tuple(sorted((model, float(metrics[rule.metric])) for model, metrics in by_model.items()
+                                 if isinstance(metrics.get(rule.metric), (int, float))))
+        rules.append(Rule(rule.metric, rule.statistic, float(found), True, rule.higher_is_worse, per_model)
                      if isinstance(found, (int, float)) and rule.relative else rule)
     used = sorted(r.metric for r in rules if (measured.get(r.metric) or {}).get("threshold_pct") is not None)
     if not used:
         return rules, "thresholds: the code's fallbacks (this baseline has no noise study)"
     study = baseline.noise
-    return rules, (f"thresholds measured on this machine class by a noise study ({study.get('runs')} runs, "
-                   f"{study.get('source', '?')}) for {', '.join(used)}; fallbacks for the rest")
+    per_model = " per model" if any(r.per_model for r in rules) else ""
+    return rules, (f"thresholds measured{per_model} on this machine class by a noise study ({study.get('runs')} "
+                   f"runs, {study.get('source', '?')}) for {', '.join(used)}; fallbacks for the rest")
 
 
 def parse_spec(spec: str) -> list[Rule]:
@@ -173,8 +184,8 @@ def compare(baseline: ResultSet, current: ResultSet, rules: list[Rule], alpha: f
                    f"rule {r} not checked (re-measure the baseline to gate it)" for r in rules if r.metric not in known]
         rules = [r for r in rules if r.metric in known]
     _check_usable(baseline, current, rules)
-    checks = [judge(rule, baseline.cells[key].get(rule.metric, []), current.cells[key].get(rule.metric, []),
-                    alpha, group_label(key))
+    checks = [judge(rule.for_model(key[1]), baseline.cells[key].get(rule.metric, []),
+                    current.cells[key].get(rule.metric, []), alpha, group_label(key))
               for key in sorted(baseline.cells) for rule in rules]
     new = [group_label(k) for k in sorted(set(current.cells) - set(baseline.cells))]
     return Outcome(checks, skipped + environment_warnings(baseline, current) + _option_warnings(baseline, current),

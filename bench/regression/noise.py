@@ -13,8 +13,11 @@ repetitions from them, as the gate would see them with no code change:
 - detectable change: the smallest true shift (1 % steps) that the gate flags — change beyond the
   threshold and one-sided Mann–Whitney p <= alpha — in at least 80 % of draws. None when the
   repetition counts cannot reach alpha at all (3 against 3 never gets below p = 0.05).
-Per metric the worst cell decides (largest threshold and detectable change): a gate threshold must
-hold for every cell it judges.
+Per metric and model the worst cell decides (largest threshold and detectable change), and per metric
+the worst cell of all: noise scales with the size of a phase, which the model sets (vits-tiny's 60 ms
+weights phase jitters by 13 %, vits's by 3-6 %), so one threshold for all models would blind the gate
+on the steady ones. Within a model every strategy shares the worst cell's threshold: 5 repetitions
+estimate one cell's spread too roughly to trust alone.
 """
 
 from __future__ import annotations
@@ -124,23 +127,29 @@ def study(result: ResultSet, metrics: list[str] | None = None, baseline_n: int =
             values = result.cells[key].get(metric) or []
             if len(values) >= 2:
                 cells.setdefault(group_label(key), {})[metric] = cell_noise(values, baseline_n, gate_n, alpha, z=z)
-    thresholds = {}
-    for metric in chosen:
-        found = [c[metric] for c in cells.values() if metric in c and c[metric]["cv_pct"] is not None]
-        if not found:
-            continue
-        detectable = [f["detectable_pct"] for f in found]
-        thresholds[metric] = {
-            "cv_pct_median": round(float(np.median([f["cv_pct"] for f in found])), 2),
-            "cv_pct_max": round(max(f["cv_pct"] for f in found), 2),
-            "threshold_pct": float(math.ceil(max(f["threshold_pct"] for f in found))),
-            "detectable_pct": None if None in detectable else max(detectable),
-            "cells": len(found),
-        }
+    thresholds = {metric: _worst(cells.values(), metric) for metric in chosen}
+    by_model = {}
+    for model in sorted({key[1] for key in result.cells}):
+        own = [cells[label] for key in result.cells if key[1] == model and (label := group_label(key)) in cells]
+        by_model[model] = {metric: t["threshold_pct"] for metric in chosen if (t := _worst(own, metric))}
     return {"source": result.source, "run_id": result.run_id, "runs": max(result.repetitions.values(), default=0),
             "baseline_repetitions": baseline_n, "gate_repetitions": gate_n, "alpha": alpha,
             "min_p": min_p(baseline_n, gate_n), "checks_per_gate_run": checks, "family_alpha": FAMILY_ALPHA,
-            "z": round(z, 3), "thresholds": thresholds, "cells": cells}
+            "z": round(z, 3), "thresholds": {m: t for m, t in thresholds.items() if t},
+            "thresholds_by_model": by_model, "cells": cells}
+
+
+def _worst(cells: Any, metric: str) -> dict[str, Any] | None:
+    """One metric over some cells: CV median and max, and the worst cell's threshold and detectable change."""
+    found = [c[metric] for c in cells if metric in c and c[metric]["cv_pct"] is not None]
+    if not found:
+        return None
+    detectable = [f["detectable_pct"] for f in found]
+    return {"cv_pct_median": round(float(np.median([f["cv_pct"] for f in found])), 2),
+            "cv_pct_max": round(max(f["cv_pct"] for f in found), 2),
+            "threshold_pct": float(math.ceil(max(f["threshold_pct"] for f in found))),
+            "detectable_pct": None if None in detectable else max(detectable),
+            "cells": len(found)}
 
 
 def markdown(found: dict[str, Any], pairs: list[tuple[str, str]] = PAIRS) -> str:
@@ -157,6 +166,14 @@ def markdown(found: dict[str, Any], pairs: list[tuple[str, str]] = PAIRS) -> str
         detect = f"+{t['detectable_pct']:.0f}%" if t["detectable_pct"] is not None else "not detectable"
         lines.append(f"| {metric} | {t['cells']} | {t['cv_pct_median']:.1f}% | {t['cv_pct_max']:.1f}% | "
                      f"+{t['threshold_pct']:.0f}% | {detect} |")
+    by_model = found.get("thresholds_by_model") or {}
+    if len(by_model) > 1:
+        models = sorted(by_model)
+        lines += ["", "Thresholds per model (what the gate applies to that model's cells):", "",
+                  "| metric | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+        for metric in found["thresholds"]:
+            lines.append(f"| {metric} | " + " | ".join(
+                f"+{by_model[m][metric]:.0f}%" if metric in by_model[m] else "-" for m in models) + " |")
     shown = [(w, c) for w, c in pairs if w in found["thresholds"] and c in found["thresholds"]]
     if shown:
         lines += ["", "| metric | CV median | its steadier counterpart | CV median | ratio of CVs |",
