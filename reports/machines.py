@@ -63,14 +63,38 @@ def ranking_differences(long: pd.DataFrame, short: dict[str, str]) -> list[str]:
             found = [group[(group["metric"] == column) & group["median"].notna()] for column in columns]
             rows = next((r for r in found if len(r)), found[-1])
             column = str(rows["metric"].iloc[0]) if len(rows) else columns[-1]
-            orders = {}
+            orders, spans = {}, {}
             for machine_class, per_class in rows.groupby("machine_class", sort=False):
                 orders[machine_class] = per_class.sort_values(["median", "strategy"])["strategy"].tolist()
+                spans[machine_class] = {r["strategy"]: _span(r) for r in per_class.to_dict("records")}
             common = set.intersection(*(set(o) for o in orders.values())) if len(orders) > 1 else set()
             ranked = {c: [s for s in order if s in common] for c, order in orders.items()}
             if len(common) > 1 and len({tuple(r) for r in ranked.values()}) > 1:
                 unit = BY_COLUMN[column].unit
                 shown = "; ".join(f"{short.get(c, c)}: {' < '.join(r)}" for c, r in ranked.items())
                 lines.append(f"{model} / {scenario}, {criterion} ({unit}, lower first): the ranking differs between "
-                             f"machine classes, {shown}")
+                             f"machine classes, {shown}; {_reversals(spans, sorted(common), short)}")
     return lines
+
+
+def _span(row: dict[str, Any]) -> tuple[float, float]:
+    """The interval of a median (the median itself when there is one repetition)."""
+    low, high = row.get("low"), row.get("high")
+    if row.get("n", 0) < 2 or low is None or pd.isna(low) or high is None or pd.isna(high):
+        return row["median"], row["median"]
+    return low, high
+
+
+def _reversals(spans: dict[str, dict[str, tuple[float, float]]], common: list[str], short: dict[str, str]) -> str:
+    """Which pairs swap places with intervals apart in both classes: a flip the data shows, not only medians."""
+    found = []
+    for a in common:
+        for b in common:
+            below = [c for c, s in spans.items() if s[a][1] < s[b][0]]  # a entirely below b in class c
+            above = [c for c, s in spans.items() if s[b][1] < s[a][0]]
+            if a < b and below and above:
+                found.append(f"{a} vs {b} ({short.get(below[0], below[0])}: {a} lower, "
+                             f"{short.get(above[0], above[0])}: {b} lower)")
+    if found:
+        return "reversed with intervals apart: " + ", ".join(found)
+    return "no pair is reversed with intervals apart in both classes: within the noise of these repetitions"

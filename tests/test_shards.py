@@ -216,3 +216,22 @@ def test_merge_and_report_scale_to_a_large_synthetic_set(tmp_path):
     assert merged.cells == len(synthetic.plan(5_000, 2)) * 2 and merged.missing == {}
     assert "Across machine classes" in report.read_text()
     assert elapsed < 300, f"merge + report of {merged.cells} cells took {elapsed:.0f} s"
+
+
+def test_a_ranking_flip_is_called_real_only_when_intervals_are_apart_in_both_classes():
+    """Medians that swap places inside each other's intervals are noise, not a verdict that depends on hardware."""
+    import pandas as pd
+
+    from ttsload.reports.machines import ranking_differences
+
+    def long(b_in_class_b: tuple[float, float, float]) -> pd.DataFrame:
+        rows = [("A", "fast", 1.0, 0.9, 1.1), ("A", "slow", 2.0, 1.9, 2.1), ("B", "fast", 2.0, 1.9, 2.1),
+                ("B", "slow", *b_in_class_b)]
+        return pd.DataFrame([{"model": "m", "scenario": "single", "metric": "cold_start_s", "machine_class": c,
+                              "strategy": s, "median": med, "low": low, "high": high, "n": 5}
+                             for c, s, med, low, high in rows])
+
+    (flip,) = ranking_differences(long((1.0, 0.9, 1.1)), {"A": "A", "B": "B"})
+    assert "A: fast < slow; B: slow < fast" in flip and "reversed with intervals apart: fast vs slow" in flip
+    (noise,) = ranking_differences(long((1.95, 1.5, 2.5)), {"A": "A", "B": "B"})
+    assert "B: slow < fast" in noise and "within the noise" in noise
