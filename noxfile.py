@@ -45,7 +45,7 @@ def install(session: nox.Session, extras: str) -> None:
 def tests(session: nox.Session) -> None:
     """The test suite on real tiny Coqui models (no mocks)."""
     install(session, "test")
-    session.run("pytest", *(session.posargs or ["-q"]))
+    session.run("pytest", *(session.posargs or ["-q", "--durations=25"]))  # CI logs where its time goes
 
 
 def run_and_report(session: nox.Session, args: list[str], out: Path) -> None:
