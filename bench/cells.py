@@ -118,6 +118,7 @@ class CellOutcome:
     after_request: list[tuple[int, TreeReading]] = field(default_factory=list)  # (request index, reading)
     root: int = 0  # the pid whose tree is measured: the cell, or the server it started (measure_root)
     sampler_cpu_s: float | None = None
+    host_speed: dict[str, float] = field(default_factory=dict)  # bench/harness/hostspeed.py, taken before the cell
     status: str = "ok"
     reason: str = ""
     exit_code: int | None = None

@@ -195,6 +195,16 @@ def test_cpu_time_columns_exist_and_stay_within_wall_time_times_cores(runs):
         assert float(row["cold_start_cpu_s"]) >= float(row["import_cpu_s"]) + float(row["weights_cpu_s"])
 
 
+def test_every_cell_records_the_host_calibration_taken_before_it(runs):
+    import csv
+
+    rows = list(csv.DictReader((runs["same2"] / "summary.csv").open()))
+    for row in rows:
+        for part in ("host_python_s", "host_memcopy_s", "host_matmul_s"):
+            assert 0 < float(row[part]) < 5, (part, row[part])
+    assert len({row["host_python_s"] for row in rows}) == len(rows)  # one reading per cell, not one per run
+
+
 def test_planted_extra_anonymous_memory_fails_the_trimmed_reading(runs):
     done = gate(runs["same1"], runs["anon"], "--fail", "pss_anon_trimmed_mb:median:+5%")
     assert done.returncode == 1, done.stdout + done.stderr

@@ -19,12 +19,13 @@ ROOT = Path(__file__).resolve().parent.parent
 class Recorder:
     """Just enough of nox.Session: records what would run."""
 
-    def __init__(self, posargs: list[str], venv: Path):
-        self.posargs, self.commands = posargs, []
+    def __init__(self, posargs: list[str], venv: Path, output: str = ""):
+        self.posargs, self.commands, self.output = posargs, [], output
         self.virtualenv = SimpleNamespace(location=str(venv))
 
-    def run(self, *args: str, **kwargs: object) -> None:
+    def run(self, *args: str, **kwargs: object) -> str:
         self.commands.append(list(args))
+        return self.output  # what a silent run would have printed
 
     run_install = install = run
 
@@ -106,15 +107,27 @@ def test_every_strategy_the_large_runs_name_exists(noxfile):
 
 def test_gate_checks_invariants_and_picks_the_machine_class_baseline(noxfile, tmp_path, monkeypatch):
     monkeypatch.delenv("TTSLOAD_BASELINE", raising=False)
-    session = Recorder([], tmp_path)
+    session = Recorder([], tmp_path, output=str(ROOT / "baselines" / "here.json"))
     noxfile.gate(session)
+    (which, gate) = [c[2:] for c in session.commands if c[:2] == ["ttsload", "gate"]]
+    assert "--which" in which
     (run,) = runs_of(session)
-    strategies, models = run[run.index("--strategy") + 1], run[run.index("--model") + 1]
-    assert {"mmap", "naive", "singleton", "subprocess-worker"} <= set(strategies.split(",")) and "vits" in models
-    (gate,) = [c[2:] for c in session.commands if c[:2] == ["ttsload", "gate"]]
+    assert run[:len(noxfile.GATE_CONFIG)] == noxfile.GATE_CONFIG  # a baseline matched: every cell it holds
     assert "--baseline" not in gate  # matched by machine class, not named
     assert gate[gate.index("--baselines") + 1] == str(ROOT / "baselines")
     assert gate[gate.index("--invariants") + 1] == str(ROOT / "baselines" / "invariants.toml")
+
+
+def test_gate_with_no_baseline_runs_only_the_cells_the_invariants_compare(noxfile, tmp_path, monkeypatch):
+    monkeypatch.delenv("TTSLOAD_BASELINE", raising=False)
+    session = Recorder([], tmp_path, output="no baseline for this machine class: X [class 0]; run ...")
+    noxfile.gate(session)
+    (run,) = runs_of(session)
+    strategies, models = run[run.index("--strategy") + 1], run[run.index("--model") + 1]
+    assert set(strategies.split(",")) == {"mmap", "naive", "singleton", "subprocess-worker"} and models == "vits"
+    assert run[run.index("--requests") + 1] == "1" and run[run.index("--repeat") + 1] == noxfile.GATE_REPEAT
+    (build,) = [c for c in session.commands if c[:3] == ["ttsload", "models", "build"]]
+    assert build[3:] == ["vits"]
 
 
 def test_baseline_and_noise_run_the_noise_study_over_the_gates_configuration(noxfile, tmp_path):

@@ -290,6 +290,10 @@ REGISTRY: tuple[Metric, ...] = (
     _scenario("sampler_duty", "sampler duty", "% of a core", 1,
               lambda v: 100 * v.outcome.sampler_cpu_s / v.sampled_s if v.sampled_s and v.outcome.sampler_cpu_s
               is not None else None, CSS, RS),
+    # the host's speed just before the cell (bench/harness/hostspeed.py): tells the gate a slower host from slower code
+    Metric("host_python_s", "host calibration: Python", "s", 4, lambda v: v.outcome.host_speed.get("python_s")),
+    Metric("host_memcopy_s", "host calibration: memory copy", "s", 4, lambda v: v.outcome.host_speed.get("memcopy_s")),
+    Metric("host_matmul_s", "host calibration: matmul", "s", 4, lambda v: v.outcome.host_speed.get("matmul_s")),
 )
 
 BY_COLUMN: dict[str, Metric] = {m.column: m for m in REGISTRY}

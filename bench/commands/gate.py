@@ -13,13 +13,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ttsload.bench.errors import UsageError
+
 INVARIANTS = Path("baselines") / "invariants.toml"  # the committed file (bench/regression/invariants.py)
 
 
 def add_parser(sub: Any) -> None:
     parser = sub.add_parser("gate", help="compare a run with the baseline of its machine class and check the "
                                          "in-run invariants; exit 1 on a significant regression or a broken one")
-    parser.add_argument("--current", type=Path, required=True, help="results folder or saved baseline .json")
+    parser.add_argument("--current", type=Path, help="results folder or saved baseline .json (required unless --which)")
     parser.add_argument("--baseline", type=Path, help="results folder or saved baseline .json to compare with "
                         "(default: the baseline in --baselines that matches the current run's machine class)")
     parser.add_argument("--baselines", type=Path, default=Path("baselines"),
@@ -30,6 +32,13 @@ def add_parser(sub: Any) -> None:
                         help=f"also check the in-run invariants of FILE (default {INVARIANTS}); "
                              "needs no baseline")
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    parser.add_argument("--host-tolerance", type=float, default=10.0, metavar="PCT",
+                        help="skip the timing checks (memory is still judged) when a part of the host calibration, "
+                             "the median over the cells of each run, differs from the baseline's by more than PCT "
+                             "percent (default 10)")
+    parser.add_argument("--which", action="store_true",
+                        help="only print the baseline in --baselines that matches this machine's class (exit 0), "
+                             "or the no-baseline line (exit 3); runs nothing")
     parser.add_argument("--json", type=Path, help="also write the verdict as JSON here")
 
 
@@ -44,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
     from ttsload.bench.regression import gate, invariants, machines
     from ttsload.bench.regression import resultset as results
 
+    if args.which:
+        return _which(args.baselines)
+    if args.current is None:
+        raise UsageError("ttsload gate needs --current DIR (or --which)")
     current = results.load(args.current)
     print_ = machines.fingerprint_of(current.environment)
     verdict: dict[str, Any] = {"machine_class": machines.describe(print_)}
@@ -59,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
             rules, origin = gate.parse_spec(args.fail), "thresholds: --fail"
         else:
             rules, origin = gate.rules_for(old)
-        outcome = gate.compare(old, current, rules, args.alpha, strict=bool(args.fail))
+        outcome = gate.compare(old, current, rules, args.alpha, strict=bool(args.fail),
+                               host_tolerance=args.host_tolerance / 100)
         for warning in outcome.warnings:
             print(f"ttsload gate: WARNING: {warning}", file=sys.stderr)
         if not args.baseline:
@@ -69,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         verdict.update(gate.verdict_json(outcome, old, current, rules, args.alpha))
         codes.append(outcome.exit_code)
     if args.invariants:
-        found = invariants.check(invariants.load(args.invariants), current)
+        found = invariants.check(invariants.load(args.invariants), current, args.alpha)
         print(invariants.markdown(found, current.source), end="")
         verdict["invariants"] = invariants.to_json(found)
         codes.append(invariants.exit_code(found))
@@ -78,3 +92,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(json.dumps(verdict, indent=1) + "\n")
     return code
+
+
+def _which(directory: Path) -> int:
+    """For `nox -s gate`: which baseline this machine's runs would be judged against, before running any."""
+    from ttsload.bench.harness.environment import fingerprint
+    from ttsload.bench.regression import machines
+
+    here = fingerprint()
+    found, _ = machines.find_baseline(directory, here)
+    print(found if found else no_baseline_line(here))
+    return 0 if found else 3

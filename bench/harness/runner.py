@@ -21,7 +21,7 @@ from typing import Any
 from ttsload.bench.analysis.scenario_summary import phase_records
 from ttsload.bench.analysis.summary import summarize
 from ttsload.bench.cells import Cell, CellOutcome, file_safe
-from ttsload.bench.harness import pagecache
+from ttsload.bench.harness import hostspeed, pagecache
 from ttsload.bench.harness.memlimit import MemoryLimit
 from ttsload.bench.harness.probes import TreeSampler, read_tree
 from ttsload.bench.procs import python_module
@@ -226,7 +226,9 @@ def run_cells(cells: list[Cell], options: CellOptions, store: Any, run_id: str,
     rows = []
     for cell in cells:
         log_path = store.out / "logs" / f"{file_safe(cell.id)}__{run_id}.log"
+        speed = hostspeed.measure()  # while no cell runs: the host's speed around this cell, for the gate
         outcome = run_cell(cell, options, log_path, lambda event, cell=cell: on_event(cell, event))
+        outcome.host_speed = speed
         row = summarize(outcome, run_id, options.cache)
         row["strategy_options"] = _options_of(cell.strategy)
         row.update(stamp or {})

@@ -14,8 +14,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ttsload.bench.analysis import stats
+from ttsload.bench.analysis.metrics import BY_COLUMN
 from ttsload.bench.cells import group_label
 from ttsload.bench.errors import UsageError
+from ttsload.bench.harness import hostspeed
 from ttsload.bench.regression.resultset import ResultSet
 
 EXIT_OK, EXIT_REGRESSION, EXIT_UNUSABLE = 0, 1, 2
@@ -157,6 +159,7 @@ class Outcome:
     checks: list[Check]
     warnings: list[str]
     new_cells: list[str]
+    host_speed: str = ""  # the line comparing the hosts' calibration readings (bench/harness/hostspeed.py)
 
     @property
     def exit_code(self) -> int:
@@ -170,12 +173,19 @@ class Outcome:
         return {EXIT_OK: "pass", EXIT_REGRESSION: "regression", EXIT_UNUSABLE: "undecided"}[self.exit_code]
 
 
+def is_timing(metric: str) -> bool:
+    """A metric in seconds: what a slower or faster host moves, unlike memory."""
+    return metric in BY_COLUMN and BY_COLUMN[metric].unit == "s"
+
+
 def compare(baseline: ResultSet, current: ResultSet, rules: list[Rule], alpha: float = ALPHA,
-            strict: bool = True) -> Outcome:
+            strict: bool = True, host_tolerance: float = hostspeed.TOLERANCE) -> Outcome:
     """Every rule on every baseline cell; unusable input raises UsageError before anything is judged.
 
     Not `strict` (the default SPEC): a rule whose metric one side lacks (a baseline older than the
     metric) is left out with a warning saying so, instead of refusing the whole comparison.
+    When the hosts' calibration readings differ beyond `host_tolerance`, the timing rules are left out
+    with one warning (the host changed, not necessarily the code); memory is still judged.
     """
     skipped: list[str] = []
     if not strict:
@@ -183,13 +193,21 @@ def compare(baseline: ResultSet, current: ResultSet, rules: list[Rule], alpha: f
         skipped = [f"{r.metric} is not in the {'baseline' if r.metric not in baseline.metrics() else 'current run'}: "
                    f"rule {r} not checked (re-measure the baseline to gate it)" for r in rules if r.metric not in known]
         rules = [r for r in rules if r.metric in known]
+    alike, host_line = hostspeed.compare(hostspeed.of_cells(baseline.cells.values()),
+                                         hostspeed.of_cells(current.cells.values()), host_tolerance)
+    if alike is False and any(is_timing(r.metric) for r in rules):
+        timing = sorted({r.metric for r in rules if is_timing(r.metric)})
+        skipped.insert(0, f"timing checks skipped ({', '.join(timing)}): this host's calibration differs from the "
+                          f"baseline's beyond ±{100 * host_tolerance:g} %, so a timing change could be the host; "
+                          "memory checks still judged")
+        rules = [r for r in rules if not is_timing(r.metric)]
     _check_usable(baseline, current, rules)
     checks = [judge(rule.for_model(key[1]), baseline.cells[key].get(rule.metric, []),
                     current.cells[key].get(rule.metric, []), alpha, group_label(key))
               for key in sorted(baseline.cells) for rule in rules]
     new = [group_label(k) for k in sorted(set(current.cells) - set(baseline.cells))]
     return Outcome(checks, skipped + environment_warnings(baseline, current) + _option_warnings(baseline, current),
-                   new)
+                   new, host_line)
 
 
 def _check_usable(baseline: ResultSet, current: ResultSet, rules: list[Rule]) -> None:
@@ -257,6 +275,7 @@ def markdown(outcome: Outcome, baseline: ResultSet, current: ResultSet, alpha: f
              f"baseline `{baseline.source}` (run {baseline.run_id}, git {baseline.git_sha or '?'}) vs "
              f"current `{current.source}` (run {current.run_id}, git {current.git_sha or '?'}); "
              f"a check regresses when beyond its threshold and one-sided Mann–Whitney p <= {alpha:g}", ""]
+    lines += [outcome.host_speed, ""] if outcome.host_speed else []
     lines += [f"> **WARNING:** {w}" for w in outcome.warnings] + ([""] if outcome.warnings else [])
     lines += ["| cell | metric | stat | baseline | current | change | threshold | p | n base/cur | verdict |",
               "|---|---|---|---|---|---|---|---|---|---|"]
@@ -278,7 +297,7 @@ def verdict_json(outcome: Outcome, baseline: ResultSet, current: ResultSet, rule
                  alpha: float = ALPHA) -> dict[str, Any]:
     return {"verdict": outcome.verdict, "exit_code": outcome.exit_code, "alpha": alpha,
             "rules": [str(r) for r in rules], "baseline": baseline.source, "current": current.source,
-            "warnings": outcome.warnings, "new_cells": outcome.new_cells,
+            "warnings": outcome.warnings, "new_cells": outcome.new_cells, "host_speed": outcome.host_speed,
             "checks": [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                         for k, v in asdict(c).items()} for c in outcome.checks]}
 

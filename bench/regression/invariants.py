@@ -5,6 +5,11 @@ An absolute comparison needs a baseline of the same machine class; a ratio insid
 `baselines/invariants.toml` names two cells, a metric, a bound on median(left) / median(right) and
 the reason for that bound. One whose cells (or metric) are absent from the run is reported as not
 checked, never as failed: a quick run need not hold every scenario.
+
+A ratio of medians over its bound breaks the invariant only when the repetitions say so: a one-sided
+Mann–Whitney test that left's values exceed max_ratio x right's (p <= alpha). Three medians of a noisy
+host moved mmap/naive weights to 0.547 and worker/singleton p50 to 1.288 on unchanged code (session 7);
+a real break (mmap copying again, a slow transport) moves every repetition, which this test sees.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from ttsload.bench.errors import UsageError
 from ttsload.bench.regression.resultset import ResultSet
 
 OK, BROKEN, NOT_CHECKED = "ok", "BROKEN", "not checked"
+OVER_NOISE = "over, not significant"  # the medians' ratio is over the bound, the repetitions do not show it
+UNDECIDED = "over, too few repetitions"
+ALPHA = 0.05
 
 
 @dataclass(frozen=True)
@@ -43,8 +51,9 @@ class Verdict:
     right: str
     max_ratio: float
     ratio: float | None
-    verdict: str  # ok | BROKEN | not checked
+    verdict: str  # ok | BROKEN | over, not significant | over, too few repetitions | not checked
     note: str = ""
+    p_value: float | None = None
 
 
 def load(path: Path) -> list[Invariant]:
@@ -73,47 +82,72 @@ def load(path: Path) -> list[Invariant]:
     return found
 
 
-def _median(result: ResultSet, cell: str, metric: str) -> float | None:
+def _values(result: ResultSet, cell: str, metric: str) -> list[float]:
     by_label = {group_label(key): values for key, values in result.cells.items()}
-    values = by_label.get(cell, {}).get(metric) or []
-    return stats.statistic(values, "median") if values else None
+    return list(by_label.get(cell, {}).get(metric) or [])
 
 
-def check(invariants: list[Invariant], result: ResultSet) -> list[Verdict]:
+def _over(inv: Invariant, left: list[float], right: list[float], alpha: float) -> tuple[str, float | None]:
+    """The verdict on a ratio of medians over its bound: BROKEN only if left > max_ratio x right is significant."""
+    if min(len(left), len(right)) < stats.MIN_REPETITIONS:
+        return UNDECIDED, None
+    p = stats.p_worse(left, [inv.max_ratio * value for value in right])
+    return (BROKEN if p <= alpha else OVER_NOISE), p
+
+
+def check(invariants: list[Invariant], result: ResultSet, alpha: float = ALPHA) -> list[Verdict]:
     verdicts = []
     for inv in invariants:
-        left, right = _median(result, inv.left, inv.metric), _median(result, inv.right, inv.metric)
+        left, right = _values(result, inv.left, inv.metric), _values(result, inv.right, inv.metric)
         base = (inv.name, inv.metric, inv.left, inv.right, inv.max_ratio)
-        if left is None or right is None:
-            absent = [c for c, v in ((inv.left, left), (inv.right, right)) if v is None]
+        if not left or not right:
+            absent = [c for c, v in ((inv.left, left), (inv.right, right)) if not v]
             note = f"no {inv.metric} for {' and '.join(absent)} in this run"
             verdicts.append(Verdict(*base, None, NOT_CHECKED, note))
-        elif right <= 0:
-            verdicts.append(Verdict(*base, None, NOT_CHECKED, f"{inv.right} {inv.metric} is {right:g}: no ratio"))
-        else:
-            ratio = left / right
-            verdicts.append(Verdict(*base, ratio, OK if ratio <= inv.max_ratio else BROKEN))
+            continue
+        right_median = stats.statistic(right, "median")
+        if right_median <= 0:
+            note = f"{inv.right} {inv.metric} is {right_median:g}: no ratio"
+            verdicts.append(Verdict(*base, None, NOT_CHECKED, note))
+            continue
+        ratio = stats.statistic(left, "median") / right_median
+        verdict, p = (OK, None) if ratio <= inv.max_ratio else _over(inv, left, right, alpha)
+        note = f"{len(left)}/{len(right)} repetitions" if verdict != OK else ""
+        verdicts.append(Verdict(*base, ratio, verdict, note, p))
     return verdicts
 
 
 def exit_code(verdicts: list[Verdict]) -> int:
-    return 1 if any(v.verdict == BROKEN for v in verdicts) else 0
+    """1 on a broken invariant, 2 when one is over its bound with too few repetitions to decide, else 0."""
+    found = {v.verdict for v in verdicts}
+    return 1 if BROKEN in found else 2 if UNDECIDED in found else 0
 
 
 def markdown(verdicts: list[Verdict], source: str) -> str:
     """The invariants' table, then one line per broken invariant naming the two cells and the ratio."""
     broken = [v for v in verdicts if v.verdict == BROKEN]
     checked = sum(v.verdict != NOT_CHECKED for v in verdicts)
-    title = f"FAIL: {len(broken)} broken" if broken else f"pass ({checked} of {len(verdicts)} checked)"
-    lines = [f"## ttsload invariants: {title}", "", f"ratios of cell medians inside `{source}`", "",
-             "| invariant | metric | left / right | ratio | bound | verdict |", "|---|---|---|---|---|---|"]
+    undecided = sum(v.verdict == UNDECIDED for v in verdicts)
+    title = (f"FAIL: {len(broken)} broken" if broken else f"UNDECIDED: {undecided} over with too few repetitions"
+             if undecided else f"pass ({checked} of {len(verdicts)} checked)")
+    lines = [f"## ttsload invariants: {title}", "",
+             f"ratios of cell medians inside `{source}`; over its bound, an invariant breaks when one-sided "
+             "Mann–Whitney says left > bound x right over the repetitions (p <= 0.05)", "",
+             "| invariant | metric | left / right | ratio | bound | p | verdict |", "|---|---|---|---|---|---|---|"]
     for v in verdicts:
         ratio = f"{v.ratio:.3f}" if v.ratio is not None else "-"
+        p = f"{v.p_value:.3f}" if v.p_value is not None else "-"
         verdict = f"**{v.verdict}**" if v.verdict == BROKEN else v.verdict + (f" ({v.note})" if v.note else "")
-        lines.append(f"| {v.name} | {v.metric} | {v.left} / {v.right} | {ratio} | <= {v.max_ratio:g} | {verdict} |")
+        lines.append(f"| {v.name} | {v.metric} | {v.left} / {v.right} | {ratio} | <= {v.max_ratio:g} | {p} "
+                     f"| {verdict} |")
     lines += [""] if broken else []
-    lines += [f"BROKEN {v.name}: {v.left} / {v.right} {v.metric} median ratio {v.ratio:.3f} > {v.max_ratio:g}"
-              for v in broken]
+    lines += [f"BROKEN {v.name}: {v.left} / {v.right} {v.metric} median ratio {v.ratio:.3f} > {v.max_ratio:g} "
+              f"(p={v.p_value:.3f})" for v in broken]
+    lines += [f"over its bound on noise only: {v.name}: {v.left} / {v.right} {v.metric} median ratio "
+              f"{v.ratio:.3f} > {v.max_ratio:g}, p={v.p_value:.3f} over {v.note}" for v in verdicts
+              if v.verdict == OVER_NOISE]
+    lines += [f"UNDECIDED {v.name}: median ratio {v.ratio:.3f} > {v.max_ratio:g} with {v.note}; "
+              f"at least {stats.MIN_REPETITIONS} are needed to tell" for v in verdicts if v.verdict == UNDECIDED]
     return "\n".join(lines) + "\n"
 
 
