@@ -152,7 +152,7 @@ def test_a_slower_host_skips_the_timing_checks_with_one_line_and_still_judges_me
     done = ttsload("gate", "--current", str(current), "--baselines", str(baselines), "--json", str(tmp_path / "v.json"))
     assert done.returncode == 1, done.stdout + done.stderr
     assert ("host speed against the baseline's (12 readings against 20): python +36 % (p=0.000), memcopy +0 % "
-            "(p=1.000), matmul +0 %") in done.stdout and ": differs (a part differs when beyond ±10 %" in done.stdout
+            "(p=1.000), matmul +0 %") in done.stdout and ": slower (a part counts when beyond ±10 %" in done.stdout
     assert "timing checks skipped (cold_start_cpu_s, cold_start_s, weights_cpu_s, weights_s)" in done.stdout
     assert "REGRESSION singleton/vits-tiny/single: pss_anon_trimmed_mb" in done.stdout
     assert "REGRESSION singleton/vits-tiny/single: cold_start_s" not in done.stdout
@@ -165,6 +165,11 @@ def test_a_slower_host_skips_the_timing_checks_with_one_line_and_still_judges_me
     few_base = result_set(tmp_path / "few-base.json", naive_only(with_host(CLEAN, 0.025)))
     done = ttsload("gate", "--current", str(few), "--baseline", str(few_base))
     assert "python +36 % (p=0.036)" in done.stdout and ": alike (" in done.stdout
+    # a faster host is judged (a slower timing there is the code), with a warning that it can hide one
+    fast = result_set(tmp_path / "fast.json", with_host(slow_host, 0.018))
+    done = ttsload("gate", "--current", str(fast), "--baselines", str(baselines))
+    assert done.returncode == 1 and ": faster (" in done.stdout and "could be hidden" in done.stdout
+    assert "REGRESSION singleton/vits-tiny/single: cold_start_s" in done.stdout
     # the same host: the slower cold start is judged, and caught
     same = result_set(tmp_path / "same.json", with_host(slow_host, 0.0252))
     done = ttsload("gate", "--current", str(same), "--baselines", str(baselines))

@@ -34,8 +34,8 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     parser.add_argument("--host-tolerance", type=float, default=10.0, metavar="PCT",
                         help="skip the timing checks (memory is still judged) when a part of the host calibration, "
-                             "the median over the cells of each run, differs from the baseline's by more than PCT "
-                             "percent (default 10)")
+                             "over the cells of each run, is slower than the baseline's by more than PCT percent "
+                             "and significantly (default 10)")
     parser.add_argument("--which", action="store_true",
                         help="only print the baseline in --baselines that matches this machine's class (exit 0), "
                              "or the no-baseline line (exit 3); runs nothing")

@@ -73,11 +73,14 @@ def of_cells(cells: Iterable[dict[str, list[float]]]) -> dict[str, list[float]]:
     return {part: values for part, values in pooled.items() if values}
 
 
+SLOWER, FASTER, ALIKE = "slower", "faster", "alike"
+
+
 def compare(baseline: dict[str, list[float]], current: dict[str, list[float]], tolerance: float = TOLERANCE,
-            alpha: float = ALPHA) -> tuple[bool | None, str]:
-    """Whether two runs' hosts ran the workload alike: (True | False | None when either side has no reading)
-    and one line with each part's change of median. A part differs when its change is beyond `tolerance`
-    and its readings differ significantly (a handful of readings of a jittery host is not a slower host)."""
+            alpha: float = ALPHA) -> tuple[str | None, str]:
+    """How the current run's host ran the workload against the baseline's: SLOWER (some part slower beyond
+    `tolerance`, significantly: a handful of readings of a jittery host is not a slower host), FASTER (some
+    part faster so, none slower), ALIKE, or None when either side has no reading; and one line saying so."""
     from scipy.stats import mannwhitneyu
 
     if not baseline or not current:
@@ -86,13 +89,14 @@ def compare(baseline: dict[str, list[float]], current: dict[str, list[float]], t
     parts = [k for k in PARTS if baseline.get(k) and current.get(k)]
     if not parts:
         return None, "host speed: no calibration part in common"
-    said, differ = [], False
+    said, moved = [], set()
     for part in parts:
         change = statistics.median(current[part]) / statistics.median(baseline[part]) - 1.0
         p = float(mannwhitneyu(current[part], baseline[part], alternative="two-sided").pvalue)
-        differ |= abs(change) > tolerance and p <= alpha
+        if abs(change) > tolerance and p <= alpha:
+            moved.add(SLOWER if change > 0 else FASTER)
         said.append(f"{part.removesuffix('_s')} {100 * change:+.0f} % (p={p:.3f})")
-    rule = f"beyond ±{100 * tolerance:g} % at p <= {alpha:g}"
-    return not differ, (f"host speed against the baseline's ({len(current[parts[0]])} readings against "
-                        f"{len(baseline[parts[0]])}): {', '.join(said)}: {'differs' if differ else 'alike'} "
-                        f"(a part differs when {rule})")
+    verdict = SLOWER if SLOWER in moved else FASTER if moved else ALIKE
+    return verdict, (f"host speed against the baseline's ({len(current[parts[0]])} readings against "
+                     f"{len(baseline[parts[0]])}): {', '.join(said)}: {verdict} (a part counts when beyond "
+                     f"±{100 * tolerance:g} % at two-sided Mann-Whitney p <= {alpha:g})")

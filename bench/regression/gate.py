@@ -184,8 +184,9 @@ def compare(baseline: ResultSet, current: ResultSet, rules: list[Rule], alpha: f
 
     Not `strict` (the default SPEC): a rule whose metric one side lacks (a baseline older than the
     metric) is left out with a warning saying so, instead of refusing the whole comparison.
-    When the hosts' calibration readings differ beyond `host_tolerance`, the timing rules are left out
-    with one warning (the host changed, not necessarily the code); memory is still judged.
+    When the current host ran the calibration slower than the baseline's beyond `host_tolerance`, the
+    timing rules are left out with one warning (the host changed, not necessarily the code); memory is
+    still judged. A faster host is judged, with a warning that it can hide a regression.
     """
     skipped: list[str] = []
     if not strict:
@@ -193,14 +194,17 @@ def compare(baseline: ResultSet, current: ResultSet, rules: list[Rule], alpha: f
         skipped = [f"{r.metric} is not in the {'baseline' if r.metric not in baseline.metrics() else 'current run'}: "
                    f"rule {r} not checked (re-measure the baseline to gate it)" for r in rules if r.metric not in known]
         rules = [r for r in rules if r.metric in known]
-    alike, host_line = hostspeed.compare(hostspeed.of_cells(baseline.cells.values()),
-                                         hostspeed.of_cells(current.cells.values()), host_tolerance)
-    if alike is False and any(is_timing(r.metric) for r in rules):
-        timing = sorted({r.metric for r in rules if is_timing(r.metric)})
-        skipped.insert(0, f"timing checks skipped ({', '.join(timing)}): this host's calibration differs from the "
-                          f"baseline's beyond ±{100 * host_tolerance:g} %, so a timing change could be the host; "
+    host, host_line = hostspeed.compare(hostspeed.of_cells(baseline.cells.values()),
+                                        hostspeed.of_cells(current.cells.values()), host_tolerance)
+    timing = sorted({r.metric for r in rules if is_timing(r.metric)})
+    if host == hostspeed.SLOWER and timing:
+        skipped.insert(0, f"timing checks skipped ({', '.join(timing)}): this host ran the calibration slower than "
+                          f"the baseline's beyond ±{100 * host_tolerance:g} %, so a slower timing could be the host; "
                           "memory checks still judged")
         rules = [r for r in rules if not is_timing(r.metric)]
+    elif host == hostspeed.FASTER and timing:
+        skipped.insert(0, "this host ran the calibration faster than the baseline's: timing checks judged, but a "
+                          "regression as large as the host's speed-up could be hidden")
     _check_usable(baseline, current, rules)
     checks = [judge(rule.for_model(key[1]), baseline.cells[key].get(rule.metric, []),
                     current.cells[key].get(rule.metric, []), alpha, group_label(key))
