@@ -157,14 +157,14 @@ def test_a_slower_host_skips_the_timing_checks_with_one_line_and_still_judges_me
     assert "REGRESSION singleton/vits-tiny/single: pss_anon_trimmed_mb" in done.stdout
     assert "REGRESSION singleton/vits-tiny/single: cold_start_s" not in done.stdout
     assert {c["metric"] for c in json.loads((tmp_path / "v.json").read_text())["checks"]} == {"pss_anon_trimmed_mb"}
-    # a change beyond the tolerance over too few readings to be significant is not a different host
+    # a change over too few readings is not a different host (a bimodal host separates 5 readings by chance)
     def naive_only(cells: dict) -> dict:
         return {label: metrics for label, metrics in cells.items() if label.startswith("naive/")}
 
     few = result_set(tmp_path / "few.json", naive_only(with_host(slow_host, 0.034)))
     few_base = result_set(tmp_path / "few-base.json", naive_only(with_host(CLEAN, 0.025)))
     done = ttsload("gate", "--current", str(few), "--baseline", str(few_base))
-    assert "python +36 % (p=0.036)" in done.stdout and ": alike (" in done.stdout
+    assert "host speed: 3 readings against 5, too few to tell hosts apart" in done.stdout
     # a faster host is judged (a slower timing there is the code), with a warning that it can hide one
     fast = result_set(tmp_path / "fast.json", with_host(slow_host, 0.018))
     done = ttsload("gate", "--current", str(fast), "--baselines", str(baselines))

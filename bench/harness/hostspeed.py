@@ -25,6 +25,7 @@ import numpy as np
 REPEATS = 3
 TOLERANCE = 0.10  # default: a part this much slower or faster than the baseline's makes timings incomparable
 ALPHA = 0.01  # ...and only when the readings of the two runs differ at this level (two-sided Mann-Whitney)
+MIN_READINGS = 10  # per side: 5 readings of a host whose speed is bimodal separate by chance (p = 0.008 at 5/5)
 
 
 def _python_work() -> None:
@@ -89,6 +90,10 @@ def compare(baseline: dict[str, list[float]], current: dict[str, list[float]], t
     parts = [k for k in PARTS if baseline.get(k) and current.get(k)]
     if not parts:
         return None, "host speed: no calibration part in common"
+    n_current, n_baseline = len(current[parts[0]]), len(baseline[parts[0]])
+    if min(n_current, n_baseline) < MIN_READINGS:
+        return ALIKE, (f"host speed: {n_current} readings against {n_baseline}, too few to tell hosts apart "
+                       f"(at least {MIN_READINGS} a side): timings judged as on one host")
     said, moved = [], set()
     for part in parts:
         change = statistics.median(current[part]) / statistics.median(baseline[part]) - 1.0
@@ -97,6 +102,6 @@ def compare(baseline: dict[str, list[float]], current: dict[str, list[float]], t
             moved.add(SLOWER if change > 0 else FASTER)
         said.append(f"{part.removesuffix('_s')} {100 * change:+.0f} % (p={p:.3f})")
     verdict = SLOWER if SLOWER in moved else FASTER if moved else ALIKE
-    return verdict, (f"host speed against the baseline's ({len(current[parts[0]])} readings against "
-                     f"{len(baseline[parts[0]])}): {', '.join(said)}: {verdict} (a part counts when beyond "
+    return verdict, (f"host speed against the baseline's ({n_current} readings against {n_baseline}): "
+                     f"{', '.join(said)}: {verdict} (a part counts when beyond "
                      f"±{100 * tolerance:g} % at two-sided Mann-Whitney p <= {alpha:g})")
