@@ -1,8 +1,11 @@
 """Sessions: tests (the CI command), gate (the CI regression gate), bench (the main job), bench-large
-(issue #12's large-model cells; never part of tests), baseline and noise (per machine class), microbench, lint.
+(the large-model cells; never part of tests), baseline and noise (per machine class), microbench, lint,
+and latest (the newest versions pyproject.toml allows, without the lock).
 
-torch is installed first and pinned, so pip takes the CPU wheel instead of a multi-GB CUDA build.
-Virtualenvs are reused, and a stamp of the install inputs skips reinstalling when nothing changed.
+torch is installed first and pinned, so pip takes the CPU wheel instead of a multi-GB CUDA build. Every
+other package comes from constraints.txt, the lock of the versions the tests passed on, so a fresh clone
+gets what was tested. Virtualenvs are reused, and a stamp of the install inputs skips reinstalling when
+nothing changed.
 """
 
 from __future__ import annotations
@@ -19,25 +22,28 @@ nox.options.sessions = ["tests"]
 
 TORCH = "torch==2.13.0"
 ROOT = Path(__file__).parent
+LOCK = ROOT / "constraints.txt"
 
-def install(session: nox.Session, extras: str) -> None:
-    """Install torch first, then ttsload; skip both when the stamp says nothing changed.
+def install(session: nox.Session, extras: str, locked: bool = True) -> None:
+    """Install torch first, then ttsload constrained by the lock (`locked`, else the newest allowed versions);
+    skip both when the stamp says nothing changed.
 
     Every step is an install step (`run_install` runs under `--install-only` too, where `session.run`
-    is skipped), and the stamp is written only after the environment imports torch, torchaudio and
-    TTS.api: `nox -s tests --install-only && nox -s tests` works, and a broken venv is never stamped.
-    PyPI's torchaudio 2.11 is a CUDA build whose native extension cannot load beside CPU torch;
-    `ttsload doctor --fix` removes that optional extension only when the import fails that way.
+    is skipped), and the stamp is written only after `ttsload doctor --fix` passes (imports, audio I/O
+    through torchcodec and FFmpeg, onnxruntime; it repairs the known failures first): `nox -s tests
+    --install-only && nox -s tests` works, and a broken venv is never stamped.
     """
-    key = hashlib.sha256((TORCH + extras + (ROOT / "pyproject.toml").read_text()).encode()).hexdigest()
+    key = hashlib.sha256((TORCH + extras + (ROOT / "pyproject.toml").read_text() + LOCK.read_text()).encode())
+    key = key.hexdigest() if locked else "unlocked: always upgraded"
     stamp = Path(session.virtualenv.location) / ".ttsload-installed"
-    if stamp.is_file() and stamp.read_text() == key:
+    if locked and stamp.is_file() and stamp.read_text() == key:
         session.log("dependencies unchanged since last install: skipping pip")
         return
     stamp.unlink(missing_ok=True)
     session.install(TORCH)
-    session.install("-e", f".[{extras}]")
-    session.run_install("python", "-P", "-m", "ttsload", "doctor", "--fix")  # fails unless the imports work
+    pins = ["-c", str(LOCK)] if locked else ["--upgrade", "--upgrade-strategy", "eager"]
+    session.install("-e", f".[{extras}]", *pins)
+    session.run_install("python", "-P", "-m", "ttsload", "doctor", "--fix")  # fails unless every check passes
     stamp.write_text(key)
 
 
@@ -199,7 +205,49 @@ def microbench(session: nox.Session) -> None:
                 *check)
 
 
+def lock_lines(freeze: str) -> list[str]:
+    """`pip freeze --all` output as lock lines: sorted, without local version labels (the CPU wheel is
+    2.13.0+cpu on disk, 2.13.0 everywhere else), without ttsload itself and without pip."""
+    lines = {line.split("+", 1)[0].strip() for line in freeze.splitlines()
+             if "==" in line and not line.lower().startswith(("ttsload==", "-e ", "pip=="))}
+    return sorted(lines, key=str.lower)
+
+
+def lock_changes(old: list[str], new: list[str]) -> list[str]:
+    """What moved between two locks, one 'name: old -> new' line per package."""
+    def versions(lines: list[str]) -> dict[str, str]:
+        return dict(line.lower().split("==", 1) for line in lines)
+
+    before, after = versions(old), versions(new)
+    return [f"{name}: {before.get(name, '-')} -> {after.get(name, '-')}"
+            for name in sorted(before.keys() | after.keys()) if before.get(name) != after.get(name)]
+
+
+@nox.session(python="3.11")
+def latest(session: nox.Session) -> None:
+    """The newest versions pyproject.toml allows, without the lock: what moved against constraints.txt, then
+    the tests (arguments go to pytest). The versions it ran on are written next to its venv; when the tests
+    pass there, copying that file over constraints.txt refreshes the lock (README: "Refreshing the lock")."""
+    install(session, "test,lint", locked=False)
+    freeze = session.run("python", "-m", "pip", "freeze", "--all", "--exclude-editable", silent=True) or ""
+    candidate = Path(session.virtualenv.location) / "constraints.latest.txt"
+    new = lock_lines(freeze)
+    candidate.write_text(LOCK_HEADER + "\n".join(new) + "\n")
+    old = [line for line in LOCK.read_text().splitlines() if line and not line.startswith("#")]
+    moved = lock_changes(old, new)
+    session.log(f"{len(moved)} packages differ from {LOCK.name}" + "".join(f"\n  {line}" for line in moved))
+    session.run("pytest", *(session.posargs or ["-q", "-rfE"]))
+    session.log(f"tests passed on these versions: `cp {candidate} {LOCK}` makes them the lock")
+
+
+LOCK_HEADER = """\
+# The lock: every package the tests passed on (CPython 3.11, Linux x86_64, CPU torch), used by nox as
+# pip constraints. Refresh: `nox -s latest`; when its tests pass, copy the constraints.latest.txt it
+# names over this file. Ranges for users installing the wheel stay in pyproject.toml.
+"""
+
+
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    session.install("ruff", "-c", str(LOCK))
     session.run("ruff", "check", ".")

@@ -18,7 +18,8 @@ import psutil
 # can rank strategies differently (bf16 was 2x faster on avx512_bf16, 47 % slower with amx), so they
 # belong to the machine class. Other flags do not.
 KERNEL_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
-_PACKAGES = ("torch", "coqui-tts", "coqui-tts-trainer", "numpy", "psutil", "accelerate", "safetensors")
+_PACKAGES = ("torch", "coqui-tts", "coqui-tts-trainer", "transformers", "torchaudio", "torchcodec", "numpy", "psutil",
+             "accelerate", "safetensors", "kokoro", "onnxruntime")
 
 
 def _version(package: str) -> str | None:
@@ -84,6 +85,15 @@ def describe_class(print_: dict[str, Any]) -> str:
             f"py{print_.get('python')} torch {print_.get('torch')} coqui-tts {print_.get('coqui-tts')}")
 
 
+def resolved_versions() -> dict[str, str]:
+    """Every installed distribution and its version: what this environment resolved to, so two runs on
+    different resolutions of the same requirements never look alike."""
+    from importlib.metadata import distributions
+
+    found = {(dist.metadata["Name"] or "").lower(): dist.version for dist in distributions()}
+    return dict(sorted((name, ver) for name, ver in found.items() if name))
+
+
 def _git_sha() -> str | None:
     here = Path(__file__).resolve().parent.parent
     try:
@@ -111,6 +121,7 @@ def collect(machine: str | None = None) -> dict[str, Any]:
         "memory_total_mb": psutil.virtual_memory().total / 2**20,
         "load_average": os.getloadavg(),
         "packages": {p: _version(p) for p in _PACKAGES},
+        "resolved": resolved_versions(),
         "git_sha": _git_sha(),
         "hostname": platform.node(),
     }
