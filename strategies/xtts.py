@@ -135,6 +135,30 @@ def finish_for_inference(model: Any, files: ModelFiles) -> Any:
     return model
 
 
+def load_without_rewrite(model_path: Path) -> dict[str, Any]:
+    """`Xtts._load_checkpoint` without its legacy branch, which unpickles an XttsConfig and writes the
+    converted checkpoint back over the user's model.pth (the next run would then fail its sha256).
+    ttsload never writes into a model folder: a legacy checkpoint is refused in one line."""
+    import pickle
+
+    import torch
+
+    from ttsload.strategies import load_errors
+
+    try:
+        checkpoint = torch.load(model_path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "XttsConfig" not in str(exc):
+            raise StrategyError(load_errors.describe(Path(model_path), exc)) from exc
+        raise StrategyError(f"{model_path} is a legacy XTTS checkpoint (its pickle holds an XttsConfig object, not "
+                            "only tensors): Coqui would rewrite it in place, so ttsload refuses it; convert it "
+                            "once outside ttsload and record the new file") from exc
+    state = checkpoint.get("model") if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise StrategyError(f"{model_path} holds no state dict (expected a 'model' entry)")
+    return state
+
+
 def max_new_tokens(files: ModelFiles) -> int:
     """The GPT's cap per request: the fixture's (manifest), else DEFAULT_MAX_NEW_TOKENS."""
     return int(files.meta.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS)
