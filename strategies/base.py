@@ -13,6 +13,7 @@ import abc
 import ctypes
 import hashlib
 import os
+import stat
 import threading
 import zlib
 from dataclasses import dataclass, field
@@ -122,27 +123,61 @@ _CHUNK = 1 << 20
 
 def sha256_of(path: Path) -> str:
     """Hex sha256 of a file, streamed so large checkpoints do not need their size in RAM."""
+    return _hash_open(path)[0]
+
+
+Fingerprint = tuple[int, int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns
+
+
+def _fingerprint(st: os.stat_result) -> Fingerprint:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _hash_open(path: Path) -> tuple[str, Fingerprint]:
+    """sha256 and fingerprint of one open descriptor of a regular file; a write during the hash is caught."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NONBLOCK)) as handle:
+        before = os.fstat(handle.fileno())
+        if not stat.S_ISREG(before.st_mode):
+            raise StrategyError(f"{path} is not a regular file: refusing to read it")
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
-    return digest.hexdigest()
+        after = _fingerprint(os.fstat(handle.fileno()))
+    if after != _fingerprint(before):
+        raise StrategyError(f"{path} changed while its sha256 was computed: refusing it")
+    return digest.hexdigest(), after
 
 
-def verify_files(files: ModelFiles, paths: list[Path] | None = None) -> None:
-    """Raise StrategyError unless every file has the sha256 its manifest recorded."""
+def verify_files(files: ModelFiles, paths: list[Path] | None = None) -> dict[Path, Fingerprint]:
+    """Raise StrategyError unless every file has the sha256 its manifest recorded; return each file's
+    fingerprint (inode, size, mtime, ctime) at that check, for `unchanged` after the load."""
+    seen = {}
     for path in paths if paths is not None else [files.config, files.checkpoint]:
         expected = files.sha256.get(path.name)
         if expected is None:
             raise StrategyError(f"no sha256 recorded for {path} in the manifest of model '{files.name}'")
-        if not path.is_file():
+        if not path.exists():
             raise StrategyError(f"model file missing: {path}")
-        actual = sha256_of(path)
+        actual, seen[path] = _hash_open(path)
         if actual != expected:
             raise StrategyError(
                 f"sha256 mismatch for {path}: manifest says {expected[:12]}..., file is {actual[:12]}... "
                 "(truncated, corrupted or replaced; rebuild or re-download it)"
             )
+    return seen
+
+
+def unchanged(seen: dict[Path, Fingerprint], when: str) -> None:
+    """Refuse a file whose inode, size, mtime or ctime differ from when its sha256 was checked: what was
+    read (or is about to be mapped) may not be what was verified."""
+    for path, fingerprint in seen.items():
+        try:
+            now = _fingerprint(os.stat(path))
+        except OSError:
+            now = None
+        if now != fingerprint:
+            raise StrategyError(f"{path} changed {when} (inode, size or times differ from its sha256 check): "
+                                "refusing what was read from it")
 
 
 _JEMALLOC_ALL_ARENAS = b"arena.4096.purge"  # MALLCTL_ARENAS_ALL (jemalloc 5): purge every arena
@@ -281,19 +316,26 @@ class PhasedLoader(Loader):
     def load(self, files: ModelFiles, hook: Hook) -> LoadedModel:
         hook("load_start", loader=self.name)
         paths = [files.config, *self.weight_files(files)]
-        self.verify_phase(files, paths)
+        seen = self.verify_phase(files, paths)
         hook("verify_done")
         model = self.construct_phase(files)
         hook("construct_done", **self.construct_facts())
+        unchanged(seen, "after it was verified")  # before mapping: a truncated mapped file would SIGBUS
         model = self.weights_phase(model, files)
+        unchanged(seen, "while it was loaded")
         info = {"params": self.describe(model)["params"], "file_bytes": sum(p.stat().st_size for p in paths)}
         info.update(self.convert_phase(model))
         info["dtypes"] = self.describe(model)["dtypes"]  # what stays resident, after any conversion
         hook("weights_done", **info)
         return self.ready(model, files, info)
 
-    def verify_phase(self, files: ModelFiles, paths: list[Path]) -> None:
-        verify_files(files, paths)
+    def verify_phase(self, files: ModelFiles, paths: list[Path]) -> dict[Path, Fingerprint]:
+        """sha256 of every file read, then the files the configs name (read by ttsload's safe code first)."""
+        from ttsload.strategies import side_files
+
+        seen = verify_files(files, paths)
+        side_files.check(files)
+        return seen
 
     def construct_phase(self, files: ModelFiles) -> Any:
         try:
