@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import abc
 import ctypes
-import hashlib
 import os
-import stat
 import threading
 import zlib
 from dataclasses import dataclass, field
@@ -21,6 +19,13 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
+
+# Defined in integrity.py, re-exported here where loaders and plugins have always found them.
+from ttsload.strategies.integrity import Fingerprint as Fingerprint
+from ttsload.strategies.integrity import StrategyError as StrategyError
+from ttsload.strategies.integrity import sha256_of as sha256_of
+from ttsload.strategies.integrity import unchanged as unchanged
+from ttsload.strategies.integrity import verify_files as verify_files
 
 
 class Hook(Protocol):
@@ -35,10 +40,6 @@ class Hook(Protocol):
 
 def null_hook(event: str, t: float | None = None, **fields: Any) -> None:
     """A hook for callers that do not measure (tests, library use)."""
-
-
-class StrategyError(Exception):
-    """A strategy could not load or serve the model; the message is one line naming what and where."""
 
 
 class UnknownStrategy(ValueError):
@@ -114,70 +115,6 @@ class Audio:
     @property
     def seconds(self) -> float:
         return len(self.wav) / self.sample_rate
-
-
-# --- integrity: runs before any checkpoint byte is unpickled -----------------------------------------
-
-_CHUNK = 1 << 20
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, streamed so large checkpoints do not need their size in RAM."""
-    return _hash_open(path)[0]
-
-
-Fingerprint = tuple[int, int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns
-
-
-def _fingerprint(st: os.stat_result) -> Fingerprint:
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
-
-
-def _hash_open(path: Path) -> tuple[str, Fingerprint]:
-    """sha256 and fingerprint of one open descriptor of a regular file; a write during the hash is caught."""
-    digest = hashlib.sha256()
-    with open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NONBLOCK)) as handle:
-        before = os.fstat(handle.fileno())
-        if not stat.S_ISREG(before.st_mode):
-            raise StrategyError(f"{path} is not a regular file: refusing to read it")
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-        after = _fingerprint(os.fstat(handle.fileno()))
-    if after != _fingerprint(before):
-        raise StrategyError(f"{path} changed while its sha256 was computed: refusing it")
-    return digest.hexdigest(), after
-
-
-def verify_files(files: ModelFiles, paths: list[Path] | None = None) -> dict[Path, Fingerprint]:
-    """Raise StrategyError unless every file has the sha256 its manifest recorded; return each file's
-    fingerprint (inode, size, mtime, ctime) at that check, for `unchanged` after the load."""
-    seen = {}
-    for path in paths if paths is not None else [files.config, files.checkpoint]:
-        expected = files.sha256.get(path.name)
-        if expected is None:
-            raise StrategyError(f"no sha256 recorded for {path} in the manifest of model '{files.name}'")
-        if not path.exists():
-            raise StrategyError(f"model file missing: {path}")
-        actual, seen[path] = _hash_open(path)
-        if actual != expected:
-            raise StrategyError(
-                f"sha256 mismatch for {path}: manifest says {expected[:12]}..., file is {actual[:12]}... "
-                "(truncated, corrupted or replaced; rebuild or re-download it)"
-            )
-    return seen
-
-
-def unchanged(seen: dict[Path, Fingerprint], when: str) -> None:
-    """Refuse a file whose inode, size, mtime or ctime differ from when its sha256 was checked: what was
-    read (or is about to be mapped) may not be what was verified."""
-    for path, fingerprint in seen.items():
-        try:
-            now = _fingerprint(os.stat(path))
-        except OSError:
-            now = None
-        if now != fingerprint:
-            raise StrategyError(f"{path} changed {when} (inode, size or times differ from its sha256 check): "
-                                "refusing what was read from it")
 
 
 _JEMALLOC_ALL_ARENAS = b"arena.4096.purge"  # MALLCTL_ARENAS_ALL (jemalloc 5): purge every arena
