@@ -37,6 +37,7 @@ SIDE_FILES = {
                  "spoken with; without it XTTS would need a reference recording"),
 }
 TRAINER_ONLY = ("torch_mel_spectrogram_style_encoder", "torch_mel_spectrogram_dvae", "dvae")
+LEGACY_CLASSES = ("XttsConfig", "XttsAudioConfig", "XttsArgs", "BaseDatasetConfig")  # pickled by XTTS releases
 INFERENCE_ALIASES = ("gpt.gpt_inference.", "gpt.gpt.wte.")  # what Xtts.eval() adds to state_dict()
 
 
@@ -148,7 +149,7 @@ def load_without_rewrite(model_path: Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(model_path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "XttsConfig" not in str(exc):
+        if not any(name in str(exc) for name in LEGACY_CLASSES):
             raise StrategyError(load_errors.describe(Path(model_path), exc)) from exc
         raise StrategyError(f"{model_path} is a legacy XTTS checkpoint (its pickle holds an XttsConfig object, not "
                             "only tensors): Coqui would rewrite it in place, so ttsload refuses it; convert it "

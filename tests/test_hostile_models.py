@@ -52,10 +52,13 @@ def built(ttsload_home: Path) -> dict[str, Any]:
     return found
 
 
-def copy_of(files: Any, tmp_path: Path) -> Path:
-    """A user's copy of a fixture folder, manifest included (outside TTSLOAD_HOME: its hashes are not trusted)."""
+def copy_of(files: Any, tmp_path: Path, manifest: bool = False) -> Path:
+    """A user's copy of a fixture folder, as downloaded (no manifest: recorded at first sight), or with the
+    fixture's manifest (outside TTSLOAD_HOME: its hashes are not trusted)."""
     target = tmp_path / "model"
     shutil.copytree(files.checkpoint.parent, target)
+    if not manifest:
+        (target / "manifest.json").unlink()
     return target
 
 
@@ -188,7 +191,7 @@ def test_a_side_file_that_is_not_a_regular_file_is_refused(built, tmp_path: Path
 
 def test_a_folders_own_manifest_never_supplies_its_hashes(built, tmp_path: Path) -> None:
     """Swap the checkpoint and rewrite the folder's manifest to match: the hash recorded at first sight wins."""
-    folder = copy_of(built["coqui"], tmp_path)
+    folder = copy_of(built["coqui"], tmp_path, manifest=True)
     resolve(str(folder))  # first sight
     checkpoint = folder / "model_file.pth"
     data = bytearray(checkpoint.read_bytes())
@@ -201,10 +204,18 @@ def test_a_folders_own_manifest_never_supplies_its_hashes(built, tmp_path: Path)
         make_loader("mmap", "coqui").load(resolve(str(folder)), null_hook)
 
 
+def test_a_file_its_folders_manifest_disagrees_with_at_first_sight_is_refused(built, tmp_path: Path) -> None:
+    folder = copy_of(built["coqui"], tmp_path, manifest=True)
+    checkpoint = folder / "model_file.pth"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:-100])  # damaged before ttsload ever saw the folder
+    with pytest.raises(StrategyError, match="sha256 mismatch for .*model_file.pth"):
+        make_loader("mmap", "coqui").load(resolve(str(folder)), null_hook)
+
+
 @pytest.mark.parametrize("case", sorted(CASES.glob("manifests/*.json")), ids=lambda p: p.stem)
 def test_a_crafted_manifest_is_refused_in_one_line(built, tmp_path: Path, case: Path) -> None:
     spec = json.loads(case.read_text())
-    folder = copy_of(built["coqui"], tmp_path)
+    folder = copy_of(built["coqui"], tmp_path, manifest=True)
     (folder / "manifest.json").write_text(json.dumps(spec["manifest"]))
     with pytest.raises(UsageError) as info:
         resolve(str(folder))
@@ -302,9 +313,18 @@ def test_a_legacy_xtts_checkpoint_is_refused_and_never_rewritten(built, tmp_path
 
     folder = copy_of(built["xtts"], tmp_path)
     checkpoint = folder / "model.pth"
+    from TTS.tts.configs.xtts_config import XttsArgs, XttsAudioConfig
+
     state = torch.load(checkpoint, weights_only=True)
-    state["config"] = XttsConfig()  # what original XTTS releases pickled
-    torch.save(state, checkpoint)
+    state["config"] = XttsConfig()  # what original XTTS releases pickled, with their classes' module of then
+    moved = {cls: cls.__module__ for cls in (XttsAudioConfig, XttsArgs)}
+    try:
+        for cls in moved:
+            cls.__module__ = "TTS.tts.models.xtts"
+        torch.save(state, checkpoint)
+    finally:
+        for cls, module in moved.items():
+            cls.__module__ = module
     before = sha256_of(checkpoint)
     with pytest.raises(StrategyError) as info:
         make_loader("eager", "xtts").load(resolve(str(folder)), null_hook)
