@@ -12,6 +12,7 @@ import shutil
 import stat
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +42,23 @@ class Payload:
 
 
 @pytest.fixture(scope="module")
-def built(ttsload_home: Path) -> dict[str, Any]:
-    """The tiny fixture of each family, with its inference artifact exported (so `artifact` loads too)."""
+def built(ttsload_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The tiny fixture of each family, with its inference artifact exported (so `artifact` loads too), in a
+    TTSLOAD_HOME of this module's own: other tests resolve the session's fixtures without artifacts."""
     from ttsload.bench.commands.export import export
 
-    found = {}
-    for family, name in TINY.items():
-        found[family] = build(name)
-        export(found[family])
-    return found
+    home = tmp_path_factory.mktemp("hostile-home")
+    for name in TINY.values():  # built once in the session's home, copied here
+        folder = build(name).checkpoint.parent
+        shutil.copytree(folder, home / "models" / folder.name)
+    os.environ["TTSLOAD_HOME"] = str(home)
+    try:
+        found = {family: build(name) for family, name in TINY.items()}
+        for files in found.values():
+            export(files)
+        yield found
+    finally:
+        os.environ["TTSLOAD_HOME"] = str(ttsload_home)
 
 
 def copy_of(files: Any, tmp_path: Path, manifest: bool = False) -> Path:
