@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import abc
 import ctypes
-import hashlib
 import os
 import threading
 import zlib
@@ -20,6 +19,13 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
+
+# Defined in integrity.py, re-exported here where loaders and plugins have always found them.
+from ttsload.strategies.integrity import Fingerprint as Fingerprint
+from ttsload.strategies.integrity import StrategyError as StrategyError
+from ttsload.strategies.integrity import sha256_of as sha256_of
+from ttsload.strategies.integrity import unchanged as unchanged
+from ttsload.strategies.integrity import verify_files as verify_files
 
 
 class Hook(Protocol):
@@ -34,10 +40,6 @@ class Hook(Protocol):
 
 def null_hook(event: str, t: float | None = None, **fields: Any) -> None:
     """A hook for callers that do not measure (tests, library use)."""
-
-
-class StrategyError(Exception):
-    """A strategy could not load or serve the model; the message is one line naming what and where."""
 
 
 class UnknownStrategy(ValueError):
@@ -113,36 +115,6 @@ class Audio:
     @property
     def seconds(self) -> float:
         return len(self.wav) / self.sample_rate
-
-
-# --- integrity: runs before any checkpoint byte is unpickled -----------------------------------------
-
-_CHUNK = 1 << 20
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, streamed so large checkpoints do not need their size in RAM."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def verify_files(files: ModelFiles, paths: list[Path] | None = None) -> None:
-    """Raise StrategyError unless every file has the sha256 its manifest recorded."""
-    for path in paths if paths is not None else [files.config, files.checkpoint]:
-        expected = files.sha256.get(path.name)
-        if expected is None:
-            raise StrategyError(f"no sha256 recorded for {path} in the manifest of model '{files.name}'")
-        if not path.is_file():
-            raise StrategyError(f"model file missing: {path}")
-        actual = sha256_of(path)
-        if actual != expected:
-            raise StrategyError(
-                f"sha256 mismatch for {path}: manifest says {expected[:12]}..., file is {actual[:12]}... "
-                "(truncated, corrupted or replaced; rebuild or re-download it)"
-            )
 
 
 _JEMALLOC_ALL_ARENAS = b"arena.4096.purge"  # MALLCTL_ARENAS_ALL (jemalloc 5): purge every arena
@@ -281,19 +253,26 @@ class PhasedLoader(Loader):
     def load(self, files: ModelFiles, hook: Hook) -> LoadedModel:
         hook("load_start", loader=self.name)
         paths = [files.config, *self.weight_files(files)]
-        self.verify_phase(files, paths)
+        seen = self.verify_phase(files, paths)
         hook("verify_done")
         model = self.construct_phase(files)
         hook("construct_done", **self.construct_facts())
+        unchanged(seen, "after it was verified")  # before mapping: a truncated mapped file would SIGBUS
         model = self.weights_phase(model, files)
+        unchanged(seen, "while it was loaded")
         info = {"params": self.describe(model)["params"], "file_bytes": sum(p.stat().st_size for p in paths)}
         info.update(self.convert_phase(model))
         info["dtypes"] = self.describe(model)["dtypes"]  # what stays resident, after any conversion
         hook("weights_done", **info)
         return self.ready(model, files, info)
 
-    def verify_phase(self, files: ModelFiles, paths: list[Path]) -> None:
-        verify_files(files, paths)
+    def verify_phase(self, files: ModelFiles, paths: list[Path]) -> dict[Path, Fingerprint]:
+        """sha256 of every file read, then the files the configs name (read by ttsload's safe code first)."""
+        from ttsload.strategies import side_files
+
+        seen = verify_files(files, paths)
+        side_files.check(files)
+        return seen
 
     def construct_phase(self, files: ModelFiles) -> Any:
         try:

@@ -76,13 +76,20 @@ class CoquiModel:
 
 
 def load_coqui_config(path: Any) -> Any:
-    """Coqui's config loader, with its errors turned into one line naming the file."""
+    """Coqui's config loader, with its errors turned into one line naming the file; every file the config
+    names is pointed at the copy ttsload verified (side_files.pin), or refused."""
+    from pathlib import Path
+
     from TTS.config import load_config
 
+    from ttsload.strategies import side_files
+
     try:
-        return load_config(str(path))
+        config = load_config(str(path))
     except Exception as exc:  # Coqui raises many types for a bad config
         raise StrategyError(f"cannot read Coqui config {path}: {type(exc).__name__}: {exc}") from exc
+    side_files.pin(config, Path(path))
+    return config
 
 
 def construct(config: Any, mode: str = "init", setup: Callable[[Any], Any] | None = None) -> Any:

@@ -29,6 +29,8 @@ def _config_json(folder: Path) -> dict | None:
     """The folder's config.json as a dict, or None (absent, unreadable, not a JSON object)."""
     import json
 
+    if not (folder / "config.json").is_file():  # a FIFO or device named config.json is never opened
+        return None
     try:
         data = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError):

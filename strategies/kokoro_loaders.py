@@ -13,7 +13,9 @@ convolutions run in bf16: the lever on CPUs with bf16 units (AMX, avx512_bf16).
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,16 +23,19 @@ from ttsload.strategies import kokoro, precision
 from ttsload.strategies.base import ModelFiles, PhasedLoader
 
 
-def _empty_checkpoint() -> Path:
-    """A file holding torch.save({}): KModel's constructor loads from it, so nothing is read twice."""
+@contextlib.contextmanager
+def empty_checkpoint() -> Iterator[Path]:
+    """A file holding torch.save({}) for KModel's constructor to load, so nothing is read twice.
+
+    It lives in a private directory (mode 0700, unpredictable name) removed afterwards: a fixed name in the
+    shared temp folder could be planted by another user with a pickle that KModel's loader would read.
+    """
     import torch
 
-    path = Path(tempfile.gettempdir()) / "ttsload-kokoro-empty.pth"
-    if not path.is_file():
-        partial = path.with_suffix(f".{id(path)}.tmp")
-        torch.save({}, partial)
-        partial.replace(path)
-    return path
+    with tempfile.TemporaryDirectory(prefix="ttsload-kokoro-") as private:
+        path = Path(private) / "empty.pth"
+        torch.save({}, path)
+        yield path
 
 
 class KokoroLoader(PhasedLoader):
@@ -47,7 +52,8 @@ class KokoroLoader(PhasedLoader):
         return kokoro.import_runtime(threads)
 
     def construct(self, files: ModelFiles) -> Any:
-        return kokoro.construct(kokoro.read_config(files.config), _empty_checkpoint(), self.construct_mode)
+        with empty_checkpoint() as empty:
+            return kokoro.construct(kokoro.read_config(files.config), empty, self.construct_mode)
 
     def construct_facts(self) -> dict[str, Any]:
         return {"mode": self.construct_mode}

@@ -37,6 +37,7 @@ SIDE_FILES = {
                  "spoken with; without it XTTS would need a reference recording"),
 }
 TRAINER_ONLY = ("torch_mel_spectrogram_style_encoder", "torch_mel_spectrogram_dvae", "dvae")
+LEGACY_CLASSES = ("XttsConfig", "XttsAudioConfig", "XttsArgs", "BaseDatasetConfig")  # pickled by XTTS releases
 INFERENCE_ALIASES = ("gpt.gpt_inference.", "gpt.gpt.wte.")  # what Xtts.eval() adds to state_dict()
 
 
@@ -133,6 +134,30 @@ def finish_for_inference(model: Any, files: ModelFiles) -> Any:
     model.gpt.init_gpt_for_inference(kv_cache=model.args.kv_cache, use_deepspeed=False)
     model.gpt.eval()
     return model
+
+
+def load_without_rewrite(model_path: Path) -> dict[str, Any]:
+    """`Xtts._load_checkpoint` without its legacy branch, which unpickles an XttsConfig and writes the
+    converted checkpoint back over the user's model.pth (the next run would then fail its sha256).
+    ttsload never writes into a model folder: a legacy checkpoint is refused in one line."""
+    import pickle
+
+    import torch
+
+    from ttsload.strategies import load_errors
+
+    try:
+        checkpoint = torch.load(model_path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if not any(name in str(exc) for name in LEGACY_CLASSES):
+            raise StrategyError(load_errors.describe(Path(model_path), exc)) from exc
+        raise StrategyError(f"{model_path} is a legacy XTTS checkpoint (its pickle holds an XttsConfig object, not "
+                            "only tensors): Coqui would rewrite it in place, so ttsload refuses it; convert it "
+                            "once outside ttsload and record the new file") from exc
+    state = checkpoint.get("model") if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise StrategyError(f"{model_path} holds no state dict (expected a 'model' entry)")
+    return state
 
 
 def max_new_tokens(files: ModelFiles) -> int:

@@ -78,6 +78,7 @@ class XttsEagerLoader(XttsLoader):
 
     def fill(self, model: Any, files: ModelFiles) -> Any:
         require_weights_only()
+        model._load_checkpoint = xtts.load_without_rewrite  # Coqui's rewrites a legacy model.pth in place
         model.load_checkpoint(model.config, checkpoint_dir=str(files.checkpoint.parent),
                               checkpoint_path=str(files.checkpoint), vocab_path=str(xtts.side_file(files, "vocab")),
                               speaker_file_path=str(xtts.side_file(files, "speakers")), eval=True, strict=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ttsload
+from ttsload.bench.errors import UsageError
 from ttsload.bench.fixtures import build, resolve
 from ttsload.strategies.base import StrategyError, null_hook
 from ttsload.strategies.registry import make_loader
@@ -105,15 +106,17 @@ def test_missing_checkpoint_names_it(folder: Path) -> None:
 
 
 def test_a_symlinked_checkpoint_is_followed_and_verified(folder: Path, tmp_path: Path) -> None:
-    """Hugging Face's cache links snapshot files to blobs outside the folder: ttsload follows links and
+    """Hugging Face's cache links snapshot files to blobs next to the snapshots: ttsload follows such links and
     checks the target's sha256, so a link swapped to another file is caught like a changed file."""
-    blobs = tmp_path / "blobs"
+    snapshot = tmp_path / "models--org--tiny" / "snapshots" / "rev"
+    shutil.copytree(folder, snapshot)
+    blobs = tmp_path / "models--org--tiny" / "blobs"
     blobs.mkdir()
-    path = checkpoint(folder)
+    path = checkpoint(snapshot)
     blob = blobs / "weights.bin"
     shutil.move(path, blob)
     path.symlink_to(blob)
-    files = resolve(str(folder))
+    files = resolve(str(snapshot))
     make_loader("mmap", "coqui").load(files, null_hook)
     other = blobs / "other.bin"
     data = blob.read_bytes()
@@ -122,6 +125,14 @@ def test_a_symlinked_checkpoint_is_followed_and_verified(folder: Path, tmp_path:
     path.symlink_to(other)
     with pytest.raises(StrategyError, match="sha256 mismatch"):
         make_loader("mmap", "coqui").load(files, null_hook)
+
+
+def test_a_link_out_of_the_folder_is_refused(folder: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere.pth"
+    shutil.move(checkpoint(folder), elsewhere)
+    (folder / "model_file.pth").symlink_to(elsewhere)
+    with pytest.raises(UsageError, match=r"model_file\.pth \(role 'checkpoint'\) links to .*outside the model folder"):
+        resolve(str(folder))
 
 
 def test_the_run_records_one_line_and_logs_the_full_text(folder: Path, tmp_path: Path) -> None:

@@ -9,8 +9,9 @@ works on the same `--model` afterwards.
 
 from __future__ import annotations
 
-import os
+import json
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ def export(files: ModelFiles, out: Path | None = None) -> tuple[Path, dict[str, 
         raise UsageError(f"no inference artifact for {files.family} models ('{files.name}'): see the README's "
                          "'Inference artifact' section for why") from None
     out = out or artifacts.default_dir(files, fixtures.home())
+    replaceable(out, files)
     start = time.monotonic()
     loader = make_loader("mmap", files.family)
     loader.import_runtime(None)
@@ -46,9 +48,8 @@ def export(files: ModelFiles, out: Path | None = None) -> tuple[Path, dict[str, 
         raise UsageError(f"cannot load '{files.name}' to export it: {exc}") from None
     source_params = loaded.info.get("params")
     state, facts = target_class.inference_state(loaded)  # type: ignore[attr-defined]
-    staging = out.with_name(out.name + f".building-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))  # never an existing folder
     padding = artifact.write_aligned(state, staging / artifact.ARTIFACT_FILE, {"format": "pt"})
     roles = {"checkpoint": artifact.ARTIFACT_FILE, artifact.ROLE: artifact.ARTIFACT_FILE}
     for role in COPIED_ROLES:
@@ -63,7 +64,40 @@ def export(files: ModelFiles, out: Path | None = None) -> tuple[Path, dict[str, 
     carried = {key: files.meta[key] for key in CARRIED_META if key in files.meta}
     fixtures.write_manifest(staging, files.name, {"family": files.family, "roles": roles, "artifact": section,
                                                   **carried, **fixtures._versions()})
-    shutil.rmtree(out, ignore_errors=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging.rename(out)
+    _swap_in(staging, out, files)
     return out, {**section, "export_s": round(time.monotonic() - start, 2)}
+
+
+def _previous_export(folder: Path, files: ModelFiles) -> bool:
+    """`folder` holds an artifact ttsload exported from the same checkpoint (same sha256), and nothing else."""
+    try:
+        manifest = json.loads((folder / artifacts.MANIFEST).read_text())
+        section = manifest["artifact"]
+        same = section["source_sha256"].get(files.checkpoint.name) == files.sha256.get(files.checkpoint.name)
+        listed = set(manifest["files"]) | {artifacts.MANIFEST}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return same and section.get("source_family") == files.family and {p.name for p in folder.iterdir()} <= listed
+
+
+def replaceable(out: Path, files: ModelFiles) -> None:
+    """Export writes only into a new or empty folder, or over its own earlier export of the same model."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise UsageError(f"--out {out} exists and is not a folder: refusing to replace it")
+    if out.is_dir() and any(out.iterdir()) and not _previous_export(out, files):
+        raise UsageError(f"--out {out} is a non-empty folder that is not an earlier export of '{files.name}': "
+                         "refusing to delete it; choose a new or empty folder")
+
+
+def _swap_in(staging: Path, out: Path, files: ModelFiles) -> None:
+    """Put the finished export at `out`; an earlier export of the same model there is removed, nothing else."""
+    replaceable(out, files)  # again: the folder may have changed during the export
+    if out.is_dir() and any(out.iterdir()):
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        out.rename(old / "export")
+        staging.rename(out)
+        shutil.rmtree(old)
+        return
+    if out.is_dir():
+        out.rmdir()
+    staging.rename(out)

@@ -7,6 +7,7 @@ written once, of random bytes, and dropped from the cache by the cell before eac
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 MODES = ("warm", "cold")
@@ -15,9 +16,19 @@ _CHUNK = 8 * 2**20
 
 
 def prepare(paths: list[Path], mode: str) -> None:
-    """warm: read every byte once so the cell finds it cached. cold: ask the kernel to drop it."""
+    """warm: read every byte once so the cell finds it cached. cold: ask the kernel to drop it.
+
+    Only regular files are touched: a FIFO or a device (/dev/zero) would block or never end here, outside
+    any deadline; the cell's sha256 check then refuses it in one line. A missing file is left to it too.
+    """
     for path in paths:
-        with open(path, "rb") as handle:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO's open would wait for a writer
+        except OSError:
+            continue
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                continue
             if mode == "warm":
                 while handle.read(1 << 22):
                     pass
