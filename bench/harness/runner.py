@@ -64,26 +64,27 @@ def run_cell(cell: Cell, options: CellOptions, log_path: Path,
             "limits": _limits(cell, options)}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     limit = MemoryLimit(cell.plan.memory_limit_mb, file_safe(cell.id)) if cell.plan.memory_limit_mb else None
+    log = open(log_path, "wb")  # an unwritable results folder stops the run (cmd_run), not this cell
     read_fd, write_fd = os.pipe()
     spec_fd = procs.spec_fd(spec)
     try:
-        with open(log_path, "wb") as log:
-            t0 = time.monotonic()
-            # The log path is in the command line only so that `ps` tells which run a cell belongs to.
-            command = procs.python_module(CELL_MODULE, str(spec_fd), str(write_fd), str(log_path),
-                                          interpreter_args=options.interpreter_args)
-            proc = subprocess.Popen(
-                [*options.command_prefix, *command],
-                pass_fds=(spec_fd, write_fd), stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, env=_cell_environment(cell.strategy),
-                preexec_fn=limit.preexec if limit else None,
-            )
+        t0 = time.monotonic()
+        # The log path is in the command line only so that `ps` tells which run a cell belongs to.
+        command = procs.python_module(CELL_MODULE, str(spec_fd), str(write_fd), str(log_path),
+                                      interpreter_args=options.interpreter_args)
+        proc = subprocess.Popen(
+            [*options.command_prefix, *command],
+            pass_fds=(spec_fd, write_fd), stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, env=_cell_environment(cell.strategy),
+            preexec_fn=limit.preexec if limit else None,
+        )
     except OSError as exc:  # the process never started (argument list too long, a missing profiler, ...)
         os.close(read_fd)
         if limit:
             limit.close()
         return _not_started(cell, exc)
     finally:
+        log.close()
         os.close(spec_fd)
         os.close(write_fd)
     if limit:
