@@ -177,8 +177,10 @@ def _one_line(exc: BaseException) -> str:
 
 # --- gunicorn server hooks (this module is also gunicorn's config) ---
 
-if ENV in os.environ and "parent_pid" in settings():  # imported as gunicorn's config, in the master
-    die_with_parent(settings()["parent_pid"])  # a killed cell or harness takes its server along
+# Imported as gunicorn's config in the master, whose parent started it: a killed cell or harness takes its
+# server along. (Any other process that imports this module, e.g. a worker's spawned helper, is left alone.)
+if ENV in os.environ and os.getppid() == settings().get("parent_pid"):
+    die_with_parent(settings()["parent_pid"])
 
 
 def post_fork(server: Any, worker: Any) -> None:
