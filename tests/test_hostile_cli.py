@@ -111,15 +111,21 @@ def test_a_second_run_on_a_locked_folder_stops_in_one_line(tiny, ttsload_home, t
     assert FolderLock(out)  # free again once the holder lets go (the kernel frees it when a run dies, too)
 
 
-def test_a_cell_whose_spec_is_over_the_argv_limit_runs(tiny, tmp_path):
-    """2000 texts (~230 KB of spec): the exec failed with E2BIG and the run said 'cannot write results'."""
+@pytest.mark.parametrize("scenario", ["spec-over-argv-limit.toml", "http-spec-over-argv-limit.toml"])
+def test_a_cell_whose_spec_is_over_the_argv_limit_runs(tiny, tmp_path, scenario):
+    """2000 texts (~230 KB of spec, and of the http load generator's job): the exec failed with E2BIG and the
+    run said 'cannot write results'."""
     out = tmp_path / "out"
-    done = ttsload("run", "--scenario", str(CASES / "spec-over-argv-limit.toml"), "--model", "vits-tiny",
-                   "--strategy", "singleton", "--repeat", "1", "--out", str(out), "--no-history")
+    done = ttsload("run", "--scenario", str(CASES / scenario), "--model", "vits-tiny",
+                   "--strategy", "singleton", "--repeat", "1", "--out", str(out), "--no-history",
+                   env={"GUNICORN_CMD_ARGS": "--max-requests 1"})
     assert done.returncode == 0, done.stderr[-3000:]
-    run = json.loads((out / "results.jsonl").read_text().splitlines()[0])
-    assert len(json.dumps(run["options"]["texts"])) > 128 * 1024
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(json.dumps(records[0]["options"]["texts"])) > 128 * 1024
     assert "cannot write results" not in done.stderr
+    if scenario.startswith("http"):  # the server-tuning variable is kept from gunicorn, and the result says so
+        (ready,) = [r for r in records if r.get("event") == "ready"]
+        assert ready["server_env_removed"] == ["GUNICORN_CMD_ARGS"]
 
 
 def test_a_cell_that_cannot_start_is_a_failed_cell_saying_so(tiny, tmp_path):
