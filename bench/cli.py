@@ -8,9 +8,10 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ttsload import __version__
+from ttsload.bench import bounds
 from ttsload.bench.commands import doctor, fuzz_http
 from ttsload.bench.commands import gate as gate_command
 from ttsload.bench.commands import noise as noise_command
@@ -20,15 +21,15 @@ from ttsload.bench.scenario import corpus
 EXIT_OK, EXIT_CELL_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return number
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag gets one line on stderr (the usage block is in --help), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="ttsload", description="Measure how to load and serve Coqui TTS models.")
+    top = OneLineParser(prog="ttsload", description="Measure how to load and serve Coqui TTS models.")
     top.add_argument("--version", action="version", version=f"ttsload {__version__}")
     sub = top.add_subparsers(dest="command", required=True)
 
@@ -39,19 +40,21 @@ def parser() -> argparse.ArgumentParser:
                                         "the scenario's, else naive,singleton,mmap,quantized,subprocess-worker)")
     run.add_argument("--model", help="comma list of fixture names or Coqui model paths (default: the scenario's, "
                                      "else vits)")
-    run.add_argument("--requests", type=_positive, help="requests per cell, or per load phase of a scenario "
-                                                         "(default: the scenario's; single: 10)")
-    run.add_argument("--repeat", type=_positive, help="fresh-process repetitions per cell (default: the scenario's, "
-                                                      "else 3)")
+    run.add_argument("--requests", type=bounds.requests_arg,
+                     help="requests per cell, or per load phase of a scenario (default: the scenario's; single: 10)")
+    run.add_argument("--repeat", type=bounds.repeat_arg,
+                     help="fresh-process repetitions per cell (default: the scenario's, else 3)")
     run.add_argument("--resume", type=Path, metavar="DIR",
                      help="continue the run in DIR: cells that finished ok there are skipped, the rest run")
     run.add_argument("--cache", choices=("warm", "cold"), default="warm", help="page cache of model files")
     run.add_argument("--out", type=Path, help="results folder (default results/<date-time>)")
-    run.add_argument("--threads", type=_positive, help="torch threads per process (default: torch's own)")
-    run.add_argument("--timeout", type=float, help="deadline per cell in seconds (default: the scenario's, else 900)")
-    run.add_argument("--interval", type=float, default=0.05, help="memory sampling interval in seconds")
-    run.add_argument("--corpus-seed", type=int, help="seed of the text corpus (default: the scenario's, else 0)")
-    run.add_argument("--memory-limit", type=_positive, metavar="MB",
+    run.add_argument("--threads", type=bounds.threads_arg, help="torch threads per process (default: torch's own)")
+    run.add_argument("--timeout", type=bounds.timeout_arg,
+                     help="deadline per cell in seconds, at most a week (default: the scenario's, else 900)")
+    run.add_argument("--interval", type=bounds.interval_arg, default=0.05, help="memory sampling interval in seconds")
+    run.add_argument("--corpus-seed", type=bounds.seed_arg,
+                     help="seed of the text corpus (default: the scenario's, else 0)")
+    run.add_argument("--memory-limit", type=bounds.memory_arg, metavar="MB",
                      help="memory limit on each cell's process tree (cgroup v1/v2, else RLIMIT_AS; default: none, "
                           "or the faults scenario's for its oom drill)")
     run.add_argument("--history", type=Path, help="history store to append to (default $TTSLOAD_HOME/history.jsonl)")
@@ -82,9 +85,9 @@ def parser() -> argparse.ArgumentParser:
     prof.add_argument("--model", default="vits", help="comma list of fixture names or Coqui model paths")
     prof.add_argument("--scenario", default="single", help="scenario to profile (default single)")
     prof.add_argument("--out", type=Path, help="results folder (default results/<date-time>)")
-    prof.add_argument("--threads", type=_positive, help="torch threads per process (default: torch's own)")
-    prof.add_argument("--timeout", type=float, default=900.0, help="deadline per profiled cell in seconds")
-    prof.add_argument("--corpus-seed", type=int, default=0, help="seed of the text corpus")
+    prof.add_argument("--threads", type=bounds.threads_arg, help="torch threads per process (default: torch's own)")
+    prof.add_argument("--timeout", type=bounds.timeout_arg, default=900.0, help="deadline per profiled cell in seconds")
+    prof.add_argument("--corpus-seed", type=bounds.seed_arg, default=0, help="seed of the text corpus")
 
     models = sub.add_parser("models", help="build or list the model fixtures")
     models_sub = models.add_subparsers(dest="models_command", required=True)

@@ -13,7 +13,6 @@ one write of the inputs.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from collections import defaultdict
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ttsload.bench import atomic
 from ttsload.bench.cells import CellKey
 from ttsload.bench.errors import UsageError
 from ttsload.bench.results import RESULTS, ResultStore
@@ -127,11 +127,9 @@ def _check_duplicates(rows: list[dict[str, Any]]) -> None:
 
 def _write(out: Path, lines: list[str], folders: list[Path]) -> None:
     """results.jsonl replaced atomically, summary.csv rebuilt, the cells' logs copied."""
-    out.mkdir(parents=True, exist_ok=True)
-    temporary = out / (RESULTS + ".tmp")
-    temporary.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    os.replace(temporary, out / RESULTS)
-    ResultStore(out).write_summary()
+    store = ResultStore(out)  # holds the folder's lock while it is rewritten
+    atomic.write_text(out / RESULTS, "".join(line + "\n" for line in lines))
+    store.write_summary()
     for folder in folders:
         if folder.resolve() == out.resolve() or not (folder / LOGS).is_dir():
             continue

@@ -1,8 +1,8 @@
 """The result store: append-only JSON lines (schema-versioned) plus summary.csv, flushed per cell.
 
 A run folder can be rebuilt into tables from `results.jsonl` alone; summary.csv is rewritten
-atomically after every cell from all cell records in the file, so an interrupted run keeps
-everything that finished.
+atomically (bench.atomic.replacing) after every cell from all cell records in the file, so an interrupted
+run keeps everything that finished. One writer at a time: the store holds the folder's lock.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ttsload.bench.analysis.metrics import COLUMNS
+from ttsload.bench.atomic import FolderLock, replacing
 
 SCHEMA_VERSION = 1
 RESULTS = "results.jsonl"
@@ -22,9 +23,12 @@ SUMMARY = "summary.csv"
 
 
 class ResultStore:
-    def __init__(self, out: Path):
+    """The writer of one results folder; it holds the folder's lock (bench.atomic.FolderLock) while it lives,
+    so a second run on the same folder stops at once with one line instead of interleaving with the first."""
+
+    def __init__(self, out: Path, flag: str = "--out"):
         self.out = out
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.lock = FolderLock(out, flag)
         self.path = out / RESULTS
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
@@ -52,13 +56,11 @@ class ResultStore:
     def write_summary(self) -> Path:
         rows = self.cell_rows()
         target = self.out / SUMMARY
-        temporary = target.with_suffix(".csv.tmp")
         extra = sorted({k for r in rows for k in r} - set(COLUMNS) - {"type", "schema"})
-        with open(temporary, "w", newline="", encoding="utf-8") as handle:
+        with replacing(target, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=COLUMNS + extra, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(temporary, target)
         return target
 
 

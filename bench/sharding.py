@@ -27,6 +27,7 @@ from ttsload.bench.errors import UsageError
 
 GROUPINGS = ("config", "cell")  # a unit is a configuration with all its repetitions, or one repetition
 INDEX_VARIABLE = "JOB_COMPLETION_INDEX"  # Kubernetes Indexed Jobs; `--shard env/N` reads it
+MAX_SHARDS = 10_000
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,10 @@ def parse(text: str, environ: dict[str, str] | None = None) -> Shard:
         if INDEX_VARIABLE not in environ:
             raise UsageError(f"--shard {text}: ${INDEX_VARIABLE} is not set (Kubernetes sets it in Indexed Jobs)")
         index = environ[INDEX_VARIABLE]
-    if not (index.strip().isdigit() and count.strip().isdigit()):
+    if not all(part.strip().isascii() and part.strip().isdigit() for part in (index, count)):  # '²'.isdigit()
         raise UsageError(f"--shard {text}: expected I/N with whole numbers (0-based I, e.g. 0/3 1/3 2/3), or env/N")
+    if int(count) > MAX_SHARDS:
+        raise UsageError(f"--shard {text}: at most {MAX_SHARDS} shards")
     shard = Shard(int(index), int(count))
     if shard.count < 1 or not 0 <= shard.index < shard.count:
         raise UsageError(f"--shard {text}: the index is 0-based, 0..{max(shard.count - 1, 0)} for {shard.count} "

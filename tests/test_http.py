@@ -162,5 +162,5 @@ def test_a_scenarios_http_table_sets_the_limits_in_every_cells_plan(tiny, tmp_pa
     assert cell.plan.http_limits == HttpLimits(max_text_chars=300, queue=2, request_timeout_s=30)
     assert Plan.from_json(cell.plan.to_json()) == cell.plan
     path.write_text('summary = "x"\nkind = "http"\n[http]\nqueue = 0\n')
-    with pytest.raises(ScenarioError, match=r"limits.toml: http.queue: expected an integer >= 1, got 0$"):
+    with pytest.raises(ScenarioError, match=r"limits.toml: http.queue: expected an integer from 1 to 1024, got 0$"):
         scenarios.load(str(path))

@@ -169,5 +169,5 @@ def test_sigterm_keeps_finished_cells_and_kills_the_running_one(tiny, ttsload_ho
     kept = rows(out)
     assert 1 <= len(kept) < 6 and all(r["status"] == "ok" for r in kept)
     left = [p for p in psutil.process_iter(["cmdline"])
-            if "ttsload.bench.cell" in (line := " ".join(p.info["cmdline"] or [])) and str(ttsload_home) in line]
+            if "ttsload.bench.cell" in (line := " ".join(p.info["cmdline"] or [])) and str(out) in line]
     assert not left, [p.pid for p in left]

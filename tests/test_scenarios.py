@@ -222,7 +222,7 @@ def test_bad_scenario_on_the_command_line(tmp_path):
     done = ttsload("run", "--scenario", str(path), "--model", "vits-tiny")
     assert done.returncode == 2
     assert done.stderr.strip() == (f"ttsload: error: {path}: workers.counts: expected a list of at least 1 item(s), "
-                                   "each an integer >= 1, got 'many'")
+                                   "each an integer from 1 to 256, got 'many'")
     unknown = ttsload("run", "--scenario", "no-such-scenario")
     assert unknown.returncode == 2 and "unknown scenario 'no-such-scenario'" in unknown.stderr
 

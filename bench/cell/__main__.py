@@ -1,4 +1,4 @@
-"""`python -P -m ttsload.bench.cell SPEC_JSON EVENTS_FD`: the measured process (see entry.py)."""
+"""`python -P -m ttsload.bench.cell SPEC_FD EVENTS_FD LOG_PATH`: the measured process (see entry.py)."""
 
 import sys
 

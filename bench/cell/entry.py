@@ -1,7 +1,10 @@
 """What runs inside one measured process: start the strategy, serve the requests, report events.
 
-Started by the runner as `python -P -m ttsload.bench.cell SPEC_JSON EVENTS_FD`. Events go out as JSON lines
-on the inherited pipe EVENTS_FD (stdout and stderr are free for library chatter and go to a log).
+Started by the runner as `python -P -m ttsload.bench.cell SPEC_FD EVENTS_FD LOG_PATH`: the spec (JSON) is read
+from the inherited descriptor SPEC_FD (bench.procs.spec_fd); events go out as JSON lines on the inherited pipe
+EVENTS_FD (stdout and stderr are free for library chatter and go to LOG_PATH, named only for `ps`).
+The whole process group ends when the runner is gone (`watch_runner`), so a killed harness leaves no cell,
+pool worker or server tree behind.
 After the last request the process waits on stdin, so the runner can take the steady-state
 memory reading of a process tree that is alive and idle. Kept light: torch and Coqui are only
 imported by the strategy, inside the timed imports phase; the machine's memcpy and read bandwidth
@@ -13,6 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import select
+import signal
+import stat
 import sys
 import threading
 import time
@@ -23,6 +29,7 @@ from typing import Any, TextIO
 from ttsload.bench.cell.cputime import tree_cpu_s
 from ttsload.bench.cell.kinds import steady_then_trimmed
 from ttsload.bench.plan import Plan
+from ttsload.bench.procs import read_spec
 
 
 class EventPipe:
@@ -92,9 +99,33 @@ def serve(spec: dict[str, Any], hook: EventPipe) -> None:
     topology.close()
 
 
+def watch_runner(events_fd: int) -> bool:
+    """Kill this cell's process group (the cell, its workers, a gunicorn tree, a load generator) once the runner
+    is gone: the runner holds the only read end of the events pipe, and the kernel reports POLLERR on a write end
+    with no reader. Blocking in poll costs no CPU in the measured process. False when the fd is not a pipe."""
+    if not stat.S_ISFIFO(os.fstat(events_fd).st_mode):
+        return False
+    watched = os.dup(events_fd)  # never closed by anyone else, so the number cannot be reused under us
+
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(watched, select.POLLERR)
+        while True:
+            for _, flags in poller.poll():
+                if flags & select.POLLERR:
+                    os.killpg(0, signal.SIGKILL)
+                if flags & select.POLLNVAL:
+                    return
+
+    threading.Thread(target=watch, name="runner-watch", daemon=True).start()
+    return True
+
+
 def main(argv: list[str]) -> int:
-    spec = json.loads(argv[1])
-    hook = EventPipe(os.fdopen(int(argv[2]), "w", buffering=1))
+    events_fd = int(argv[2])
+    watch_runner(events_fd)
+    hook = EventPipe(os.fdopen(events_fd, "w", buffering=1))
+    spec = read_spec(int(argv[1]))
     hook("started")
     try:
         if spec.get("limits"):  # before any import of the strategy: stdlib only

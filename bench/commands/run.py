@@ -149,7 +149,10 @@ def _finished(out: Path, machine_class: str, plan: str) -> set[str]:
 
 def _check_resume(out: Path, options: dict[str, Any]) -> None:
     """Refuse, naming the option, to resume a folder whose run was made with different measuring options."""
-    before = load_records(out, "run")[0].get("options", {})
+    runs = load_records(out, "run")
+    if not runs:
+        return  # _finished says there is no run to resume
+    before = runs[0].get("options", {})
     for key in SAME_ON_RESUME:
         if key in before and before[key] != options.get(key):
             flag = "--" + key.replace("_", "-")
@@ -161,6 +164,11 @@ def _check_resume(out: Path, options: dict[str, Any]) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     out = args.resume or args.out or Path("results") / time.strftime("%Y%m%d-%H%M%S")
+    flag = "--resume" if args.resume else "--out"
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{flag} {out}: is a file, not a folder")
+    if args.resume and not (out / "results.jsonl").is_file():
+        raise UsageError(f"--resume {out}: no ttsload run there (no {out / 'results.jsonl'})")
     shard = sharding.parse(args.shard) if args.shard else None
     tools = profile.parse_tools(args.profile) if args.profile else []
     batches = prepare(args, out, [])
@@ -172,6 +180,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.list_cells:
         print(shardplan.listing(options["plan_hash"], keys, shard_of, durations, shard, args.shard_by), end="")
         return 0
+    store = ResultStore(out, flag)  # the folder's lock, held to the end: a second run there stops here
     environment_record = environment.collect(machine=args.machine)
     stamp = {"machine": environment_record["machine"], "machine_class": environment_record["machine_class"]}
     run_id = time.strftime("%Y%m%d-%H%M%S") + (f"-{shardplan.slug(stamp['machine'])}-s{shard}".replace("/", "of")
@@ -179,7 +188,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         _check_resume(out, options)  # names the measuring option that differs, before the plan hash says "differs"
     finished = _finished(out, stamp["machine_class"], options["plan_hash"]) if args.resume else set()
-    store = ResultStore(out)
     for tool in tools:  # said now, not after the timed cells; the run goes on without that tool
         if problem := profile.unavailable(tool):
             ui.console.print(f"ttsload: {problem}; the timed run continues without {tool}")

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ttsload.bench import procs
 from ttsload.bench.analysis.scenario_summary import phase_records
 from ttsload.bench.analysis.summary import summarize
 from ttsload.bench.cells import Cell, CellOutcome, file_safe
 from ttsload.bench.harness import hostspeed, pagecache
 from ttsload.bench.harness.memlimit import MemoryLimit
 from ttsload.bench.harness.probes import TreeSampler, read_tree
-from ttsload.bench.procs import python_module
 from ttsload.strategies.base import ModelFiles
 
 CELL_MODULE = "ttsload.bench.cell"  # its __main__ runs one measured cell
@@ -62,21 +62,33 @@ def run_cell(cell: Cell, options: CellOptions, log_path: Path,
     spec = {"strategy": cell.strategy, "model": cell.model.to_json(), "texts": options.texts,
             "threads": options.threads, "audio_dir": str(audio) if audio else None, "plan": cell.plan.to_json(),
             "limits": _limits(cell, options)}
-    read_fd, write_fd = os.pipe()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     limit = MemoryLimit(cell.plan.memory_limit_mb, file_safe(cell.id)) if cell.plan.memory_limit_mb else None
-    with open(log_path, "wb") as log:
+    log = open(log_path, "wb")  # an unwritable results folder stops the run (cmd_run), not this cell
+    read_fd, write_fd = os.pipe()
+    spec_fd = procs.spec_fd(spec)
+    try:
         t0 = time.monotonic()
+        # The log path is in the command line only so that `ps` tells which run a cell belongs to.
+        command = procs.python_module(CELL_MODULE, str(spec_fd), str(write_fd), str(log_path),
+                                      interpreter_args=options.interpreter_args)
         proc = subprocess.Popen(
-            [*options.command_prefix, *python_module(CELL_MODULE, json.dumps(spec), str(write_fd),
-                                                     interpreter_args=options.interpreter_args)],
-            pass_fds=(write_fd,), stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+            [*options.command_prefix, *command],
+            pass_fds=(spec_fd, write_fd), stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, env=_cell_environment(cell.strategy),
             preexec_fn=limit.preexec if limit else None,
         )
+    except OSError as exc:  # the process never started (argument list too long, a missing profiler, ...)
+        os.close(read_fd)
+        if limit:
+            limit.close()
+        return _not_started(cell, exc)
+    finally:
+        log.close()
+        os.close(spec_fd)
+        os.close(write_fd)
     if limit:
         limit.attach(proc.pid)
-    os.close(write_fd)
     outcome = CellOutcome(cell, t0, root=proc.pid)
     interval = None if cell.plan.sampler == "off" else options.interval_s
     sampler = TreeSampler(proc.pid, interval) if interval else None
@@ -102,6 +114,14 @@ def run_cell(cell: Cell, options: CellOptions, log_path: Path,
         outcome.status, outcome.reason = "failed", f"cell process exited with code {proc.returncode}"
     if outcome.status != "ok":
         outcome.log = _tail(log_path)
+    return outcome
+
+
+def _not_started(cell: Cell, exc: OSError) -> CellOutcome:
+    """A cell whose process could not be started: recorded as failed, saying so, and the run goes on."""
+    outcome = CellOutcome(cell, time.monotonic())
+    outcome.status = "failed"
+    outcome.reason = f"cell process could not start: {exc.strerror or exc}"
     return outcome
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ttsload.bench.analysis import stats
+from ttsload.bench.atomic import append_line
 from ttsload.bench.cells import group_label
 from ttsload.bench.errors import UsageError
 from ttsload.bench.regression import gate
@@ -36,8 +37,7 @@ def append(folder: Path, path: Path | None = None) -> Path:
     result = ResultSet.from_folder(folder)
     line = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_sha": result.git_sha, **result.to_json()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(line, separators=(",", ":")) + "\n")
+    append_line(path, json.dumps(line, separators=(",", ":")))  # locked, fsynced; a torn tail is cut first
     return path
 
 
@@ -60,7 +60,11 @@ def read(path: Path) -> list[tuple[dict[str, Any], ResultSet]]:
     if not path.is_file():
         raise UsageError(f"no history at {path}: `ttsload run` appends every run to it")
     entries = []
-    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    content = path.read_text(encoding="utf-8")
+    lines = content.splitlines()
+    if lines and not content.endswith("\n"):
+        lines.pop()  # a line still being written, or torn by a killed writer (the next append cuts it)
+    for number, text in enumerate(lines, 1):
         if not text.strip():
             continue
         try:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ttsload.bench import atomic
 from ttsload.bench.analysis import stats
 from ttsload.bench.analysis.metrics import GATEABLE
 from ttsload.bench.cells import CellKey, Group
@@ -145,7 +146,7 @@ def save(folder: Path, name: str, directory: Path = Path("baselines")) -> Path:
     data = {**result.to_json(), "name": name, "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{name}.json"
-    target.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+    atomic.write_text(target, json.dumps(data, indent=1, sort_keys=False) + "\n")
     return target
 
 

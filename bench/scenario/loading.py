@@ -166,10 +166,17 @@ def load(name_or_path: str) -> Scenario:
             raise ScenarioError(f"unknown scenario '{name_or_path}': use a built-in ({', '.join(builtin)}) "
                                 "or a path to a .toml file")
         path = builtin[name_or_path]
+    if path.exists() and not path.is_file():  # a folder, or a FIFO/device that would block or never end
+        raise ScenarioError(f"{path}: is {'a folder' if path.is_dir() else 'not a regular file'}, not a scenario "
+                            "file (.toml)")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ScenarioError(f"{path}: no such scenario file") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read the scenario file ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
     return Scenario(path.stem, path, validate(data, path))

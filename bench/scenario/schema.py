@@ -1,8 +1,9 @@
 """What a scenario file may say, and the check that says exactly where it says something else.
 
 Every key has a checker that returns the value or raises ScenarioError naming the file and the
-dotted key, so `workers.counts = [0]` fails as
-`scenarios/x.toml: workers.counts: expected a list of integers >= 1, got [0]`.
+dotted key, so `workers.counts = [0]` fails as `scenarios/x.toml: workers.counts: expected a list of
+at least 1 item(s), each an integer from 1 to 256, got [0]`. Numbers are finite and bounded (bench/bounds.py:
+a week for any timeout, 256 workers, 100000 requests per phase, ...; the README lists them).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ttsload.bench import bounds
 from ttsload.bench.errors import UsageError
 from ttsload.bench.plan import FAULTS
 
@@ -22,15 +24,14 @@ class ScenarioError(UsageError):
     """A scenario file that cannot be run; the message names the file and the key."""
 
 
-def _int(minimum: int) -> tuple[Check, str]:
-    return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum), f"an integer >= {minimum}"
+def _int(minimum: int, maximum: int) -> tuple[Check, str]:
+    return (lambda v: bounds.whole(v, minimum, maximum)), f"an integer from {minimum} to {maximum}"
 
 
-def _number(positive: bool = True) -> tuple[Check, str]:
-    def ok(v: Any) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and (v > 0 if positive else v >= 0)
-
-    return ok, "a number > 0" if positive else "a number >= 0"
+def _number(maximum: float, positive: bool = True) -> tuple[Check, str]:
+    """A finite number (TOML's inf and nan are refused) above 0 (or from 0), at most `maximum`."""
+    return ((lambda v: bounds.real(v, 0, maximum, above=positive)),
+            f"a finite number {'>' if positive else '>='} 0 and <= {maximum:g}")
 
 
 def _choice(*options: Any) -> tuple[Check, str]:
@@ -48,7 +49,7 @@ def _either(*items: tuple[Check, str]) -> tuple[Check, str]:
 
 
 TEXT = ((lambda v: isinstance(v, str) and v.strip() != ""), "a non-empty string")
-INTEGER = ((lambda v: isinstance(v, int) and not isinstance(v, bool)), "an integer")
+SEED = _int(0, bounds.MAX_SEED - 1)
 BOOL = ((lambda v: isinstance(v, bool)), "true or false")
 
 TOP: dict[str, tuple[Check, str]] = {
@@ -56,27 +57,34 @@ TOP: dict[str, tuple[Check, str]] = {
     "kind": _choice(*KINDS),
     "strategies": _list(TEXT),
     "models": _list(TEXT),
-    "repeat": _int(1),
-    "timeout_s": _number(),
+    "repeat": _int(1, bounds.MAX_REPEAT),
+    "timeout_s": _number(bounds.MAX_SECONDS),
 }
 TABLES: dict[str, dict[str, tuple[Check, str]]] = {
-    "workers": {"counts": _list(_int(1)), "threads": _either(_choice("auto"), _int(1))},
-    "texts": {"distinct": _int(1), "min_chars": _int(1), "max_chars": _int(1), "seed": INTEGER,
+    "workers": {"counts": _list(_int(1, bounds.MAX_WORKERS)),
+                "threads": _either(_choice("auto"), _int(1, bounds.MAX_THREADS))},
+    "texts": {"distinct": _int(1, bounds.MAX_REQUESTS), "min_chars": _int(1, bounds.MAX_TEXT_CHARS),
+              "max_chars": _int(1, bounds.MAX_TEXT_CHARS), "seed": SEED,
               "order": _choice("cycle", "random")},
-    "switch": {"lru": _list(_int(1)), "pattern": _choice("round-robin", "random"), "seed": INTEGER},
-    "leak": {"warmup": _int(0), "threshold_mb_per_1k": _number(positive=False),
+    "switch": {"lru": _list(_int(1, bounds.MAX_WORKERS)), "pattern": _choice("round-robin", "random"), "seed": SEED},
+    "leak": {"warmup": _int(0, bounds.MAX_REQUESTS),
+             "threshold_mb_per_1k": _number(bounds.MAX_MEMORY_MB, positive=False),
              "confidence": ((lambda v: isinstance(v, float) and 0 < v < 1), "a number between 0 and 1")},
     "sampler": {"modes": _list(_choice("on", "off"))},
-    "http": {"preload": _list(BOOL), "max_text_chars": _int(1), "max_body_bytes": _int(1), "queue": _int(1),
-             "request_timeout_s": _number()},
-    "faults": {"drills": _list(_choice(*FAULTS)), "after": _int(0), "hide_s": _number(), "memory_limit_mb": _int(16)},
+    "http": {"preload": _list(BOOL), "max_text_chars": _int(1, bounds.MAX_TEXT_CHARS),
+             "max_body_bytes": _int(1, bounds.MAX_BODY_BYTES), "queue": _int(1, bounds.MAX_QUEUE),
+             "request_timeout_s": _number(bounds.MAX_SECONDS), "read_timeout_s": _number(bounds.MAX_SECONDS)},
+    "faults": {"drills": _list(_choice(*FAULTS)), "after": _int(0, bounds.MAX_REQUESTS),
+               "hide_s": _number(bounds.MAX_SECONDS), "memory_limit_mb": _int(16, bounds.MAX_MEMORY_MB)},
 }
 PHASES: dict[str, dict[str, tuple[Check, str]]] = {
-    "requests": {"count": _int(1), "concurrency": _either(_int(1), _choice("workers")), "rate": _number(),
-                 "seed": INTEGER, "label": TEXT, "add_workers": _int(1), "add_after": _int(0),
-                 "trim_every": _int(1)},
+    "requests": {"count": _int(1, bounds.MAX_REQUESTS),
+                 "concurrency": _either(_int(1, bounds.MAX_CONCURRENCY), _choice("workers")),
+                 "rate": _number(bounds.MAX_RATE), "seed": SEED, "label": TEXT,
+                 "add_workers": _int(1, bounds.MAX_WORKERS), "add_after": _int(0, bounds.MAX_REQUESTS),
+                 "trim_every": _int(1, bounds.MAX_REQUESTS)},
     "trim": {},
-    "kill_worker": {"worker": _int(0)},
+    "kill_worker": {"worker": _int(0, bounds.MAX_WORKERS)},
 }
 REQUIRED = ("summary",)
 
@@ -128,9 +136,10 @@ def _check_phases(phases: Any, fail: Callable[[str, str], ScenarioError]) -> Non
         raise fail("phase", "expected one or more [[phase]] tables")
     for number, phase in enumerate(phases):
         key = f"phase[{number}]"
-        if not isinstance(phase, dict) or phase.get("do") not in PHASES:
-            raise fail(f"{key}.do", f"expected one of {', '.join(PHASES)}, got {phase.get('do')!r}"
-                       if isinstance(phase, dict) else f"expected a table, got {phase!r}")
+        if not isinstance(phase, dict):
+            raise fail(key, f"expected a table, got {phase!r}")
+        if not isinstance(phase.get("do"), str) or phase["do"] not in PHASES:
+            raise fail(f"{key}.do", f"expected one of {', '.join(PHASES)}, got {phase.get('do')!r}")
         _check_table(PHASES[phase["do"]], {k: v for k, v in phase.items() if k != "do"}, key, fail)
         if phase["do"] == "requests":
             if "count" not in phase:

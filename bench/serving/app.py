@@ -26,6 +26,7 @@ import os
 import time
 from typing import Any
 
+from ttsload.bench.procs import die_with_parent
 from ttsload.bench.serving.guard import Admission, Rejected, check_content_type, parse_tts
 from ttsload.bench.serving.limits import HttpLimits
 
@@ -155,12 +156,14 @@ def _routes(app: Any, limits: HttpLimits, admission: Admission) -> None:
             audio = admission.run(server.synthesize, text, seed)
         except Rejected:
             raise
-        except (StrategyError, MemoryError) as exc:  # the serving side broke (a worker process died, memory ran
+        # The bodies stay generic: exception text can carry paths and internals; the detail goes to the log.
+        except (StrategyError, MemoryError):  # the serving side broke (a worker process died, memory ran
             app.logger.exception("synthesis failed")  # out): not the client's input, and it may pass
-            return refuse(503, _one_line(exc), {"Retry-After": str(limits.retry_after_s)})
-        except Exception as exc:  # noqa: BLE001 - the model could not synthesize this (valid) input
+            return refuse(503, "the server could not synthesize now (see the server log); retry later",
+                          {"Retry-After": str(limits.retry_after_s)})
+        except Exception:  # noqa: BLE001 - the model could not synthesize this (valid) input
             app.logger.exception("synthesis failed")
-            return refuse(422, f"text could not be synthesized: {_one_line(exc)}")
+            return refuse(422, "text could not be synthesized by this model (see the server log)")
         return Response(audio.wav.astype("<f4", copy=False).tobytes(), mimetype="application/octet-stream",
                         headers={"X-Sample-Rate": str(audio.sample_rate), "X-Worker-Pid": str(os.getpid())})
 
@@ -174,8 +177,16 @@ def _one_line(exc: BaseException) -> str:
 
 # --- gunicorn server hooks (this module is also gunicorn's config) ---
 
+# Imported as gunicorn's config in the master, whose parent started it: a killed cell or harness takes its
+# server along. (Any other process that imports this module, e.g. a worker's spawned helper, is left alone.)
+if ENV in os.environ and os.getppid() == settings().get("parent_pid"):
+    die_with_parent(settings()["parent_pid"])
+
+
 def post_fork(server: Any, worker: Any) -> None:
-    """In each worker, right after the fork: its own torch thread count (the master ran with one)."""
+    """In each worker, right after the fork: it dies with its master, and sets its own torch thread count
+    (the master ran with one)."""
+    die_with_parent(worker.ppid)
     _state["worker"] = worker.age
     if _state["child_threads"] is not None and _state.get("loader") is not None:
         _state["loader"].set_threads(_state["child_threads"])

@@ -17,7 +17,7 @@ from typing import Any
 
 from ttsload.bench.cell.drive import LoadShape
 from ttsload.bench.plan import Plan
-from ttsload.bench.procs import python_module
+from ttsload.bench.procs import python_module, spec_fd
 from ttsload.bench.serving import server as server_tree
 from ttsload.bench.serving.limits import HttpLimits
 from ttsload.strategies.base import StrategyError
@@ -32,10 +32,10 @@ def run_http(spec: dict[str, Any], plan: Plan, hook: Any) -> None:
         if not strategy.topology_class.serves_from_resident_model:  # fail before any server starts
             raise StrategyError(f"http --preload needs a topology that serves from a resident model: strategy "
                                 f"'{strategy.name}' is {strategy.topology}")
-    listener = server_tree.listen_loopback()  # loopback only; the kernel picks a free port, no race
+    limits = plan.http_limits or HttpLimits()
+    listener = server_tree.listen_loopback(limits.read_timeout_s)  # loopback only; the kernel picks a free port
     port = listener.getsockname()[1]
     status_read, status_write = os.pipe()
-    limits = plan.http_limits or HttpLimits()
     events_fd = hook.stream.fileno() if hasattr(hook, "stream") else int(sys.argv[2])
     config = {"strategy": spec["strategy"], "model": spec["model"], "threads": plan.threads,
               "preload": bool(plan.preload), "events_fd": events_fd, "status_fd": status_write}
@@ -47,7 +47,8 @@ def run_http(spec: dict[str, Any], plan: Plan, hook: Any) -> None:
         hook("measure_root", root=server.pid)
         deadline = time.monotonic() + server_tree.READY_TIMEOUT_S
         pids = server_tree.wait_ready(server, status_read, workers, deadline)
-        hook("ready", workers=workers, port=port, worker_pids=pids, http_limits=limits.to_json())
+        hook("ready", workers=workers, port=port, worker_pids=pids, http_limits=limits.to_json(),
+             server_env_removed=server_tree.tuning_variables())
         first_index, first_audio = 0, False
         for phase in plan.phases:
             if phase.do != "requests":
@@ -72,8 +73,12 @@ def _run_phase(spec: dict[str, Any], plan: Plan, shape: LoadShape, first_index: 
                                    "seed": shape.seed},
            "first_index": first_index, "texts": spec["texts"],
            "plan": plan.to_json()}
-    loadgen = subprocess.Popen(python_module("ttsload.bench.serving.loadgen", json.dumps(job)), stdout=subprocess.PIPE,
-                               stdin=subprocess.DEVNULL)
+    job_fd = spec_fd(job)  # the texts may be many: by descriptor, never in argv
+    try:
+        loadgen = subprocess.Popen(python_module("ttsload.bench.serving.loadgen", str(job_fd)), stdout=subprocess.PIPE,
+                                   stdin=subprocess.DEVNULL, pass_fds=(job_fd,))
+    finally:
+        os.close(job_fd)
     try:
         for line in loadgen.stdout:
             record = json.loads(line)

@@ -1,8 +1,8 @@
 """The http scenario's load generator: a separate process, so its CPU and memory are not the server's.
 
-Started by the http cell as `python -P -m ttsload.bench.serving.loadgen JOB_JSON` (port, one load phase, the texts
-and the plan's order, the first request index). It drives the load with `drive.run`, the
-same closed/open loops the in-process scenarios use, POSTs each request to 127.0.0.1 with
+Started by the http cell as `python -P -m ttsload.bench.serving.loadgen JOB_FD`, JOB_FD a descriptor holding
+JSON (port, one load phase, the texts and the plan's order, the first request index). It drives the
+load with `drive.run`, the same closed/open loops the in-process scenarios use, POSTs each request to 127.0.0.1 with
 http.client, and prints one JSON line per finished request as soon as it finishes. Latency is
 client side, from the request's scheduled arrival to the last byte of audio. torch is never
 imported here: `request_seed` and `request_texts` live in modules that do not pull it in.
@@ -21,6 +21,7 @@ from typing import Any
 from ttsload.bench.cell.drive import LoadShape, run
 from ttsload.bench.cell.kinds import request_texts
 from ttsload.bench.plan import Plan
+from ttsload.bench.procs import read_spec
 from ttsload.strategies.base import request_seed
 
 TIMEOUT_S = 900.0
@@ -51,7 +52,7 @@ def post_tts(port: int, text: str, seed: int) -> tuple[bytes, dict[str, str]]:
 
 
 def main(argv: list[str]) -> int:
-    job = json.loads(argv[1])
+    job = read_spec(int(argv[1]))
     text = request_texts(job["texts"], Plan.from_json(job["plan"]))
     shape = LoadShape.from_json(job["phase"])
     lock = threading.Lock()

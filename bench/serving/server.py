@@ -7,6 +7,14 @@ all wait for its model still has a thread to refuse the next one at once (400/41
 synthesis thread (bench.serving.guard.Admission) serves the model in turn. gunicorn's own
 `--timeout` only reaps a worker whose main loop stops (gthread keeps beating during a request), so a
 slow request never kills a worker: the app's request_timeout_s answers it with 504.
+
+What gunicorn would read from the environment to tune itself (GUNICORN_CMD_ARGS, WEB_CONCURRENCY, ...) is
+removed from the server's environment, so the server measured is the one the scenario describes; the names
+removed are logged and recorded in the cell's `ready` event. gunicorn has no header read timeout for a client
+that stalls after its first byte (gthread waits 5 s for the first byte only, then reads blocking), so the
+listening socket carries SO_RCVTIMEO/SO_SNDTIMEO = `read_timeout_s`, inherited by every accepted connection:
+a client silent that long while its request is read or its response written is disconnected. The master and
+its workers die with their parent (PR_SET_PDEATHSIG), so a killed harness leaves no server behind.
 """
 
 from __future__ import annotations
@@ -16,7 +24,9 @@ import os
 import select
 import signal
 import socket
+import struct
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,12 +42,27 @@ from ttsload.strategies.base import ModelFiles, StrategyError
 APP = "ttsload.bench.serving.app"
 READY_TIMEOUT_S = 600.0  # every worker holds its model by then, or the start fails
 STOP_GRACE_S = 10.0
+# What gunicorn reads from the environment to change itself: command-line options, the worker count, a port
+# to bind, sendfile, trusted proxies, and the fds of a re-exec or of systemd socket activation.
+SERVER_TUNING = ("GUNICORN_CMD_ARGS", "WEB_CONCURRENCY", "PORT", "SENDFILE", "FORWARDED_ALLOW_IPS", "GUNICORN_FD",
+                 "GUNICORN_PID", "LISTEN_FDS", "LISTEN_PID")
 
 
-def listen_loopback() -> socket.socket:
-    """A listening socket on 127.0.0.1, port chosen by the kernel."""
+def tuning_variables() -> list[str]:
+    """The server-tuning variables set in this environment, which the server will not see."""
+    return sorted(name for name in os.environ if name in SERVER_TUNING)
+
+
+def listen_loopback(read_timeout_s: float | None = None) -> socket.socket:
+    """A listening socket on 127.0.0.1, port chosen by the kernel; with `read_timeout_s`, every connection it
+    accepts gives up a recv or send that waited that long (the kernel copies both options on accept)."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if read_timeout_s is not None:
+        whole = int(read_timeout_s)
+        value = struct.pack("ll", whole, int((read_timeout_s - whole) * 1e6))
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
     listener.bind(("127.0.0.1", 0))
     listener.listen(128)
     return listener
@@ -46,14 +71,16 @@ def listen_loopback() -> socket.socket:
 def start(config: dict[str, Any], workers: int, limits: HttpLimits, listen_fd: int) -> subprocess.Popen:
     """gunicorn with the app; `config` is the app's settings (bench.serving.app: strategy, model, threads,
     preload, events_fd, status_fd). Its log goes to this process's stdout/stderr."""
-    config = {**config, "limits": limits.to_json()}
+    config = {**config, "limits": limits.to_json(), "parent_pid": os.getpid()}
     # --chdir: gunicorn puts that folder first on sys.path; the one holding ttsload shadows nothing.
     command = [*python_module("gunicorn"), "--config", f"python:{APP}", "--chdir", str(package_root()),
                "--worker-class", "gthread", "--threads", str(limits.threads),
                "--worker-connections", str(limits.threads + 1), "--workers", str(workers),
                "--timeout", "900", "--graceful-timeout", "5", "--bind", f"fd://{listen_fd}",
                *(["--preload"] if config.get("preload") else []), f"{APP}:create_app()"]
-    env = {**os.environ, "TTSLOAD_HTTP": json.dumps(config)}
+    if dropped := tuning_variables():
+        print(f"ttsload: http server: not passed to gunicorn: {', '.join(dropped)}", file=sys.stderr, flush=True)
+    env = {**{k: v for k, v in os.environ.items() if k not in SERVER_TUNING}, "TTSLOAD_HTTP": json.dumps(config)}
     fds = (config["events_fd"], config["status_fd"], listen_fd)
     return subprocess.Popen(command, pass_fds=fds, env=env, stdin=subprocess.DEVNULL)
 
@@ -128,13 +155,14 @@ class LiveServer:
 def serving(strategy: str, model: ModelFiles, workers: int = 1, limits: HttpLimits | None = None,
             threads: int | None = 1, preload: bool = False) -> Iterator[LiveServer]:
     """The http scenario's server on loopback, ready, stopped (whole tree) on leaving; phase events dropped."""
-    listener = listen_loopback()
+    limits = limits or HttpLimits()
+    listener = listen_loopback(limits.read_timeout_s)
     port = listener.getsockname()[1]
     status_read, status_write = os.pipe()
     events = os.open(os.devnull, os.O_WRONLY)
     config = {"strategy": strategy, "model": model.to_json(), "threads": threads, "preload": preload,
               "events_fd": events, "status_fd": status_write}
-    process = start(config, workers, limits or HttpLimits(), listener.fileno())
+    process = start(config, workers, limits, listener.fileno())
     listener.close()
     os.close(status_write)
     os.close(events)
