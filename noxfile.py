@@ -1,6 +1,7 @@
-"""Sessions: tests (the CI command), gate (the CI regression gate), bench (the main job), bench-large
-(the large-model cells; never part of tests), baseline and noise (per machine class), microbench, lint,
-and latest (the newest versions pyproject.toml allows, without the lock).
+"""Sessions: tests (the CI command, both tiers), unit (the fast tier alone), test-data (re-records the runs
+the fast tier reads), gate (the CI regression gate), bench (the main job), bench-large (the large-model
+cells; never part of tests), baseline and noise (per machine class), microbench, lint, and latest (the
+newest versions pyproject.toml allows, without the lock).
 
 torch is installed first and pinned, so pip takes the CPU wheel instead of a multi-GB CUDA build. Every
 other package comes from constraints.txt, the lock of the versions the tests passed on, so a fresh clone
@@ -49,9 +50,26 @@ def install(session: nox.Session, extras: str, locked: bool = True) -> None:
 
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
-    """The test suite on real tiny Coqui models (no mocks)."""
+    """The test suite on real tiny Coqui models (no mocks): both tiers, unit and integration."""
     install(session, "test")
     session.run("pytest", *(session.posargs or ["-q", "--durations=25"]))  # CI logs where its time goes
+
+
+@nox.session(python="3.11")
+def unit(session: nox.Session) -> None:
+    """The fast tier: tests that build no model and start no ttsload child (report, gate, merge, statistics,
+    schemas, CLI argument errors), on the runs recorded in tests/data/results/. With TTSLOAD_UNIT_TIER=1,
+    tests/conftest.py fails any test that builds a model or starts a ttsload child without its marker."""
+    install(session, "test")
+    session.run("pytest", "-m", "not integration", *(session.posargs or ["-q", "--durations=10"]),
+                env={"TTSLOAD_UNIT_TIER": "1"})
+
+
+@nox.session(name="test-data", python="3.11")
+def test_data(session: nox.Session) -> None:
+    """Re-record tests/data/results/ with real runs of the tiny VITS (tests/data/README.md)."""
+    install(session, "test")
+    session.run("python", "tests/data/regenerate.py", *session.posargs)
 
 
 def run_and_report(session: nox.Session, args: list[str], out: Path) -> None:

@@ -1,16 +1,67 @@
-"""Shared fixtures: one real tiny Coqui VITS built into a private TTSLOAD_HOME per test session."""
+"""Shared fixtures: one real tiny Coqui VITS built into a private TTSLOAD_HOME per test session.
+
+Two tiers: `nox -s unit` runs `pytest -m "not integration"` with TTSLOAD_UNIT_TIER=1, and every test that
+builds a model or starts a `python -m ttsload...` child carries the `integration` marker (so do the few
+checks at scale). In the unit tier, building a fixture or starting such a child fails the test at once,
+so a test missing its marker is caught instead of quietly making the fast tier slow.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ttsload.strategies.base import ModelFiles
+
+UNIT_TIER = os.environ.get("TTSLOAD_UNIT_TIER") == "1"
+RESULTS = Path(__file__).parent / "data" / "results"  # recorded runs (tests/data/README.md)
+
+
+def _refuse(what: str) -> None:
+    # pytest.fail raises a BaseException: code under test that catches Exception cannot swallow it
+    pytest.fail(f"unit tier: this test {what}; mark it integration", pytrace=False)
+
+
+def _starts_ttsload(command: Any) -> bool:
+    """Whether a Popen command line is `python [...] -m ttsload[.something]` (the CLI, a cell, a server)."""
+    parts = [str(part) for part in command] if isinstance(command, (list, tuple)) else str(command).split()
+    return any(a == "-m" and b.split(".")[0] == "ttsload" for a, b in zip(parts, parts[1:], strict=False))
+
+
+class _GuardedPopen(subprocess.Popen):
+    def __init__(self, args: Any, *rest: Any, **kwargs: Any) -> None:
+        if _starts_ttsload(args):
+            _refuse(f"starts a ttsload child ({' '.join(map(str, args))[:120]})")
+        super().__init__(args, *rest, **kwargs)
+
+
+def _guard_unit_tier() -> None:
+    """Make the two slow things a unit test must not do fail loudly (subprocess.run goes through Popen)."""
+    from ttsload.bench import fixtures
+
+    def build(name: str, force: bool = False) -> ModelFiles:
+        _refuse(f"builds a model ({name})")
+        raise AssertionError  # unreachable: _refuse raises
+
+    def builders() -> dict[str, Any]:
+        _refuse("builds a model")
+        return {}
+
+    fixtures.build, fixtures.builders = build, builders  # type: ignore[assignment]
+    subprocess.Popen = _GuardedPopen  # type: ignore[misc]
+
+
+if UNIT_TIER:
+    _guard_unit_tier()
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +91,21 @@ def ttsload(*args: str, timeout: float = 600, env: dict[str, str] | None = None)
     """Run the real CLI in a child process, as a user would (with `env` added to the environment)."""
     return subprocess.run([sys.executable, "-P", "-m", "ttsload", *args], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """The CLI in this process (`ttsload.bench.cli.main`), for commands that start no child: the same exit
+    code, stdout and stderr as `ttsload(...)` without the seconds of a fresh interpreter importing torch."""
+    from ttsload.bench.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    handler = signal.getsignal(signal.SIGTERM)  # main() installs its own
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exit_:  # argparse's usage errors and --help/--version
+                code = exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    return subprocess.CompletedProcess(["ttsload", *args], code, out.getvalue(), err.getvalue())

@@ -75,6 +75,7 @@ print(json.dumps(found))
 """
 
 
+@pytest.mark.integration
 @needs_jemalloc
 def test_options_reach_forked_and_spawned_workers(tiny):
     env = _cell_environment(f"zygote+mmap:{ALL}")

@@ -42,6 +42,7 @@ def synthesize(loader_name: str, files: ModelFiles) -> tuple[Audio, list[tuple[s
     return model.synthesize(TEXT, request_seed(TEXT)), events
 
 
+@pytest.mark.integration
 def test_export_writes_a_verified_manifest_and_aligned_tensors(exported: Path, tiny: ModelFiles) -> None:
     from ttsload.strategies import artifact
     from ttsload.strategies.base import sha256_of
@@ -59,6 +60,7 @@ def test_export_writes_a_verified_manifest_and_aligned_tensors(exported: Path, t
                    for key in state)
 
 
+@pytest.mark.integration
 def test_artifact_loads_strictly_with_no_copy_and_sounds_like_the_original(exported: Path, tiny: ModelFiles) -> None:
     from torch.nn.utils import parametrize
 
@@ -81,6 +83,7 @@ def test_artifact_loads_strictly_with_no_copy_and_sounds_like_the_original(expor
     assert snr_db(original.wav, audio.wav) > MIN_SNR_DB
 
 
+@pytest.mark.integration
 def test_a_tree_mismatch_fails_the_strict_load(exported: Path) -> None:
     from ttsload.bench.fixtures import resolve
     from ttsload.strategies import artifact
@@ -98,6 +101,7 @@ def test_a_tree_mismatch_fails_the_strict_load(exported: Path) -> None:
         artifact.assign_strict(model, state)
 
 
+@pytest.mark.integration
 def test_the_artifact_is_found_next_to_the_original_and_runs_async(tiny: ModelFiles, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Export's default place is where the loader finds it; `async+artifact` then accepts before ready."""
@@ -143,6 +147,7 @@ class GatedLoader:
         return self.inner.load(files, hook)
 
 
+@pytest.mark.integration
 def test_async_accepts_before_the_model_is_loaded_and_serves_singletons_audio(tiny: ModelFiles) -> None:
     from ttsload.strategies.registry import resolve
     from ttsload.strategies.topologies import AsyncResident
@@ -166,6 +171,7 @@ def test_async_accepts_before_the_model_is_loaded_and_serves_singletons_audio(ti
     assert np.array_equal(answers[0].wav, reference.wav)
 
 
+@pytest.mark.integration
 def test_async_reports_a_failed_background_load_in_the_request(tiny_copy: Path) -> None:
     from ttsload.bench.fixtures import resolve as resolve_model
     from ttsload.strategies.registry import resolve

@@ -24,6 +24,7 @@ from ttsload.strategies.base import ModelFiles
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.integration
 def test_doctor_passes_every_check_in_this_environment():
     done = ttsload("doctor", timeout=300)
     assert done.returncode == 0, done.stderr
@@ -80,6 +81,7 @@ def coqui_server(tiny: ModelFiles, tmp_path):
         log.close()
 
 
+@pytest.mark.integration
 def test_coquis_own_server_answers_openai_speech_with_wav_and_pcm(coqui_server):
     import torchaudio
 

@@ -13,6 +13,8 @@ import pytest
 from tests.conftest import ttsload
 from ttsload.bench.fixtures import build
 
+pytestmark = pytest.mark.integration  # every test here builds a model or starts a ttsload child
+
 
 def rows(out: Path) -> dict[str, dict[str, str]]:
     return {r["scenario"]: r for r in csv.DictReader((out / "summary.csv").open())}

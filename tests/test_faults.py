@@ -57,6 +57,7 @@ def test_options_parse_and_check():
     assert "liveness=" in reliability.claims({}, "sigstop")
 
 
+@pytest.mark.integration
 def test_retry_recovers_from_a_checkpoint_that_is_briefly_absent(copy):
     """A real transient fault: the file is renamed away and put back by another thread 0.3 s later."""
     hidden = copy.checkpoint.with_name("hidden.pth")
@@ -72,6 +73,7 @@ def test_retry_recovers_from_a_checkpoint_that_is_briefly_absent(copy):
     assert recovered["attempts"] == len(retries) + 1 and recovered["recovery_s"] > 0
 
 
+@pytest.mark.integration
 def test_retry_gives_up_after_the_last_try_listing_every_attempt(copy):
     copy.checkpoint.unlink()
     loader = reliability.wrap(make_loader("mmap"), {"retry": 3, "backoff": 0.01})
@@ -82,6 +84,7 @@ def test_retry_gives_up_after_the_last_try_listing_every_attempt(copy):
     assert all(f"#{n}: model file missing" in message for n in (1, 2, 3))
 
 
+@pytest.mark.integration
 def test_fallback_under_a_real_address_space_limit(tiny):
     """RLIMIT_AS in a child: the heavy load's allocation fails in-process, the fallback loader serves."""
     script = f"""
@@ -125,6 +128,7 @@ def test_cuda_out_of_memory_falls_back_to_cpu():
     assert devices == ["cuda", "cpu"] and events.named("load_fallback")[0]["to"] == "cpu"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("damage", ["replace", "delete"])
 def test_checkpoint_changed_mid_run(copy, damage):
     """Per-request loading refuses the new file; a resident model keeps serving the verified copy and says so."""
@@ -161,6 +165,7 @@ def _rows(out: Path) -> dict[str, dict[str, str]]:
         return {row["fault"]: row for row in csv.DictReader(handle)}
 
 
+@pytest.mark.integration
 def test_worker_drills_with_liveness(tiny, tmp_path):
     """SIGKILL mid-request: the worker is replaced and its request retried; SIGSTOP: the hang is found within
     the liveness setting (plus one poll), the worker replaced, no request lost; a replaced checkpoint: the resident
@@ -182,6 +187,7 @@ def test_worker_drills_with_liveness(tiny, tmp_path):
     assert sha256_of(tiny.checkpoint) == before
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(os.geteuid() != 0 or not Path("/sys/fs/cgroup/memory/cgroup.procs").exists(),
                     reason="needs a writable cgroup v1 memory controller (root)")
 def test_oom_kill_under_a_cgroup_limit_falls_back(tiny, tmp_path):
@@ -198,6 +204,7 @@ def test_oom_kill_under_a_cgroup_limit_falls_back(tiny, tmp_path):
     assert not list(Path("/sys/fs/cgroup/memory/ttsload").glob("*/"))  # the cell's group was removed
 
 
+@pytest.mark.integration
 def test_resume_refuses_other_measuring_options(tmp_path):
     out = tmp_path / "out"
     ResultStore(out).write_run("r0", {}, {"requests": 2, "cache": "warm", "interval": 0.05})
@@ -217,6 +224,7 @@ def _child_pids(parent: int) -> list[int]:
     return found
 
 
+@pytest.mark.integration
 def test_harness_killed_then_folder_unwritable_then_resumed(tiny, tmp_path):
     """SIGKILL of `ttsload run` itself (a torn last line added, as a kill mid-write leaves): report and resume
     read the folder. A resume under RLIMIT_FSIZE stops cleanly with the finished cells on disk; a last resume

@@ -1,21 +1,18 @@
-"""The regression gate on real runs of the tiny model: quiet on repeats, loud on planted faults."""
+"""The regression gate on real runs of the tiny model (recorded, or made live: tests/recordings.py): quiet on
+repeats, loud on planted faults."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ttsload
+from tests.conftest import cli
+from tests.recordings import PARAMS, PLANTED_REPEAT, made
+from ttsload.bench.results import load_records
 
 CELL = "singleton/vits-tiny/single"
-RUN = ("run", "--strategy", "singleton", "--model", "vits-tiny", "--requests", "1")
-# The planted CPU and memory faults are compared 5 repetitions against 5: a one-sided Mann–Whitney test
-# then stays at p <= 0.05 with up to 4 inversions (a neighbour stretching one repetition), where 3 against
-# 3 reaches 0.05 only when every repetition is on its side (CI saw p = 0.2 for a +142 % plant).
-PLANTED_REPEAT = "5"
 # Absolute thresholds above the noise measured for the 6 MiB model (cell medians of weights_s moved
 # < 0.6 s between runs, of pss_anon_mb < 1.6 MiB) and below the planted faults: slow-eager sleeps 2 s
 # in its weights phase; copy-eager's extra copy of the weights added ~4 MiB of anonymous memory
@@ -23,52 +20,42 @@ PLANTED_REPEAT = "5"
 PLANT_SPEC = "weights_s:median:1,pss_anon_mb:median:2.5"
 
 
-def run(out: Path, history: Path, plant: str | None = None, repeat: str = "3", **extra: str) -> Path:
-    env = {"TTSLOAD_TEST_STRATEGIES": "1", "TTSLOAD_TEST_PLANT": plant, **extra} if plant else {}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        done = ttsload(*RUN, "--repeat", repeat, "--out", str(out), "--history", str(history))
-    finally:
-        for key, value in saved.items():
-            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return out
-
-
 @pytest.fixture(scope="module")
-def runs(tiny, tmp_path_factory) -> dict[str, Path]:
-    """Three runs of one config (the first with 5 repetitions, as a baseline is made, which also serves the
-    5-against-5 plants), then the same config with each planted fault standing in for eager."""
-    root = tmp_path_factory.mktemp("gate")
-    history = root / "history.jsonl"
-    found = {"same1": run(root / "same1", history, repeat=PLANTED_REPEAT)}
-    found.update({name: run(root / name, history) for name in ("same2", "same3")})
-    found["slow"] = run(root / "slow", history, plant="slow-eager")
-    found["copy"] = run(root / "copy", history, plant="copy-eager")
-    others = root / "planted-history.jsonl"  # kept apart: the history test counts five runs
-    found["anon"] = run(root / "anon", others, plant="anon-eager", repeat=PLANTED_REPEAT)  # +10 % anonymous memory
-    found["cpu"] = run(root / "cpu", others, plant="cpu-eager", repeat=PLANTED_REPEAT, TTSLOAD_TEST_CPU_PCT="400")
-    found["history"] = history
-    return found
+def live_runs(request, tmp_path_factory) -> dict[str, Path]:
+    """tests/recordings.py's gate_runs made live: same1 (5 repetitions), same2, same3, then each planted fault
+    standing in for eager; `history` holds the first five."""
+    root = made("gate-planted", request, tmp_path_factory.mktemp("gate") / "root")
+    names = ("same1", "same2", "same3", "slow", "copy", "anon", "cpu")
+    return {**{name: root / name for name in names}, "history": root / "history.jsonl"}
+
+
+@pytest.fixture(scope="module", params=PARAMS)
+def runs(request, tmp_path_factory) -> dict[str, Path]:
+    """same1 (5 repetitions) and same2 of one config as recorded (tests/data/results/gate), or all the live runs."""
+    if request.param == "live":
+        return request.getfixturevalue("live_runs")
+    root = made("gate", request, tmp_path_factory.mktemp("gate") / "root")
+    return {"same1": root / "same1", "same2": root / "same2"}
 
 
 def gate(baseline: Path, current: Path, *args: str):
-    return ttsload("gate", "--baseline", str(baseline), "--current", str(current), *args)
+    return cli("gate", "--baseline", str(baseline), "--current", str(current), *args)
 
 
 @pytest.mark.parametrize("spec", [None, PLANT_SPEC])
 def test_identical_runs_never_fail_the_gate(runs, spec):
     fail = ("--fail", spec) if spec else ()
-    for baseline, current in (("same1", "same2"), ("same1", "same3"), ("same2", "same3")):
+    for baseline, current in [pair for pair in (("same1", "same2"), ("same1", "same3"), ("same2", "same3"))
+                              if pair[1] in runs]:  # the recording holds same1 and same2
         done = gate(runs[baseline], runs[current], *fail)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "ttsload gate: pass" in done.stdout and CELL in done.stdout
 
 
-def test_a_planted_slow_load_fails_naming_metric_and_cell(runs, tmp_path):
+@pytest.mark.integration
+def test_a_planted_slow_load_fails_naming_metric_and_cell(live_runs, tmp_path):
     verdict = tmp_path / "verdict.json"
-    done = gate(runs["same1"], runs["slow"], "--fail", PLANT_SPEC, "--json", str(verdict))
+    done = gate(live_runs["same1"], live_runs["slow"], "--fail", PLANT_SPEC, "--json", str(verdict))
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"REGRESSION {CELL}: weights_s median" in done.stdout
     data = json.loads(verdict.read_text())
@@ -77,15 +64,17 @@ def test_a_planted_slow_load_fails_naming_metric_and_cell(runs, tmp_path):
     assert failing == {(CELL, "weights_s")}  # memory did not move: only the slow phase is flagged
 
 
-def test_a_planted_weight_copy_fails_on_memory(runs):
-    done = gate(runs["same1"], runs["copy"], "--fail", PLANT_SPEC)
+@pytest.mark.integration
+def test_a_planted_weight_copy_fails_on_memory(live_runs):
+    done = gate(live_runs["same1"], live_runs["copy"], "--fail", PLANT_SPEC)
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"REGRESSION {CELL}: pss_anon_mb median" in done.stdout
     assert f"REGRESSION {CELL}: weights_s" not in done.stdout
 
 
-def test_saved_baseline_is_compact_and_gates_like_its_folder(runs, tmp_path):
-    done = ttsload("baseline", "save", str(runs["same1"]), "tiny", "--dir", str(tmp_path))
+@pytest.mark.integration
+def test_saved_baseline_is_compact_and_gates_like_its_folder(live_runs, tmp_path):
+    done = cli("baseline", "save", str(live_runs["same1"]), "tiny", "--dir", str(tmp_path))
     assert done.returncode == 0, done.stderr
     saved = tmp_path / "tiny.json"
     data = json.loads(saved.read_text())
@@ -93,13 +82,14 @@ def test_saved_baseline_is_compact_and_gates_like_its_folder(runs, tmp_path):
     (cell,) = data["cells"]
     cold = cell["metrics"]["cold_start_s"]
     assert len(cold["values"]) == int(PLANTED_REPEAT) and cold["ci95"][0] <= cold["median"] <= cold["ci95"][1]
-    assert data["environment"]["packages"]["coqui-tts"] == "0.28.0"
-    assert gate(saved, runs["same2"]).returncode == 0
-    assert gate(saved, runs["slow"], "--fail", PLANT_SPEC).returncode == 1
+    recorded = load_records(live_runs["same1"], "run")[0]["environment"]["packages"]["coqui-tts"]
+    assert data["environment"]["packages"]["coqui-tts"] == recorded and recorded.count(".") == 2
+    assert gate(saved, live_runs["same2"]).returncode == 0
+    assert gate(saved, live_runs["slow"], "--fail", PLANT_SPEC).returncode == 1
 
 
 def _edited_baseline(runs, tmp_path, edit) -> Path:
-    assert ttsload("baseline", "save", str(runs["same1"]), "b", "--dir", str(tmp_path)).returncode == 0
+    assert cli("baseline", "save", str(runs["same1"]), "b", "--dir", str(tmp_path)).returncode == 0
     path = tmp_path / "b.json"
     data = json.loads(path.read_text())
     edit(data)
@@ -126,12 +116,13 @@ def test_a_baseline_of_another_format_version_is_unusable(runs, tmp_path):
     assert "format version 99" in _one_error_line(gate(path, runs["same2"]))
 
 
-def test_too_few_repetitions_are_said_not_judged(runs, tmp_path):
+@pytest.mark.integration
+def test_too_few_repetitions_are_said_not_judged(live_runs, tmp_path):
     def keep_two(data):
         for entry in data["cells"][0]["metrics"].values():
             entry["values"] = entry["values"][:2]
 
-    done = gate(_edited_baseline(runs, tmp_path, keep_two), runs["slow"], "--fail", PLANT_SPEC)
+    done = gate(_edited_baseline(live_runs, tmp_path, keep_two), live_runs["slow"], "--fail", PLANT_SPEC)
     assert done.returncode == 2
     assert "insufficient repetitions" in done.stdout and "REGRESSION" not in done.stdout
 
@@ -164,9 +155,10 @@ def test_bad_inputs_exit_2_with_one_line(runs, tmp_path):
     assert "is not valid JSON" in _one_error_line(gate(junk, runs["same1"]))
 
 
-def test_history_marks_the_planted_step_and_nothing_else(runs, tmp_path):
+@pytest.mark.integration
+def test_history_marks_the_planted_step_and_nothing_else(live_runs, tmp_path):
     plot = tmp_path / "weights.png"
-    done = ttsload("history", "weights_s", "--history", str(runs["history"]), "--threshold", "1",
+    done = cli("history", "weights_s", "--history", str(live_runs["history"]), "--threshold", "1",
                    "--out", str(plot))
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -186,7 +178,7 @@ def test_cpu_time_columns_exist_and_stay_within_wall_time_times_cores(runs):
     pairs = [("cold_start_cpu_s", "cold_start_s"), ("import_cpu_s", "import_s"), ("construct_cpu_s", "construct_s"),
              ("weights_cpu_s", "weights_s"), ("first_audio_cpu_s", "first_audio_s"),
              ("request_cpu_p50_s", "latency_p50_s")]
-    cores = os.cpu_count() or 1
+    cores = load_records(runs["same2"], "run")[0]["environment"]["cores_logical"]  # the machine that ran it
     for row in rows:
         for cpu, wall in pairs:
             assert row[cpu] not in ("", None), f"{cpu} empty"
@@ -205,14 +197,16 @@ def test_every_cell_records_the_host_calibration_taken_before_it(runs):
     assert len({row["host_python_s"] for row in rows}) == len(rows)  # one reading per cell, not one per run
 
 
-def test_planted_extra_anonymous_memory_fails_the_trimmed_reading(runs):
-    done = gate(runs["same1"], runs["anon"], "--fail", "pss_anon_trimmed_mb:median:+5%")
+@pytest.mark.integration
+def test_planted_extra_anonymous_memory_fails_the_trimmed_reading(live_runs):
+    done = gate(live_runs["same1"], live_runs["anon"], "--fail", "pss_anon_trimmed_mb:median:+5%")
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"REGRESSION {CELL}: pss_anon_trimmed_mb median" in done.stdout
 
 
-def test_planted_cpu_in_the_weights_phase_fails_the_default_spec_on_cpu_seconds(runs):
-    done = gate(runs["same1"], runs["cpu"])
+@pytest.mark.integration
+def test_planted_cpu_in_the_weights_phase_fails_the_default_spec_on_cpu_seconds(live_runs):
+    done = gate(live_runs["same1"], live_runs["cpu"])
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"REGRESSION {CELL}: weights_cpu_s median" in done.stdout
     assert f"REGRESSION {CELL}: pss_anon_trimmed_mb" not in done.stdout

@@ -20,6 +20,8 @@ from ttsload.bench.scenario import loading as scenarios
 from ttsload.bench.scenario.schema import ScenarioError
 from ttsload.bench.serving.limits import HttpLimits
 
+pytestmark = pytest.mark.integration  # every test here builds a model or starts a ttsload child
+
 WORKERS = 2
 PHASES = [{"do": "requests", "count": 6, "concurrency": 2},
           {"do": "requests", "count": 6, "rate": 4.0, "seed": 0}]

@@ -19,6 +19,8 @@ from ttsload.bench.serving.limits import HttpLimits
 from ttsload.bench.serving.loadgen import HttpStatus, post_tts
 from ttsload.bench.serving.server import LiveServer, serving
 
+pytestmark = pytest.mark.integration  # every test here builds a model or starts a ttsload child
+
 LIMITS = HttpLimits(max_text_chars=200, max_body_bytes=16 * 1024, queue=2, request_timeout_s=60)
 ALLOWED = {200, 400, 404, 405, 413, 415, 422, 503, 504}  # 422: a valid text the model cannot speak
 FUZZ_BODIES, FUZZ_BUDGET_S = 2000, 20.0  # past the budget, examples are drawn but not sent

@@ -45,12 +45,14 @@ def preset_run(kokoro_tiny, tmp_path_factory) -> dict[str, dict[str, str]]:
     return rows
 
 
+@pytest.mark.integration
 def test_every_preset_serves_kokoro_and_fp32_audio_is_bit_identical(preset_run) -> None:
     assert {preset_run[s]["status"] for s in [*FP32, *REDUCED]} == {"ok"}
     assert len({preset_run[s]["output_digest"] for s in FP32}) == 1
     assert all(preset_run[s]["output_digest"] != preset_run["naive"]["output_digest"] for s in REDUCED)
 
 
+@pytest.mark.integration
 def test_quantized_converts_every_linear_and_lstm(preset_run, kokoro_tiny) -> None:
     """int8_fraction is exactly the share of parameters in Linear and LSTM layers, counted at build time."""
     expected = kokoro_tiny.meta["linear_fraction"] + kokoro_tiny.meta["lstm_fraction"]
@@ -58,6 +60,7 @@ def test_quantized_converts_every_linear_and_lstm(preset_run, kokoro_tiny) -> No
     assert float(preset_run["quantized"]["int8_fraction"]) == pytest.approx(expected, rel=1e-9)
 
 
+@pytest.mark.integration
 def test_imports_report_what_each_module_cost(preset_run) -> None:
     imports = [e for e in preset_run["_events"] if e.get("event") == "imports_done" and "import_s_by_module" in e]
     assert imports
@@ -65,6 +68,7 @@ def test_imports_report_what_each_module_cost(preset_run) -> None:
     assert all(seconds >= 0 for seconds in imports[0]["import_s_by_module"].values())
 
 
+@pytest.mark.integration
 def test_kokoro_is_imported_without_its_g2p(kokoro_tiny) -> None:
     """The loaders import KModel without kokoro/__init__, so misaki's G2P and spaCy stay out of cold start."""
     import subprocess
@@ -77,6 +81,7 @@ def test_kokoro_is_imported_without_its_g2p(kokoro_tiny) -> None:
     assert done.stdout.split() == ["False", "False", "True"]
 
 
+@pytest.mark.integration
 def test_a_folder_is_recognised_as_kokoro(kokoro_copy: Path) -> None:
     files = resolve(str(kokoro_copy))
     assert files.family == "kokoro" and files.extra("voice").name == "voice.pt"
@@ -99,6 +104,7 @@ def _damage(folder: Path, change) -> None:
     torch.save(state, path)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("loader", ["eager", "mmap", "mmap-meta"])
 def test_a_missing_submodule_is_named(kokoro_copy: Path, loader: str) -> None:
     _damage(kokoro_copy, lambda state: state.pop("predictor"))
@@ -107,6 +113,7 @@ def test_a_missing_submodule_is_named(kokoro_copy: Path, loader: str) -> None:
         make_loader(loader, "kokoro").load(files, null_hook)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("loader", ["eager", "mmap", "mmap-meta"])
 def test_a_tensor_of_the_wrong_shape_is_named_with_both_shapes(kokoro_copy: Path, loader: str) -> None:
     import torch

@@ -48,6 +48,7 @@ def runs(tiny, tmp_path_factory) -> dict[str, Path]:
     return found
 
 
+@pytest.mark.integration
 def test_every_cell_records_its_limit_and_the_weights_rate(runs):
     for cache, out in runs.items():
         for row in rows(out):
@@ -66,6 +67,7 @@ def test_every_cell_records_its_limit_and_the_weights_rate(runs):
             assert weights == pytest.approx(expected_rate, rel=1e-6)
 
 
+@pytest.mark.integration
 def test_the_cold_read_is_measured_only_in_cold_cells(runs):
     warm, cold = rows(runs["warm"]), rows(runs["cold"])
     assert all(r["read_gbps"] == "" and r["read_mb"] == "" for r in warm)
@@ -75,6 +77,7 @@ def test_the_cold_read_is_measured_only_in_cold_cells(runs):
     assert event["read_same_device"] is True  # the scratch file lives in TTSLOAD_HOME, beside the fixture
 
 
+@pytest.mark.integration
 def test_the_probe_is_left_out_of_cold_start_and_peak_rss(runs):
     for out in runs.values():
         events = limit_events(out)

@@ -16,6 +16,8 @@ from ttsload.bench.fixtures import build, resolve
 from ttsload.strategies.base import StrategyError, null_hook
 from ttsload.strategies.registry import make_loader
 
+pytestmark = pytest.mark.integration  # every test here builds a model or starts a ttsload child
+
 LOADERS = ["eager", "mmap"]
 
 

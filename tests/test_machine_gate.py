@@ -1,7 +1,7 @@
 """The gate's machine classes, in-run invariants and noise study, on small synthetic result sets.
 
-No cell runs here: a saved result set (.json) is what the gate reads on either side, so the inputs are
-written by hand with the repetitions each case needs.
+No cell runs here, and the CLI runs in this process: a saved result set (.json) is what the gate reads on
+either side, so the inputs are written by hand with the repetitions each case needs.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ttsload
+from tests.conftest import cli
 from ttsload.bench.harness.environment import fingerprint
 from ttsload.bench.regression import machines, noise
 from ttsload.bench.regression.resultset import ResultSet
@@ -52,7 +52,7 @@ def test_the_baseline_of_the_same_machine_class_is_picked_and_gates(tmp_path):
     baselines.mkdir()
     result_set(baselines / "here.json", CLEAN)
     current = result_set(tmp_path / "cur.json", slower(CLEAN, "pss_anon_trimmed_mb", 1.25))
-    done = ttsload("gate", "--current", str(current), "--baselines", str(baselines))
+    done = cli("gate", "--current", str(current), "--baselines", str(baselines))
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"baseline for this machine class: {baselines / 'here.json'}" in done.stdout
     assert "REGRESSION singleton/vits-tiny/single: pss_anon_trimmed_mb median" in done.stdout
@@ -66,7 +66,7 @@ def test_one_different_cpu_flag_is_another_machine_class(tmp_path):
     baselines.mkdir()
     result_set(baselines / "amx.json", CLEAN, other)
     current = result_set(tmp_path / "cur.json", slower(CLEAN, "cold_start_s", 3.0))
-    done = ttsload("gate", "--current", str(current), "--baselines", str(baselines), "--json", str(tmp_path / "v.json"))
+    done = cli("gate", "--current", str(current), "--baselines", str(baselines), "--json", str(tmp_path / "v.json"))
     assert done.returncode == 0, done.stdout + done.stderr  # new hardware never fails CI...
     lines = [line for line in done.stdout.splitlines() if "no baseline for this machine class" in line]
     assert len(lines) == 1 and machines.describe(here) in lines[0]  # ...nor passes silently
@@ -79,7 +79,7 @@ def test_no_baseline_at_all_still_checks_invariants(tmp_path):
     current = result_set(tmp_path / "cur.json", CLEAN)
     empty = tmp_path / "baselines"
     empty.mkdir()
-    done = ttsload("gate", "--current", str(current), "--baselines", str(empty), "--invariants", str(INVARIANTS))
+    done = cli("gate", "--current", str(current), "--baselines", str(empty), "--invariants", str(INVARIANTS))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no baseline for this machine class" in done.stdout
     assert "pass (0 of" in done.stdout and "not checked (no weights_s for mmap/vits/single" in done.stdout
@@ -99,7 +99,7 @@ def test_a_broken_invariant_exits_1_naming_both_cells_and_the_ratio(tmp_path):
              "subprocess-worker/vits/single": {"latency_p50_s": [0.5, 0.52, 0.51]},
              "singleton/vits/single": {"latency_p50_s": [0.5, 0.5, 0.49]}}
     current = result_set(tmp_path / "cur.json", cells)
-    done = ttsload("gate", "--current", str(current), "--baselines", str(tmp_path / "none"),
+    done = cli("gate", "--current", str(current), "--baselines", str(tmp_path / "none"),
                    "--invariants", str(INVARIANTS))
     assert done.returncode == 1, done.stdout + done.stderr
     assert ("BROKEN mmap-weights-faster-than-eager: mmap/vits/single / naive/vits/single weights_s median ratio "
@@ -113,7 +113,7 @@ def test_an_invariant_over_its_bound_on_noise_alone_is_said_but_does_not_fail(tm
     cells = {"mmap/vits/single": {"weights_s": [0.10, 0.16, 0.11]},  # one slow repetition moves the median
              "naive/vits/single": {"weights_s": [0.29, 0.20, 0.21]}}
     current = result_set(tmp_path / "cur.json", cells)
-    done = ttsload("gate", "--current", str(current), "--baselines", str(tmp_path / "none"),
+    done = cli("gate", "--current", str(current), "--baselines", str(tmp_path / "none"),
                    "--invariants", str(INVARIANTS))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "over its bound on noise only: mmap-weights-faster-than-eager" in done.stdout
@@ -123,7 +123,7 @@ def test_an_invariant_over_its_bound_on_noise_alone_is_said_but_does_not_fail(tm
 def test_an_invariant_over_its_bound_with_too_few_repetitions_is_undecided(tmp_path):
     cells = {"mmap/vits/single": {"weights_s": [0.15, 0.16]}, "naive/vits/single": {"weights_s": [0.20, 0.2]}}
     current = result_set(tmp_path / "cur.json", cells)
-    done = ttsload("gate", "--current", str(current), "--baselines", str(tmp_path / "none"),
+    done = cli("gate", "--current", str(current), "--baselines", str(tmp_path / "none"),
                    "--invariants", str(INVARIANTS))
     assert done.returncode == 2, done.stdout + done.stderr
     assert "UNDECIDED mmap-weights-faster-than-eager: median ratio 0.775 > 0.5 with 2/2 repetitions" in done.stdout
@@ -149,7 +149,7 @@ def test_a_slower_host_skips_the_timing_checks_with_one_line_and_still_judges_me
     result_set(baselines / "here.json", with_host(CLEAN, 0.025))
     slow_host = slower(slower(CLEAN, "cold_start_s", 2.0), "pss_anon_trimmed_mb", 1.25)
     current = result_set(tmp_path / "cur.json", with_host(slow_host, 0.034))  # the host runs Python 36 % slower
-    done = ttsload("gate", "--current", str(current), "--baselines", str(baselines), "--json", str(tmp_path / "v.json"))
+    done = cli("gate", "--current", str(current), "--baselines", str(baselines), "--json", str(tmp_path / "v.json"))
     assert done.returncode == 1, done.stdout + done.stderr
     assert ("host speed against the baseline's (12 readings against 20): python +36 % (p=0.000), memcopy +0 % "
             "(p=1.000), matmul +0 %") in done.stdout and ": slower (a part counts when beyond ±10 %" in done.stdout
@@ -163,16 +163,16 @@ def test_a_slower_host_skips_the_timing_checks_with_one_line_and_still_judges_me
 
     few = result_set(tmp_path / "few.json", naive_only(with_host(slow_host, 0.034)))
     few_base = result_set(tmp_path / "few-base.json", naive_only(with_host(CLEAN, 0.025)))
-    done = ttsload("gate", "--current", str(few), "--baseline", str(few_base))
+    done = cli("gate", "--current", str(few), "--baseline", str(few_base))
     assert "host speed: 3 readings against 5, too few to tell hosts apart" in done.stdout
     # a faster host is judged (a slower timing there is the code), with a warning that it can hide one
     fast = result_set(tmp_path / "fast.json", with_host(slow_host, 0.018))
-    done = ttsload("gate", "--current", str(fast), "--baselines", str(baselines))
+    done = cli("gate", "--current", str(fast), "--baselines", str(baselines))
     assert done.returncode == 1 and ": faster (" in done.stdout and "could be hidden" in done.stdout
     assert "REGRESSION singleton/vits-tiny/single: cold_start_s" in done.stdout
     # the same host: the slower cold start is judged, and caught
     same = result_set(tmp_path / "same.json", with_host(slow_host, 0.0252))
-    done = ttsload("gate", "--current", str(same), "--baselines", str(baselines))
+    done = cli("gate", "--current", str(same), "--baselines", str(baselines))
     assert done.returncode == 1 and ": alike (" in done.stdout
     assert "REGRESSION singleton/vits-tiny/single: cold_start_s" in done.stdout
 
@@ -190,7 +190,7 @@ def test_a_malformed_invariants_file_is_one_line(tmp_path):
     bad = tmp_path / "inv.toml"
     bad.write_text('[[invariant]]\nname = "x"\nmetric = "weights_s"\nleft = "mmap"\nright = "a/b/c"\n'
                    'max_ratio = 0.5\nreason = "r"\n')
-    done = ttsload("gate", "--current", str(result_set(tmp_path / "c.json", CLEAN)), "--invariants", str(bad),
+    done = cli("gate", "--current", str(result_set(tmp_path / "c.json", CLEAN)), "--invariants", str(bad),
                    "--baselines", str(tmp_path / "none"))  # not the repository's baselines/: one may match this machine
     assert done.returncode == 2 and "invariant[0]: left must be STRATEGY/MODEL/SCENARIO" in done.stderr
 
@@ -235,7 +235,7 @@ def test_each_model_gets_the_threshold_its_own_noise_allows(tmp_path):
              for m, v in (("steady", steady), ("jittery", jittery))}
     source = result_set(tmp_path / "run.json", cells)
     baselines = tmp_path / "baselines"
-    done = ttsload("noise", "--from", str(source), "--save", "mine", "--dir", str(baselines))
+    done = cli("noise", "--from", str(source), "--save", "mine", "--dir", str(baselines))
     assert done.returncode == 0, done.stderr
     assert "Thresholds per model" in done.stdout
     study = json.loads((baselines / "mine.json").read_text())["noise"]
@@ -243,7 +243,7 @@ def test_each_model_gets_the_threshold_its_own_noise_allows(tmp_path):
     assert per_model["steady"] < 20 < per_model["jittery"]
     assert study["thresholds"]["weights_cpu_s"]["threshold_pct"] == per_model["jittery"]  # the worst cell of all
     slower_everywhere = result_set(tmp_path / "cur.json", slower(cells, "weights_cpu_s", 1.2))
-    done = ttsload("gate", "--current", str(slower_everywhere), "--baselines", str(baselines))
+    done = cli("gate", "--current", str(slower_everywhere), "--baselines", str(baselines))
     flagged = {line.split()[1] for line in done.stdout.splitlines() if line.startswith("REGRESSION ")}
     assert done.returncode == 1 and flagged == {"naive/steady/single:", "mmap/steady/single:"}, done.stdout
 
@@ -251,20 +251,20 @@ def test_each_model_gets_the_threshold_its_own_noise_allows(tmp_path):
 def test_noise_saves_measured_thresholds_into_the_machine_class_baseline_and_the_gate_uses_them(tmp_path):
     source = result_set(tmp_path / "run.json", CLEAN)
     baselines = tmp_path / "baselines"
-    done = ttsload("noise", "--from", str(source), "--save", "mine", "--dir", str(baselines))
+    done = cli("noise", "--from", str(source), "--save", "mine", "--dir", str(baselines))
     assert done.returncode == 0, done.stderr
     assert "| pss_anon_trimmed_mb | 1 |" in done.stdout and "| weights_s | " in done.stdout
     saved = json.loads((baselines / "mine.json").read_text())
     measured = saved["noise"]["thresholds"]["pss_anon_trimmed_mb"]["threshold_pct"]
     assert saved["environment"]["fingerprint"] == fingerprint() and 0 < measured < 10
     current = result_set(tmp_path / "cur.json", slower(CLEAN, "pss_anon_trimmed_mb", 1.0 + 1.5 * measured / 100))
-    done = ttsload("gate", "--current", str(current), "--baselines", str(baselines))
+    done = cli("gate", "--current", str(current), "--baselines", str(baselines))
     assert done.returncode == 1, done.stdout + done.stderr  # below the code's fallback +10%: a measured threshold
     assert "on this machine class by a noise study" in done.stdout
     other = result_set(tmp_path / "other.json", CLEAN, {**fingerprint(), "cpu": "Another CPU"})
-    refused = ttsload("noise", "--from", str(other), "--save", "mine", "--dir", str(baselines))
+    refused = cli("noise", "--from", str(other), "--save", "mine", "--dir", str(baselines))
     assert refused.returncode == 2 and "baseline of another machine class" in refused.stderr
-    named = ttsload("noise", "--from", str(source), "--save", "--dir", str(tmp_path / "auto"))
+    named = cli("noise", "--from", str(source), "--save", "--dir", str(tmp_path / "auto"))
     assert named.returncode == 0, named.stderr
     (path,) = (tmp_path / "auto").glob("*.json")  # named after the machine class
     assert path.stem.endswith(f"cpu-{machines.machine_class(fingerprint())}")
@@ -274,7 +274,7 @@ def test_an_older_baseline_without_the_new_metrics_is_gated_on_the_rest_with_a_w
     old = {cell: {m: v for m, v in metrics.items() if m in ("cold_start_s", "weights_s")}
            for cell, metrics in CLEAN.items()}
     baseline = result_set(tmp_path / "old.json", old)
-    done = ttsload("gate", "--baseline", str(baseline), "--current", str(result_set(tmp_path / "c.json", CLEAN)))
+    done = cli("gate", "--baseline", str(baseline), "--current", str(result_set(tmp_path / "c.json", CLEAN)))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "pss_anon_trimmed_mb is not in the baseline: rule pss_anon_trimmed_mb:median:+10% not checked" in done.stderr
     assert "| singleton/vits-tiny/single | cold_start_s |" in done.stdout

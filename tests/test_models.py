@@ -13,6 +13,7 @@ from ttsload.bench.errors import UsageError
 from ttsload.strategies.base import sha256_of
 
 
+@pytest.mark.integration
 def test_manifest_records_sha256_bytes_and_params(tiny):
     manifest = json.loads((tiny.checkpoint.parent / "manifest.json").read_text())
     for name in ("model_file.pth", "config.json", "model.safetensors"):
@@ -23,6 +24,7 @@ def test_manifest_records_sha256_bytes_and_params(tiny):
     assert manifest["fixture"]["architecture"] == "vits"
 
 
+@pytest.mark.integration
 def test_rebuilding_gives_identical_bytes(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("TTSLOAD_HOME", str(tmp_path))
     again = models.build("vits-tiny")
@@ -30,6 +32,7 @@ def test_rebuilding_gives_identical_bytes(tiny, tmp_path, monkeypatch):
     assert again.sha256 == tiny.sha256
 
 
+@pytest.mark.integration
 def test_checkpoint_is_coqui_format(tiny):
     import torch
 
@@ -38,6 +41,7 @@ def test_checkpoint_is_coqui_format(tiny):
     assert state["config"]["model"] == "vits"
 
 
+@pytest.mark.integration
 def test_resolve_folder_and_checkpoint_file(tiny):
     by_folder = models.resolve(str(tiny.checkpoint.parent))
     by_file = models.resolve(str(tiny.checkpoint))
@@ -45,6 +49,7 @@ def test_resolve_folder_and_checkpoint_file(tiny):
     assert by_folder.sha256 == tiny.sha256
 
 
+@pytest.mark.integration
 def test_external_folder_without_manifest_is_recorded_on_first_use(tiny_copy: Path):
     (tiny_copy / "manifest.json").unlink()
     renamed = tiny_copy / "best_model.pth"
@@ -70,6 +75,7 @@ def test_bad_model_paths_give_one_clear_line(tmp_path, make_spec, message):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.integration
 def test_several_checkpoints_must_be_chosen(tiny_copy: Path):
     os.link(tiny_copy / "model_file.pth", tiny_copy / "other.pth")
     (tiny_copy / "model_file.pth").rename(tiny_copy / "a.pth")

@@ -21,10 +21,12 @@ class Recorder:
 
     def __init__(self, posargs: list[str], venv: Path, output: str = ""):
         self.posargs, self.commands, self.output = posargs, [], output
+        self.environments: list[object] = []  # each command's env= (None: nox's own)
         self.virtualenv = SimpleNamespace(location=str(venv))
 
     def run(self, *args: str, **kwargs: object) -> str:
         self.commands.append(list(args))
+        self.environments.append(kwargs.get("env"))
         return self.output  # what a silent run would have printed
 
     run_install = install = run
@@ -140,3 +142,23 @@ def test_baseline_and_noise_run_the_noise_study_over_the_gates_configuration(nox
     noxfile.noise(quiet)
     (study,) = [c[2:] for c in quiet.commands if c[:2] == ["ttsload", "noise"]]
     assert "--save" not in study and study[study.index("--gate-repeat") + 1] == noxfile.GATE_REPEAT
+
+
+def test_unit_runs_the_fast_tier_with_its_guard_on_and_tests_runs_both_tiers(noxfile, tmp_path):
+    fast = Recorder([], tmp_path)
+    noxfile.unit(fast)
+    (index,) = [i for i, c in enumerate(fast.commands) if c[0] == "pytest"]
+    assert fast.commands[index][1:3] == ["-m", "not integration"]
+    assert fast.environments[index] == {"TTSLOAD_UNIT_TIER": "1"}  # tests/conftest.py's guard
+    both = Recorder([], tmp_path)
+    noxfile.tests(both)
+    (call,) = [c for c in both.commands if c[0] == "pytest"]
+    assert "-m" not in call and "not integration" not in call
+    assert "unit" not in noxfile.nox.options.sessions  # `nox` alone still runs both tiers
+
+
+def test_test_data_rerecords_through_the_script_the_readme_names(noxfile, tmp_path):
+    session = Recorder(["gate"], tmp_path)
+    noxfile.test_data(session)
+    assert ["python", "tests/data/regenerate.py", "gate"] in session.commands
+    assert "tests/data/regenerate.py" in (ROOT / "tests" / "data" / "README.md").read_text()

@@ -19,6 +19,8 @@ from ttsload.strategies import families, onnx
 from ttsload.strategies.base import ModelFiles, StrategyError, null_hook
 from ttsload.strategies.registry import make_loader
 
+pytestmark = pytest.mark.integration  # every test here builds a model or starts a ttsload child
+
 MODEL = "vits-tiny-onnx"
 STRATEGIES = ["naive", "singleton", "mmap", "quantized", "subprocess-worker", "resident+ort", "resident+ort-lean",
               "resident+ort-optimized", "prefork+ort"]

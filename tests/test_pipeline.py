@@ -46,6 +46,7 @@ def _weights_done(run: dict[str, object], strategy: str) -> dict[str, object]:
     raise AssertionError(f"no weights_done event for {strategy}")
 
 
+@pytest.mark.integration
 def test_every_strategy_serves_and_fp32_loaders_are_bit_identical(run) -> None:
     rows = run["rows"]
     assert {rows[s]["status"] for s in rows} == {"ok"}, {s: rows[s]["reason"] for s in rows}
@@ -54,12 +55,14 @@ def test_every_strategy_serves_and_fp32_loaders_are_bit_identical(run) -> None:
     assert rows["resident+int8-storage"]["output_digest"] != rows["naive"]["output_digest"]
 
 
+@pytest.mark.integration
 def test_quantized_converts_tacotrons_rnns_and_linears(run, pipeline_tiny) -> None:
     expected = pipeline_tiny.meta["int8_quantizable_fraction"]
     assert expected > 0.5  # Tacotron2's LSTMCells hold most of its parameters
     assert float(run["rows"]["quantized"]["int8_fraction"]) == pytest.approx(expected, rel=1e-9)
 
 
+@pytest.mark.integration
 def test_every_loader_reports_both_parts_and_the_decoder_cap(run) -> None:
     for strategy in ["naive", "mmap", "resident+safetensors", "resident+int8-storage"]:
         event = _weights_done(run, strategy)
@@ -70,6 +73,7 @@ def test_every_loader_reports_both_parts_and_the_decoder_cap(run) -> None:
     assert _weights_done(run, "mmap")["parts"]["vocoder"]["file"] == "vocoder.pth"
 
 
+@pytest.mark.integration
 def test_int8_storage_reports_its_saving_and_its_quality(run) -> None:
     vocoder = _weights_done(run, "resident+int8-storage")["parts"]["vocoder"]
     assert vocoder["file"] == "vocoder_int8.pth" and vocoder["dequant_s"] >= 0
@@ -81,6 +85,7 @@ def test_int8_storage_reports_its_saving_and_its_quality(run) -> None:
     assert quality["mmap"]["identical"] is True
 
 
+@pytest.mark.integration
 def test_every_request_has_the_capped_length(run) -> None:
     audio = float(run["rows"]["singleton"]["audio_s"])
     frames = 16 + 2 * 5  # the decoder cap, plus HiFi-GAN's inference padding of 5 frames each side
@@ -95,6 +100,7 @@ def pipeline_copy(pipeline_tiny, tmp_path: Path) -> Path:
     return target
 
 
+@pytest.mark.integration
 def test_a_folder_is_recognised_as_a_pipeline(pipeline_copy: Path) -> None:
     files = resolve(str(pipeline_copy))
     assert files.family == "coqui-pipeline"
@@ -104,6 +110,7 @@ def test_a_folder_is_recognised_as_a_pipeline(pipeline_copy: Path) -> None:
     assert resolve(str(pipeline_copy)).family == "coqui"  # without the vocoder it is a plain Coqui model
 
 
+@pytest.mark.integration
 def test_a_mismatched_vocoder_fails_before_any_request_naming_both_values_and_files(pipeline_copy: Path) -> None:
     config = pipeline_copy / "vocoder_config.json"
     config.write_text(config.read_text().replace('"sample_rate": 22050', '"sample_rate": 24000'))

@@ -15,6 +15,8 @@ import pytest
 
 from tests.conftest import ttsload
 
+pytestmark = pytest.mark.integration  # every test here builds a model or starts a ttsload child
+
 PLUGIN = "ttsload_plugin_example"
 PYPROJECT = f"""
 [build-system]

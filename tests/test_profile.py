@@ -33,6 +33,7 @@ def only_profile_records(out: Path) -> list[dict]:
     return load_records(out, "profile")
 
 
+@pytest.mark.integration
 def test_memray_pass_captures_a_positive_peak_with_native_stacks(tiny, tmp_path):
     out = tmp_path / "memray"
     done = ttsload("profile", "--tool", "memray", "--strategy", "mmap", "--model", "vits-tiny", "--out", str(out))
@@ -51,6 +52,7 @@ def test_memray_pass_captures_a_positive_peak_with_native_stacks(tiny, tmp_path)
     assert "memray peak heap" in done.stderr and str(out / record["files"]["flamegraph"]) in done.stderr
 
 
+@pytest.mark.integration
 def test_pyspy_pass_follows_the_worker_into_model_construction(ttsload_home, tmp_path):
     # the default `vits`: its construction takes ~0.5 s, dozens of samples; vits-tiny's ~40 ms is
     # too short to be sampled reliably (seen here: missed at 100 Hz, and once in three at 1000 Hz)
@@ -79,6 +81,7 @@ def hide_memray(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "memray" else real(name, *a))
 
 
+@pytest.mark.integration
 def test_run_with_a_missing_profiler_says_so_and_still_times_and_profiles(tiny, tmp_path, monkeypatch, capsys):
     hide_memray(monkeypatch)
     out = tmp_path / "run"
@@ -96,6 +99,7 @@ def test_run_with_a_missing_profiler_says_so_and_still_times_and_profiles(tiny, 
     assert records["py-spy"]["folder"] == f"profiles/{file_safe('singleton__vits-tiny__single')}/py-spy"
 
 
+@pytest.mark.integration
 def test_profile_with_a_missing_py_spy_is_one_clear_line(tiny, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(profile_pyspy.shutil, "which", lambda *a, **k: None)
     code = cli.main(["profile", "--tool", "py-spy", "--strategy", "naive", "--model", "vits-tiny",
@@ -104,6 +108,7 @@ def test_profile_with_a_missing_py_spy_is_one_clear_line(tiny, tmp_path, monkeyp
     assert code != 0 and len(err) == 1 and "py-spy is not installed" in err[0] and "pip install py-spy" in err[0]
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
 def test_refused_ptrace_is_explained(tmp_path):
     """py-spy's real refusal (an unprivileged user dumping root's process) becomes the one-line fix."""
@@ -115,6 +120,7 @@ def test_refused_ptrace_is_explained(tmp_path):
     assert problem and "CAP_SYS_PTRACE" in problem
 
 
+@pytest.mark.integration
 def test_bad_profile_input_is_one_line(tiny, tmp_path):
     soak = ttsload("profile", "--tool", "memray", "--strategy", "naive", "--model", "vits-tiny", "--scenario", "soak")
     assert soak.returncode == 2 and "scenario 'soak' cannot be profiled yet" in soak.stderr
@@ -122,6 +128,7 @@ def test_bad_profile_input_is_one_line(tiny, tmp_path):
     assert tool.returncode == 2 and "unknown profiler 'perf'" in tool.stderr
 
 
+@pytest.mark.integration
 def test_a_hung_worker_leaves_its_stacks_before_the_kill(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("TTSLOAD_TEST_STRATEGIES", "1")
     out = tmp_path / "hang"

@@ -1,4 +1,5 @@
-"""`ttsload report` on a small real run of the tiny VITS: tables, plots, one self-contained HTML, a browser."""
+"""`ttsload report` on a small real run of the tiny VITS (recorded, or made live: tests/recordings.py): tables,
+plots, one self-contained HTML, a browser."""
 
 from __future__ import annotations
 
@@ -18,35 +19,28 @@ import pytest
 from PIL import Image
 from scipy import stats as scipy_stats
 
-from tests.conftest import ttsload
+from tests.conftest import cli
+from tests.recordings import PARAMS, REPORT_STRATEGIES, made
 from ttsload.bench.analysis.stats import median_interval
 from ttsload.bench.cells import CellKey
 from ttsload.bench.results import load_records
 from ttsload.reports import tables
 
-STRATEGIES = ("singleton", "mmap", "quantized")
+STRATEGIES = REPORT_STRATEGIES
 PLOTS = ("cold_start_phases", "memory_by_strategy", "latency_cdf", "memory_per_request", "timeline")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run")
 
 
-@pytest.fixture(scope="module")
-def run_dir(tiny, tmp_path_factory) -> Path:
+@pytest.fixture(scope="module", params=PARAMS)
+def run_dir(request, tmp_path_factory) -> Path:
     """One real run: three strategies on the tiny model plus a corrupted copy of it (those cells fail)."""
-    broken = tmp_path_factory.mktemp("broken") / "broken-model"
-    shutil.copytree(tiny.checkpoint.parent, broken)
-    checkpoint = broken / "model_file.pth"
-    checkpoint.write_bytes(checkpoint.read_bytes()[:-100])
-    out = tmp_path_factory.mktemp("report-run") / "run"
-    done = ttsload("run", "--strategy", ",".join(STRATEGIES), "--model", f"vits-tiny,{broken}",
-                   "--requests", "2", "--repeat", "2", "--out", str(out))
-    assert done.returncode == 1, done.stderr[-3000:]  # the broken model's cells fail, the others run
-    return out
+    return made("report", request, tmp_path_factory.mktemp("report-run") / "root") / "run"
 
 
 @pytest.fixture(scope="module")
 def report(run_dir) -> Path:
-    done = ttsload("report", str(run_dir))
+    done = cli("report", str(run_dir))
     assert done.returncode == 0, done.stderr[-3000:]
     path = run_dir / "report" / "report.html"
     assert f"report: {path}" in done.stdout
@@ -157,7 +151,7 @@ def test_a_truncated_run_still_reports_what_it_has(run_dir, tmp_path):
     while text[cut - 1:cut] == b"\n":  # make sure the cut is mid-line
         cut += 1
     (partial / "results.jsonl").write_bytes(text[:cut])
-    done = ttsload("report", str(partial), "--out", str(tmp_path / "out.html"))
+    done = cli("report", str(partial), "--out", str(tmp_path / "out.html"))
     assert done.returncode == 0, done.stderr[-3000:]
     html = (tmp_path / "out.html").read_text()
     assert "partial:" in html and "not finished" in html
@@ -167,7 +161,7 @@ def test_a_truncated_run_still_reports_what_it_has(run_dir, tmp_path):
 
 
 def test_report_of_a_folder_without_results_is_a_usage_error(tmp_path):
-    done = ttsload("report", str(tmp_path))
+    done = cli("report", str(tmp_path))
     assert done.returncode == 2
     assert f"ttsload: error: no results.jsonl in {tmp_path}" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
@@ -227,6 +221,7 @@ def image_check(page: Path, tmp_path: Path) -> tuple[int, int]:
     return int(found.group(1)), int(found.group(2))
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(shutil.which("chromium") is None,
                     reason="chromium not installed (Debian: apt-get install chromium; .ci/run installs it)")
 def test_the_page_renders_in_a_real_browser(report, tmp_path):
@@ -288,11 +283,12 @@ def test_phase_plot_gives_each_model_its_own_scale_and_a_shared_share_axis(run_d
     assert any(text.endswith(" s") for text in labels)  # absolute labels on the scaled panel
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(shutil.which("chromium") is None,
                     reason="chromium not installed (Debian: apt-get install chromium; .ci/run installs it)")
 def test_a_report_of_two_models_of_very_different_scale_builds_and_renders(run_dir, tmp_path):
     scaled = scaled_copy(run_dir, tmp_path / "scaled", 20.0, "vits-tiny-x20")
-    done = ttsload("report", str(scaled))
+    done = cli("report", str(scaled))
     assert done.returncode == 0, done.stderr[-3000:]
     page = scaled / "report" / "report.html"
     html = page.read_text()

@@ -11,6 +11,8 @@ import pytest
 
 from tests.conftest import ttsload
 
+pytestmark = pytest.mark.integration  # every test here builds a model or starts a ttsload child
+
 PRESETS = "naive,singleton,mmap,quantized,subprocess-worker,prefork+eager"
 REQUESTS = 3
 PHASES = ("import_s", "verify_s", "construct_s", "weights_s", "first_audio_s")

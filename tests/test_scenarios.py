@@ -97,6 +97,7 @@ def pool_run(tiny, tmp_path_factory) -> Path:
     return run_script(tmp_path_factory.mktemp("pool"), "pool", POOL, "singleton,prefork+mmap")
 
 
+@pytest.mark.integration
 def test_pool_rows_per_worker_count(pool_run):
     found = {(r["strategy"], r["scenario"]): r for r in rows(pool_run)}
     assert set(found) == {(s, f"pool@n{n}") for s in ("singleton", "prefork+mmap") for n in (1, 2)}
@@ -113,6 +114,7 @@ def test_pool_rows_per_worker_count(pool_run):
     assert found[("singleton", "pool@n2")]["loads"] == "2"
 
 
+@pytest.mark.integration
 def test_prefork_workers_really_share_the_weights(pool_run, tiny):
     steady = next(s for s in records(pool_run, "sample") if s.get("steady") and s["cell"].startswith("prefork+mmap|")
                   and "@n2|" in s["cell"])
@@ -123,6 +125,7 @@ def test_prefork_workers_really_share_the_weights(pool_run, tiny):
     assert rss_sum - pss_sum >= weights, (rss_sum, pss_sum, weights)
 
 
+@pytest.mark.integration
 def test_pool_output_equals_across_strategies_and_worker_counts(pool_run):
     by_index: dict[int, set[str]] = {}
     for request in records(pool_run, "request"):
@@ -130,6 +133,7 @@ def test_pool_output_equals_across_strategies_and_worker_counts(pool_run):
     assert len(by_index) == 4 and all(len(digests) == 1 for digests in by_index.values()), by_index
 
 
+@pytest.mark.integration
 def test_pool_phase_records(pool_run):
     phases = records(pool_run, "phase")
     assert {p["phase"] for p in phases} == {"c1", "c2"}
@@ -141,6 +145,7 @@ def drill_run(tiny, tmp_path_factory) -> Path:
     return run_script(tmp_path_factory.mktemp("drill"), "drill", DRILL, "singleton,prefork+mmap")
 
 
+@pytest.mark.integration
 def test_scale_out_under_load_is_timed(drill_run):
     for row in rows(drill_run):
         assert row["status"] == "ok", row["reason"]
@@ -150,6 +155,7 @@ def test_scale_out_under_load_is_timed(drill_run):
     assert sorted(e["worker"] for e in ready if e["cell"].startswith("singleton|")) == [0, 1, 2]
 
 
+@pytest.mark.integration
 def test_killed_worker_is_recorded_and_the_rest_serve(drill_run):
     for row in rows(drill_run):
         assert row["worker_deaths"] == "1" and row["requests"] == "10" and row["failed_requests"] == "0"
@@ -160,6 +166,7 @@ def test_killed_worker_is_recorded_and_the_rest_serve(drill_run):
         assert isinstance(death["last_request"], int) and 0 <= death["last_request"] < 6
 
 
+@pytest.mark.integration
 def test_switch_counts_loads_and_evictions(tiny, tmp_path):
     out = run_script(tmp_path, "switch", SWITCH, "mmap", "vits-tiny,vits-tiny-2")
     found = {r["scenario"]: r for r in rows(out)}
@@ -176,6 +183,7 @@ def test_switch_counts_loads_and_evictions(tiny, tmp_path):
     assert by_model.keys() == {"vits-tiny", "vits-tiny-2"} and not by_model["vits-tiny"] & by_model["vits-tiny-2"]
 
 
+@pytest.mark.integration
 def test_resume_skips_finished_cells(tiny, tmp_path):
     out = tmp_path / "out"
     first = ttsload("run", "--strategy", "mmap", "--model", "vits-tiny", "--requests", "1", "--repeat", "1",
@@ -188,6 +196,7 @@ def test_resume_skips_finished_cells(tiny, tmp_path):
     assert sorted(r["strategy"] for r in rows(out)) == ["mmap", "singleton"]  # mmap kept, not run twice
 
 
+@pytest.mark.integration
 def test_sampler_off_takes_no_samples(tiny, tmp_path):
     script = 'summary = "on/off"\nkind = "single"\n[sampler]\nmodes = ["on", "off"]\n[texts]\ndistinct = 2\n'
     out = run_script(tmp_path, "sampler", script, "mmap")
@@ -217,6 +226,7 @@ def test_bad_scenario_file_names_file_and_key(tmp_path, text, key):
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.integration
 def test_bad_scenario_on_the_command_line(tmp_path):
     path = write(tmp_path, "bad", 'summary = "x"\n[workers]\ncounts = "many"\n')
     done = ttsload("run", "--scenario", str(path), "--model", "vits-tiny")
@@ -227,6 +237,7 @@ def test_bad_scenario_on_the_command_line(tmp_path):
     assert unknown.returncode == 2 and "unknown scenario 'no-such-scenario'" in unknown.stderr
 
 
+@pytest.mark.integration
 def test_builtin_scenarios_all_load_and_list():
     names = set(scenarios.available())
     assert {"single", "workers", "burst", "switch", "soak", "http", "sampler"} <= names
@@ -237,6 +248,7 @@ def test_builtin_scenarios_all_load_and_list():
     assert listing.returncode == 0 and all(name in listing.stdout for name in names)
 
 
+@pytest.mark.integration
 def test_every_builtin_scenario_runs_end_to_end_short(tiny, tmp_path):
     """The shipped scripts themselves, shortened: one strategy, one repetition, 3 requests per phase."""
     out = tmp_path / "out"

@@ -12,12 +12,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.conftest import ttsload
+from tests.conftest import cli, ttsload
+from tests.recordings import PARAMS, PLAN, SHARDED_RUN, made
 from ttsload.bench import merging, planid, sharding, synthetic
 from ttsload.bench.cells import CellKey
 from ttsload.bench.errors import UsageError
 
-RUN = ["run", "--strategy", "naive,mmap", "--model", "vits-tiny", "--requests", "1", "--repeat", "2", "--no-history"]
+RUN = list(SHARDED_RUN)
 
 
 def keys(strategies: int, models: int, repeat: int) -> list[CellKey]:
@@ -101,19 +102,22 @@ def listed(out: str) -> dict[str, int]:
             if line and not line.startswith(("#", "shard"))}
 
 
+def _shards(root: Path) -> tuple[Path, list[Path], dict[str, int]]:
+    return root, [root / "shard0", root / "shard1"], listed((root / PLAN).read_text())
+
+
 @pytest.fixture(scope="module")
-def shards(tiny, tmp_path_factory) -> tuple[Path, list[Path], dict[str, int]]:
+def live_shards(request, tmp_path_factory) -> tuple[Path, list[Path], dict[str, int]]:
     """The plan listed, then its 2 shards run one after the other on the tiny model as machine 'box-a'."""
-    root = tmp_path_factory.mktemp("shards")
-    plan = ttsload(*RUN, "--shard", "0/2", "--list-cells", "--out", str(root / "listed"))
-    assert plan.returncode == 0, plan.stderr[-2000:]
-    folders = []
-    for index in range(2):
-        folder = root / f"shard{index}"
-        done = ttsload(*RUN, "--shard", f"{index}/2", "--machine", "box-a", "--out", str(folder))
-        assert done.returncode == 0, done.stderr[-2000:]
-        folders.append(folder)
-    return root, folders, listed(plan.stdout)
+    return _shards(made("shards", request, tmp_path_factory.mktemp("shards") / "root"))
+
+
+@pytest.fixture(scope="module", params=PARAMS)
+def shards(request, tmp_path_factory) -> tuple[Path, list[Path], dict[str, int]]:
+    """The shards as recorded (tests/data/results/shards), or made live."""
+    if request.param == "live":
+        return request.getfixturevalue("live_shards")
+    return _shards(made("shards", request, tmp_path_factory.mktemp("shards") / "root"))
 
 
 def cell_rows(folder: Path) -> list[dict]:
@@ -125,7 +129,6 @@ def test_list_cells_runs_nothing_and_keeps_repetitions_together(shards):
     root, folders, plan = shards
     assert len(plan) == 4 and set(plan.values()) == {0, 1}
     assert plan["naive|vits-tiny|single|0"] == plan["naive|vits-tiny|single|1"]
-    assert not (root / "listed").exists()
     for index, folder in enumerate(folders):  # each shard ran exactly the cells the listing gave it
         assert sorted(CellKey.of_row(r).id for r in cell_rows(folder)) == sorted(c for c, s in plan.items()
                                                                                  if s == index)
@@ -142,8 +145,9 @@ def test_shards_merged_give_the_plan_and_merge_is_idempotent(shards):
     assert (root / "again" / "results.jsonl").read_text() == first
 
 
-def test_a_merged_folder_reports_gates_and_resumes(shards, tmp_path):
-    root, folders, plan = shards
+@pytest.mark.integration
+def test_a_merged_folder_reports_gates_and_resumes(live_shards, tmp_path):
+    root, folders, plan = live_shards
     merging.merge(folders[:1], tmp_path / "half")
     done = ttsload("report", str(tmp_path / "half"))
     assert done.returncode == 0 and "partial: 2 of 4" in (tmp_path / "half" / "report" / "report.html").read_text()
@@ -194,15 +198,16 @@ def test_a_report_over_two_machine_classes_compares_them_side_by_side(shards, tm
     (other / "results.jsonl").write_text("\n".join(lines) + "\n")
     both = merging.merge([tmp_path / "a", other], tmp_path / "both")
     assert len(both.classes) == 2 and both.missing == {}
-    done = ttsload("report", str(tmp_path / "both"))
+    done = cli("report", str(tmp_path / "both"))
     assert done.returncode == 0, done.stderr[-2000:]
     page = (tmp_path / "both" / "report" / "report.html").read_text()
     assert "Across machine classes" in page and "cold start (s) A" in page and "cold start (s) B" in page
     assert "the ranking differs between machine classes" in page and "bbbbbbbbbbbb: memory:" in page
-    gate = ttsload("gate", "--baseline", str(tmp_path / "both"), "--current", str(tmp_path / "a"))
+    gate = cli("gate", "--baseline", str(tmp_path / "both"), "--current", str(tmp_path / "a"))
     assert gate.returncode == 2 and "2 machine classes" in gate.stderr
 
 
+@pytest.mark.integration  # at scale (10^4 cells through merge and report): minutes on a busy 2-core host
 def test_merge_and_report_scale_to_a_large_synthetic_set(tmp_path):
     """A scale check, not a benchmark: 5,000 cells in 4 shards x 2 machine classes, merged and reported well
     inside a generous bound (a few seconds when the machine is free; the 10^5-cell command is in the README)."""

@@ -11,6 +11,8 @@ import pytest
 
 from tests.conftest import ttsload
 
+pytestmark = pytest.mark.integration  # every test here builds a model or starts a ttsload child
+
 LEAK_KB = 64  # planted per request: 62.5 MiB per 1000 requests
 SOAK = """
 summary = "test: short soak with a trim every 20 requests"

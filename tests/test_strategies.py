@@ -45,6 +45,7 @@ def reference(tiny) -> list[np.ndarray]:
     return serve_all("singleton", tiny)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("strategy", FP32)
 def test_fp32_strategies_give_bit_identical_audio(strategy, tiny, reference):
     audio = serve_all(strategy, tiny)
@@ -59,6 +60,7 @@ def snr_db(reference: np.ndarray, other: np.ndarray) -> float:
     return float(10 * np.log10(np.sum(reference[:n] ** 2) / max(noise, 1e-30)))
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("strategy", ["quantized", "resident+bf16"])
 def test_reduced_precision_stays_close_to_fp32(strategy, tiny, reference):
     audio = serve_all(strategy, tiny)
@@ -68,6 +70,7 @@ def test_reduced_precision_stays_close_to_fp32(strategy, tiny, reference):
     assert not all(np.array_equal(g, w) for g, w in zip(audio, reference, strict=True))  # it really ran in bf16
 
 
+@pytest.mark.integration
 def test_quantization_reports_what_it_converted(tiny):
     hook = Recorder()
     model = make_loader("int8-bf16").load(tiny, hook)
@@ -76,6 +79,7 @@ def test_quantization_reports_what_it_converted(tiny):
     assert dict(hook.events)["weights_done"]["int8_fraction"] == 0.0
 
 
+@pytest.mark.integration
 def test_naive_loads_once_per_request_and_singleton_once(tiny):
     naive, singleton = Recorder(), Recorder()
     serve_all("naive", tiny, naive)
@@ -84,6 +88,7 @@ def test_naive_loads_once_per_request_and_singleton_once(tiny):
     assert singleton.count("weights_done") == 1
 
 
+@pytest.mark.integration
 def test_singleton_double_checked_lock_loads_once_under_concurrency(tiny):
     hook = Recorder()
     topology = resolve("resident+eager").build(tiny, hook)
@@ -102,6 +107,7 @@ def test_singleton_double_checked_lock_loads_once_under_concurrency(tiny):
     assert len({id(topology.get()) for _ in range(3)}) == 1
 
 
+@pytest.mark.integration
 def test_every_loader_emits_the_phase_events_in_order(tiny):
     for name in ("eager", "mmap", "mmap-meta", "safetensors", "bf16", "int8", "int8-bf16"):
         hook = Recorder()
@@ -109,6 +115,7 @@ def test_every_loader_emits_the_phase_events_in_order(tiny):
         assert [e for e, _ in hook.events] == ["load_start", "verify_done", "construct_done", "weights_done"]
 
 
+@pytest.mark.integration
 def test_worker_serves_many_requests_in_one_process(tiny):
     hook = Recorder()
     with resolve("subprocess-worker").build(tiny, hook) as topology:
@@ -120,6 +127,7 @@ def test_worker_serves_many_requests_in_one_process(tiny):
     assert {f["pid"] for e, f in hook.events if e in ("imports_done", "weights_done")} == {worker_pid}
 
 
+@pytest.mark.integration
 def test_worker_caller_never_imports_torch(tiny):
     code = (
         "import sys; from ttsload.bench.fixtures import resolve\n"
@@ -133,6 +141,7 @@ def test_worker_caller_never_imports_torch(tiny):
     assert out.stdout.strip().splitlines()[-1] == "False"
 
 
+@pytest.mark.integration
 def test_a_dead_worker_is_reported(tiny):
     import os
     import signal
@@ -146,6 +155,7 @@ def test_a_dead_worker_is_reported(tiny):
     topology.close()
 
 
+@pytest.mark.integration
 def test_sha256_mismatch_is_refused_before_loading(tiny_copy: Path):
     from ttsload.bench.fixtures import resolve as resolve_model
 
@@ -157,6 +167,7 @@ def test_sha256_mismatch_is_refused_before_loading(tiny_copy: Path):
             make_loader(loader).load(files, null_hook)
 
 
+@pytest.mark.integration
 def test_corrupt_checkpoint_without_manifest_gives_one_line(tiny_copy: Path):
     from ttsload.bench.fixtures import resolve as resolve_model
 
@@ -182,6 +193,7 @@ def test_combinations_resolve_in_either_order():
 
 
 
+@pytest.mark.integration
 def test_prefork_workers_serve_from_the_parents_model(tiny):
     """Forked from a fresh process, as in a real cell (forking after torch ran would hang libgomp)."""
     code = (

@@ -19,6 +19,8 @@ from ttsload.strategies import families
 from ttsload.strategies.base import StrategyError, null_hook
 from ttsload.strategies.registry import make_loader
 
+pytestmark = pytest.mark.integration  # every test here builds a model or starts a ttsload child
+
 FP32 = ["naive", "singleton", "mmap", "subprocess-worker", "prefork+mmap", "resident+mmap-meta", "resident+safetensors"]
 REDUCED = ["quantized", "resident+bf16"]  # int8-bf16 and bf16: their own forward hooks put float32 back for Coqui
 CAP = 8  # xtts-small's max_new_tokens

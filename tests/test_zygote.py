@@ -12,11 +12,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.conftest import ttsload
 from ttsload.bench.scenario.corpus import texts as corpus
 from ttsload.strategies.base import request_seed
 from ttsload.strategies.registry import resolve
+
+pytestmark = pytest.mark.integration  # every test here builds a model or starts a ttsload child
 
 TEXTS = corpus(3, seed=7)
 
