@@ -94,10 +94,13 @@ def main(source: Path) -> None:
     write("slower-3x", lines(cells(base, slower)))
     write("lacks-metric", lines(cells(base, lambda row: row.pop("pss_anon_trimmed_mb"))))
     text = lines(base).splitlines(keepends=True)
-    middle = len(text) // 2
+    middle = [i for i, line in enumerate(text) if '"type": "cell"' in line][2]  # a cell record, mid-file
     write("torn-middle", "".join(text[:middle] + [text[middle][: len(text[middle]) // 2] + "\n"] + text[middle + 1:]))
     write("model-path", lines(renamed("/srv/models/my voice/vits")(base)))
-    write("model-escape", lines(renamed("../../../../escaped-by-model")(base)))
+    # report/claims-x/ lets `claims-x/../../../NAME` resolve: the folder's parent, outside the results folder
+    write("model-escape", lines(renamed("x/../../../escaped-by-model")(base)))
+    (HERE / "model-escape" / "report" / "claims-x").mkdir(parents=True, exist_ok=True)
+    (HERE / "model-escape" / "report" / "claims-x" / ".keep").write_text("")
     write("mathtext-name", lines(renamed("$\\frac{1}{$", strategy="$x^$")(base)))
     write("formula-names", lines(renamed("=HYPERLINK(\"http://x\")", strategy="@SUM(1)",
                                          reason="+cmd|' /C calc'!A0")(base)))
@@ -120,7 +123,8 @@ def main(source: Path) -> None:
             record.pop("environment")
     write("missing-columns", lines(missing))
     write("non-object-lines", lines(base[:3]) + "[1, 2]\n42\n\"text\"\nnull\ntrue\n" + lines(base[3:]))
-    write("invalid-utf8", lines(base[:5]).encode() + b'{"type": "event", "cell": "\xff\xfe"}\n' + lines(base[5:]).encode())
+    bad = b'{"type": "event", "cell": "\xff\xfe"}\n'
+    write("invalid-utf8", lines(base[:5]).encode() + bad + lines(base[5:]).encode())
     baseline_json(base)
 
 
