@@ -81,6 +81,11 @@ def file_safe(name: str) -> str:
     return f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
+def plain_or_safe(name: str) -> str:
+    """`name` itself when it is already a plain file name (stable, readable output names), else file_safe's."""
+    return name if re.fullmatch(r"[A-Za-z0-9_@+-][A-Za-z0-9_.@+-]{0,79}", name) else file_safe(name)
+
+
 @dataclass(frozen=True)
 class Cell:
     """One measured unit: a strategy serving a model, one repetition of it."""

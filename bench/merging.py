@@ -6,14 +6,14 @@ is ordered by run id, never by the order of the inputs. A cell measured ok twice
 cell id, different records) is a duplicate: the merge refuses and names it. Cells of the plan that a machine
 class has not measured ok are listed as missing; `ttsload run --resume OUT` measures them.
 
-Lines are handled as text and only run and cell records are parsed, so a merge costs about one read and
-one write of the inputs.
+Lines are read by the result store's own reader (bench/results.py: read_lines), so a torn or malformed
+line anywhere is left out and counted exactly as every other command does; records other than cells are
+copied as written. Symlinks in the inputs (logs, a logs folder) are never followed.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -23,10 +23,8 @@ from typing import Any
 from ttsload.bench import atomic
 from ttsload.bench.cells import CellKey
 from ttsload.bench.errors import UsageError
-from ttsload.bench.results import RESULTS, ResultStore
+from ttsload.bench.results import RESULTS, ResultStore, read_lines
 
-_RUN_ID = re.compile(r'"run_id": "([^"]*)"')
-_PARSED = ('"type": "run"', '"type": "cell"')  # the only records merge reads; the rest are copied as text
 LOGS = "logs"
 
 
@@ -44,18 +42,11 @@ class Merged:
     warnings: list[str] = field(default_factory=list)
 
 
-def _read(folder: Path) -> list[str]:
-    """The lines of a results folder; a torn last line (a harness killed mid-write) is left out."""
-    path = folder / RESULTS
-    if not path.is_file():
-        raise UsageError(f"no {RESULTS} in {folder}: not a ttsload results folder")
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if lines:
-        try:
-            json.loads(lines[-1])
-        except json.JSONDecodeError:
-            lines.pop()
-    return lines
+def _read(folder: Path) -> list[tuple[str, dict[str, Any]]]:
+    """The readable lines of a results folder, as text and record (malformed ones counted by read_lines)."""
+    if not (folder / RESULTS).is_file() or (folder / RESULTS).is_symlink():
+        raise UsageError(f"no {RESULTS} in {folder} (or a symbolic link, not followed): not a ttsload results folder")
+    return read_lines(folder).records
 
 
 def _stamp(row: dict[str, Any], runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -70,22 +61,20 @@ def merge(folders: list[Path], out: Path) -> Merged:
     if (out / RESULTS).is_file() and out.resolve() not in {f.resolve() for f in folders}:
         raise UsageError(f"--out {out} already holds results: name it as an input to merge into it, "
                          f"or choose a new folder")
-    by_run: dict[str, list[str]] = defaultdict(list)
+    by_run: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
     seen: set[str] = set()
     runs: dict[str, dict[str, Any]] = {}
     hashes: dict[str, list[str]] = defaultdict(list)
     for folder in folders:
-        for line in _read(folder):
+        for line, record in _read(folder):
             if line in seen:
                 continue
             seen.add(line)
-            match = _RUN_ID.search(line)
-            run_id = match.group(1) if match else ""
-            by_run[run_id].append(line)
-            if line[:40].find(_PARSED[0]) >= 0:
-                record = json.loads(line)
+            run_id = str(record.get("run_id") or "")
+            by_run[run_id].append((line, record))
+            if record.get("type") == "run":
                 runs[run_id] = record
-                hashes[record.get("options", {}).get("plan_hash") or "none"].append(str(folder))
+                hashes[str(record.get("options", {}).get("plan_hash") or "none")].append(str(folder))
     if not runs:
         raise UsageError(f"no run record in {', '.join(map(str, folders))}: nothing to merge")
     if len(hashes) > 1 or "none" in hashes:
@@ -98,13 +87,14 @@ def merge(folders: list[Path], out: Path) -> Merged:
     return _findings(out, next(iter(hashes)), len(lines), runs, rows)
 
 
-def _ordered(by_run: dict[str, list[str]], runs: dict[str, dict[str, Any]]) -> tuple[list[str], list[dict]]:
+def _ordered(by_run: dict[str, list[tuple[str, dict[str, Any]]]],
+             runs: dict[str, dict[str, Any]]) -> tuple[list[str], list[dict]]:
     """Runs by run id (the inputs' order never shows); cell rows stamped with their machine."""
     lines, rows = [], []
     for run_id in sorted(by_run):
-        for line in by_run[run_id]:
-            if line[:40].find(_PARSED[1]) >= 0:
-                row = _stamp(json.loads(line), runs)
+        for line, record in by_run[run_id]:
+            if record.get("type") == "cell":
+                row = _stamp(record, runs)
                 rows.append(row)
                 line = json.dumps(row, default=str)
             lines.append(line)
@@ -127,17 +117,21 @@ def _check_duplicates(rows: list[dict[str, Any]]) -> None:
 
 def _write(out: Path, lines: list[str], folders: list[Path]) -> None:
     """results.jsonl replaced atomically, summary.csv rebuilt, the cells' logs copied."""
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / LOGS).is_symlink():
+        raise UsageError(f"{out / LOGS} is a symbolic link: refusing to copy logs through it")
     store = ResultStore(out)  # holds the folder's lock while it is rewritten
     atomic.write_text(out / RESULTS, "".join(line + "\n" for line in lines))
     store.write_summary()
     for folder in folders:
-        if folder.resolve() == out.resolve() or not (folder / LOGS).is_dir():
-            continue
-        for log in (folder / LOGS).iterdir():
+        logs = folder / LOGS
+        if folder.resolve() == out.resolve() or logs.is_symlink() or not logs.is_dir():
+            continue  # a `logs -> /etc` link must not copy /etc
+        for log in logs.iterdir():
             target = out / LOGS / log.name
-            if log.is_file() and not target.exists():
+            if not log.is_symlink() and log.is_file() and not target.exists() and not target.is_symlink():
                 target.parent.mkdir(exist_ok=True)
-                shutil.copy2(log, target)
+                shutil.copy2(log, target, follow_symlinks=False)
 
 
 def _findings(out: Path, plan_hash: str, records: int, runs: dict[str, dict[str, Any]],

@@ -8,6 +8,9 @@ from typing import Any
 
 import pandas as pd
 
+from ttsload.bench.cells import plain_or_safe
+from ttsload.bench.errors import UsageError
+from ttsload.bench.results import csv_cell, write_new
 from ttsload.reports import faults, html, machines, plots, tables
 from ttsload.reports.claims import seed_comparison
 from ttsload.reports.claims_worker import worker_comparison
@@ -41,8 +44,11 @@ METHODOLOGY = [
 
 
 def output_paths(folder: Path, out: Path | None) -> Path:
-    """--out may name the HTML file or a folder to put it in; default DIR/report/report.html."""
+    """--out may name the HTML file or a folder to put it in; default DIR/report/report.html (never through a
+    symlink: the results folder is untrusted, and its `report` could point anywhere)."""
     if out is None:
+        if (folder / "report").is_symlink():
+            raise UsageError(f"{folder / 'report'} is a symbolic link: not followed (remove it, or pass --out)")
         return folder / "report" / REPORT
     return out if out.suffix.lower() in (".html", ".htm") else out / REPORT
 
@@ -77,12 +83,13 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
     if worker is not None:
         _write_table(target.parent / "claims-worker", worker["table"])
     for seed in seeds:
-        _write_table(target.parent / f"claims-{seed['model']}-{seed['scenario']}", seed["comparison"].table)
+        _write_table(target.parent / plain_or_safe(f"claims-{seed['model']}-{seed['scenario']}"),
+                     seed["comparison"].table)
     for figure in figures:
         if figure.png:
-            (target.parent / f"{figure.name}.png").write_bytes(figure.png)
+            write_new(target.parent / f"{figure.name}.png", figure.png)
 
-    target.write_text(html.render({
+    write_new(target, html.render({
         **_status(data), "folder": str(folder), "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
         "recommendations": tables.recommendations(long), "main_table": shown, "main_scope": scope,
         "machines": machines.side_by_side(long, data),
@@ -92,14 +99,19 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
         "fault_table": fault_table, "fault_claims": fault_claims, "family_table": families, "worker": worker,
         "environment": _environment(data), "model_rows": _models(data), "options": _options(data),
         "methodology": [p.format(interval=data.run.get("options", {}).get("interval", "?")) for p in METHODOLOGY],
-    }), encoding="utf-8")
+    }).encode("utf-8"))
     return target
 
 
 def _write_table(stem: Path, frame: pd.DataFrame, numbers: pd.DataFrame | None = None) -> None:
-    """Markdown for people; CSV for machines (the long, numeric form when there is one)."""
-    (numbers if numbers is not None else frame).to_csv(stem.with_suffix(".csv"), index=False)
-    stem.with_suffix(".md").write_text(tables.to_markdown(frame) + "\n", encoding="utf-8")
+    """Markdown for people; CSV for machines (the long, numeric form when there is one), its text cells
+    escaped so that a spreadsheet never runs a name as a formula."""
+    table = numbers if numbers is not None else frame
+    table = table.rename(columns=csv_cell).apply(
+        lambda column: column if pd.api.types.is_numeric_dtype(column) else column.map(csv_cell))
+    # not with_suffix: a stem made from a model name may hold dots (`v1.2`), which it would cut at
+    write_new(stem.parent / f"{stem.name}.csv", table.to_csv(index=False).encode("utf-8"))
+    write_new(stem.parent / f"{stem.name}.md", (tables.to_markdown(frame) + "\n").encode("utf-8"))
 
 
 def _status(data: RunData) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Read a results folder (results.jsonl alone) into pandas frames the tables and plots share.
 
-Works on a run that is still going or was killed: a torn last line is skipped by
-`bench.results.load_records`, cells that were planned but have no cell record yet are listed as
+Works on a run that is still going or was killed: torn and malformed lines are left out (and
+counted) by `bench.results.load_records`, a value that is not a finite number is shown as missing,
+cells that were planned but have no cell record yet are listed as
 "not finished", and failed cells keep their reason.
 """
 
@@ -132,12 +133,21 @@ def _samples(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]
         base = {"cell": record["cell"], "run_id": record.get("run_id"), "t_rel": record["t_rel"],
                 "steady": bool(record.get("steady")),
                 "after_request": record.get("after_request")}
-        rows.append({**base, "n": record.get("n"), **{f"{k}_mb": v / MB for k, v in total.items()}})
+        rows.append({**base, "n": record.get("n"), **_mib(total, total)})
         for process in record.get("processes", []):
-            per_process.append({**base, "pid": process["pid"],
-                                **{f"{k}_mb": process[k] / MB for k in ("rss", "pss", "uss") if k in process}})
+            if isinstance(process, dict):
+                per_process.append({**base, "pid": process.get("pid"), **_mib(process, ("rss", "pss", "uss"))})
     columns = ["cell", "t_rel", "steady", "after_request", "n", "rss_mb", "pss_mb", "uss_mb"]
     return _frame(rows, columns), _frame(per_process, ["cell", "t_rel", "steady", "pid", "pss_mb", "uss_mb"])
+
+
+def _mib(reading: dict[str, Any], keys: Any) -> dict[str, float]:
+    """Byte counts as MiB columns; a value that is not a number (missing, NaN read as None) is left out."""
+    return {f"{k}_mb": reading[k] / MB for k in keys if _is_number(reading.get(k))}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _planned_strategies(runs: list[dict[str, Any]]) -> list[str]:
@@ -146,11 +156,21 @@ def _planned_strategies(runs: list[dict[str, Any]]) -> list[str]:
 
 def _planned_cells(options: dict[str, Any]) -> list[str]:
     """Cell ids a run planned: listed by runs that know scenarios, else strategies x models x repeats."""
-    if "planned_cells" in options:
-        return list(options["planned_cells"])
-    models = [m.get("name") for m in options.get("models", [])]
-    return [CellKey(strategy, model, SINGLE, repeat).id for repeat in range(int(options.get("repeat") or 0))
-            for model, strategy in product(models, options.get("strategies") or {})]
+    if isinstance(options.get("planned_cells"), list):
+        return [c for c in options["planned_cells"] if _is_cell_id(c)]
+    models = [m.get("name") for m in options.get("models") or [] if isinstance(m, dict)]
+    repeat = options.get("repeat") if isinstance(options.get("repeat"), int) else 0
+    strategies = options.get("strategies") if isinstance(options.get("strategies"), dict) else {}
+    return [CellKey(strategy, str(model), SINGLE, index).id for index in range(min(repeat, 10_000))
+            for model, strategy in product(models, strategies)]
+
+
+def _is_cell_id(value: Any) -> bool:
+    try:
+        CellKey.parse(value)
+    except (ValueError, AttributeError):
+        return False
+    return True
 
 
 def _unfinished(runs: list[dict[str, Any]], cells: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 import matplotlib
 
 matplotlib.use("Agg")
+matplotlib.rcParams["text.parse_math"] = False  # a `$` in a strategy or model name is text, not mathtext
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -250,7 +251,7 @@ def memory_against_workers(data: RunData, colour: dict) -> Plot:
                 "one panel per scenario that sweeps worker counts.")
     frame = data.ok.assign(base=data.ok["scenario"].str.split("@").str[0]) if len(data.ok) else data.ok
     swept = ([(model, base) for (model, base), group in frame.groupby(["model", "base"], sort=False)
-              if group["workers"].nunique() >= 2] if data.has_column("workers") else [])
+              if group["workers"].nunique() >= 2] if len(frame) and data.has_column("workers") else [])
     if not swept:
         plot.missing = "not in this run: needs the workers scenario (cells at several worker counts)"
         return plot

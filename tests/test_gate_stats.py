@@ -54,7 +54,7 @@ def test_too_few_repetitions_are_never_judged():
     check = judge(TEN_PERCENT, [3.0, 3.0], [9.0, 9.0, 9.0])
     assert check.verdict == "insufficient repetitions" and check.p_value is None
     assert check.change == pytest.approx(200)  # still shown
-    assert judge(TEN_PERCENT, [], [1.0, 1.0, 1.0]).verdict == "insufficient repetitions"
+    assert judge(TEN_PERCENT, [], [1.0, 1.0, 1.0]).verdict == "COULD NOT JUDGE"  # nothing at all: fails closed
 
 
 def test_lower_is_worse_and_absolute_rules():

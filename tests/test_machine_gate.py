@@ -110,8 +110,8 @@ def test_a_broken_invariant_exits_1_naming_both_cells_and_the_ratio(tmp_path):
 
 def test_an_invariant_over_its_bound_on_noise_alone_is_said_but_does_not_fail(tmp_path):
     """Session 7's CI: three medians of a noisy host put mmap/naive weights at 0.547 on unchanged code."""
-    cells = {"mmap/vits/single": {"weights_s": [0.10, 0.16, 0.11]},  # one slow repetition moves the median
-             "naive/vits/single": {"weights_s": [0.29, 0.20, 0.21]}}
+    cells = {"mmap/vits/single": {"weights_s": [0.10, 0.16, 0.11], "weights_cpu_s": [0.1, 0.1, 0.1]},  # one slow
+             "naive/vits/single": {"weights_s": [0.29, 0.20, 0.21], "weights_cpu_s": [0.4, 0.4, 0.4]}}  # repetition
     current = result_set(tmp_path / "cur.json", cells)
     done = cli("gate", "--current", str(current), "--baselines", str(tmp_path / "none"),
                    "--invariants", str(INVARIANTS))
@@ -121,7 +121,8 @@ def test_an_invariant_over_its_bound_on_noise_alone_is_said_but_does_not_fail(tm
 
 
 def test_an_invariant_over_its_bound_with_too_few_repetitions_is_undecided(tmp_path):
-    cells = {"mmap/vits/single": {"weights_s": [0.15, 0.16]}, "naive/vits/single": {"weights_s": [0.20, 0.2]}}
+    cells = {"mmap/vits/single": {"weights_s": [0.15, 0.16], "weights_cpu_s": [0.1, 0.1]},
+             "naive/vits/single": {"weights_s": [0.20, 0.2], "weights_cpu_s": [0.4, 0.4]}}  # cells that ran hold both
     current = result_set(tmp_path / "cur.json", cells)
     done = cli("gate", "--current", str(current), "--baselines", str(tmp_path / "none"),
                    "--invariants", str(INVARIANTS))

@@ -9,18 +9,21 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from ttsload.bench.analysis.metrics import CONSOLE, CONSOLE_SCENARIO, Metric, shown
 from ttsload.bench.analysis.stats import median, statistic
 from ttsload.bench.cells import CellKey
 
 # Off a terminal (CI logs, nox) rich assumes 80 columns and squashes the table: give it room.
-console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+# No markup: every line and table cell carries names, paths and failure reasons that may hold `[bold]` or
+# `[/]` (a model path, a crafted scenario, an exception's text); styles are given as Text instead.
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 200, markup=False)
 
 def progress() -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("{task.fields[detail]}"), console=console, transient=False,
+        TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TextColumn("{task.fields[detail]}", markup=False), console=console, transient=False,
     )
 
 
@@ -47,10 +50,10 @@ def medians_table(rows: list[dict[str, Any]], columns: list[Metric] | None = Non
     return table
 
 
-def cell_line(row: dict[str, Any]) -> str:
+def cell_line(row: dict[str, Any]) -> Text:
     """One line per finished cell, so a log (CI, nox) shows progress too."""
     if row["status"] != "ok":
-        return f"[red]FAILED[/red] {row['reason']}"
+        return Text.assemble(("FAILED", "red"), f" {row['reason']}")
     line = (f"ok, cold start {_fmt(row.get('cold_start_s'), '{:.2f}')} s, PSS {_fmt(row.get('pss_mb'), '{:.0f}')} MiB"
             f" ({row.get('processes')} processes), p50 {_fmt(row.get('latency_p50_s'), '{:.2f}')} s")
     if row.get("leak_mb_per_1k") is not None:
@@ -59,7 +62,7 @@ def cell_line(row: dict[str, Any]) -> str:
                  f" {verdict} (growth between trims {_fmt(row.get('growth_mb_per_1k'), '{:+.1f}')} MiB/1k)")
     if row.get("worker_deaths"):
         line += f", {row['worker_deaths']} worker(s) died"
-    return line
+    return Text(line)
 
 
 def print_tables(rows: list[dict[str, Any]], phases: list[dict[str, Any]]) -> None:

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
-from ttsload.bench.errors import UsageError
+from ttsload.bench.errors import EXIT_FAILED, EXIT_NO_BASELINE, EXIT_OK, EXIT_UNJUDGED, EXIT_USAGE, UsageError
 
 INVARIANTS = Path("baselines") / "invariants.toml"  # the committed file (bench/regression/invariants.py)
+# Which verdict the exit code reports when the comparison and the invariants differ: a regression, then a
+# check that could not be judged, then one with too few repetitions to decide.
+SEVERITY = (EXIT_FAILED, EXIT_UNJUDGED, EXIT_USAGE)
 
 
 def add_parser(sub: Any) -> None:
@@ -38,7 +42,7 @@ def add_parser(sub: Any) -> None:
                              "and significantly (default 10)")
     parser.add_argument("--which", action="store_true",
                         help="only print the baseline in --baselines that matches this machine's class (exit 0), "
-                             "or the no-baseline line (exit 3); runs nothing")
+                             f"or the no-baseline line (exit {EXIT_NO_BASELINE}); runs nothing")
     parser.add_argument("--json", type=Path, help="also write the verdict as JSON here")
 
 
@@ -57,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
         return _which(args.baselines)
     if args.current is None:
         raise UsageError("ttsload gate needs --current DIR (or --which)")
+    if not (0 < args.alpha < 1):  # NaN fails this too: p <= NaN is never true, so nothing would regress
+        raise UsageError(f"--alpha must be a number between 0 and 1, got {args.alpha}")
+    if not (math.isfinite(args.host_tolerance) and args.host_tolerance >= 0):
+        raise UsageError(f"--host-tolerance must be a finite percentage >= 0, got {args.host_tolerance}")
     current = results.load(args.current)
     print_ = machines.fingerprint_of(current.environment)
     verdict: dict[str, Any] = {"machine_class": machines.describe(print_)}
@@ -87,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         print(invariants.markdown(found, current.source), end="")
         verdict["invariants"] = invariants.to_json(found)
         codes.append(invariants.exit_code(found))
-    code = gate.EXIT_REGRESSION if gate.EXIT_REGRESSION in codes else max(codes, default=gate.EXIT_OK)
+    code = next((c for c in SEVERITY if c in codes), EXIT_OK)
     verdict["exit_code"] = code
     if args.json:
         args.json.write_text(json.dumps(verdict, indent=1) + "\n")
@@ -102,4 +110,4 @@ def _which(directory: Path) -> int:
     here = fingerprint()
     found, _ = machines.find_baseline(directory, here)
     print(found if found else no_baseline_line(here))
-    return 0 if found else 3
+    return EXIT_OK if found else EXIT_NO_BASELINE

@@ -213,7 +213,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         def on_done(cell: Cell, row: dict[str, Any]) -> None:
             bar.advance(task)
-            bar.console.print(f"[{int(bar.tasks[0].completed)}/{todo}] {cell.id}: {ui.cell_line(row)}")
+            bar.console.print(f"[{int(bar.tasks[0].completed)}/{todo}] {cell.id}: ", ui.cell_line(row), sep="")
 
         try:
             for batch in batches:

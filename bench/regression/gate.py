@@ -2,8 +2,10 @@
 
 A check regresses only when the change of its statistic is beyond the threshold *and* a one-sided
 Mann–Whitney U test over the repetitions says the current side is worse (p <= alpha). Fewer than
-`stats.MIN_REPETITIONS` on either side is reported as such, never decided. Exit codes: 0 no
-regression, 1 regression, 2 unusable input or an undecided check.
+`stats.MIN_REPETITIONS` on either side is reported as such, never decided. The gate fails closed: a
+check it cannot judge at all (no successful repetition, no value of the metric, a non-finite value or
+threshold) is a failure of its own, never a pass. Exit codes (bench/errors.py): 0 no regression,
+1 regression, 2 unusable input or an undecided check, 4 a check that could not be judged.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from typing import Any
 from ttsload.bench.analysis import stats
 from ttsload.bench.analysis.metrics import BY_COLUMN
 from ttsload.bench.cells import group_label
-from ttsload.bench.errors import UsageError
+from ttsload.bench.errors import EXIT_FAILED, EXIT_OK, EXIT_UNJUDGED, EXIT_USAGE, UsageError
 from ttsload.bench.harness import hostspeed
 from ttsload.bench.regression.resultset import ResultSet
 
-EXIT_OK, EXIT_REGRESSION, EXIT_UNUSABLE = 0, 1, 2
+EXIT_REGRESSION, EXIT_UNUSABLE = EXIT_FAILED, EXIT_USAGE
+UNJUDGED = "COULD NOT JUDGE"  # the verdict of a check the gate has nothing finite to judge with
 ALPHA = 0.05
 # The metrics the gate judges by default, with fallback thresholds for a baseline that has no noise
 # study: a baseline with one (`ttsload noise --save NAME`) replaces each threshold with the one measured
@@ -77,22 +80,32 @@ def rules_for(baseline: ResultSet, spec: str = DEFAULT_SPEC) -> tuple[list[Rule]
 
     Returns the rules and one line saying where their thresholds came from.
     """
-    measured = (baseline.noise or {}).get("thresholds", {})
-    by_model = (baseline.noise or {}).get("thresholds_by_model", {})
+    measured = _mapping((baseline.noise or {}).get("thresholds"))
+    by_model = _mapping((baseline.noise or {}).get("thresholds_by_model"))
     rules = []
     for rule in parse_spec(spec):
-        found = (measured.get(rule.metric) or {}).get("threshold_pct")
-        per_model = tuple(sorted((model, float(metrics[rule.metric])) for model, metrics in by_model.items()
-                                 if isinstance(metrics.get(rule.metric), (int, float))))
-        rules.append(Rule(rule.metric, rule.statistic, float(found), True, rule.higher_is_worse, per_model)
-                     if isinstance(found, (int, float)) and rule.relative else rule)
-    used = sorted(r.metric for r in rules if (measured.get(r.metric) or {}).get("threshold_pct") is not None)
+        found = _mapping(measured.get(rule.metric)).get("threshold_pct")
+        per_model = tuple(sorted((str(model), _threshold_value(found_for))
+                                 for model, metrics in by_model.items()
+                                 if (found_for := _mapping(metrics).get(rule.metric)) is not None))
+        rules.append(Rule(rule.metric, rule.statistic, _threshold_value(found), True, rule.higher_is_worse, per_model)
+                     if found is not None and rule.relative else rule)
+    used = sorted(r.metric for r in rules if _mapping(measured.get(r.metric)).get("threshold_pct") is not None)
     if not used:
         return rules, "thresholds: the code's fallbacks (this baseline has no noise study)"
     study = baseline.noise
     per_model = " per model" if any(r.per_model for r in rules) else ""
     return rules, (f"thresholds measured{per_model} on this machine class by a noise study ({study.get('runs')} "
                    f"runs, {study.get('source', '?')}) for {', '.join(used)}; fallbacks for the rest")
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _threshold_value(value: Any) -> float:
+    """A stored threshold; anything but a real number is NaN, so its checks are COULD NOT JUDGE, never passed."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
 def parse_spec(spec: str) -> list[Rule]:
@@ -125,15 +138,30 @@ class Check:
     p_value: float | None
     n_baseline: int
     n_current: int
-    verdict: str  # ok | improved | not significant | REGRESSION | insufficient repetitions
+    verdict: str  # ok | improved | not significant | REGRESSION | insufficient repetitions | COULD NOT JUDGE
+    note: str = ""  # why a check could not be judged
+
+
+def _unjudgeable(rule: Rule, baseline: list[float], current: list[float]) -> str:
+    """Why this check cannot be judged at all, or "" when it can: what is absent or not a finite number."""
+    if not math.isfinite(rule.threshold):
+        return f"threshold {rule.threshold} is not a finite number"
+    if not current:
+        return f"the current run has no {rule.metric} value for this cell (no successful repetition reported it)"
+    if not baseline:
+        return f"the baseline has no {rule.metric} value for this cell"
+    for side, values in (("baseline", baseline), ("current run", current)):
+        if not all(math.isfinite(v) for v in values):
+            return f"the {side} holds a non-finite {rule.metric} value"
+    return ""
 
 
 def judge(rule: Rule, baseline: list[float], current: list[float], alpha: float = ALPHA, cell: str = "") -> Check:
     """Apply one rule to the repetitions of one cell (also used by history to find steps)."""
     n_base, n_cur = len(baseline), len(current)
-    if not baseline or not current:
+    if reason := _unjudgeable(rule, baseline, current):
         return Check(cell, str(rule), rule.metric, None, None, None, _threshold(rule), None, n_base, n_cur,
-                     "insufficient repetitions")
+                     UNJUDGED, reason)
     base, cur = stats.statistic(baseline, rule.statistic), stats.statistic(current, rule.statistic)
     change = rule.change(base, cur)
     if min(n_base, n_cur) < stats.MIN_REPETITIONS:  # shown, never decided
@@ -166,11 +194,14 @@ class Outcome:
         verdicts = {c.verdict for c in self.checks}
         if "REGRESSION" in verdicts:
             return EXIT_REGRESSION
+        if UNJUDGED in verdicts:
+            return EXIT_UNJUDGED
         return EXIT_UNUSABLE if "insufficient repetitions" in verdicts else EXIT_OK
 
     @property
     def verdict(self) -> str:
-        return {EXIT_OK: "pass", EXIT_REGRESSION: "regression", EXIT_UNUSABLE: "undecided"}[self.exit_code]
+        return {EXIT_OK: "pass", EXIT_REGRESSION: "regression", EXIT_UNUSABLE: "undecided",
+                EXIT_UNJUDGED: "could not judge"}[self.exit_code]
 
 
 def is_timing(metric: str) -> bool:
@@ -182,17 +213,18 @@ def compare(baseline: ResultSet, current: ResultSet, rules: list[Rule], alpha: f
             strict: bool = True, host_tolerance: float = hostspeed.TOLERANCE) -> Outcome:
     """Every rule on every baseline cell; unusable input raises UsageError before anything is judged.
 
-    Not `strict` (the default SPEC): a rule whose metric one side lacks (a baseline older than the
-    metric) is left out with a warning saying so, instead of refusing the whole comparison.
+    Not `strict` (the default SPEC): a rule whose metric the baseline lacks (a baseline older than the
+    metric) is left out with a warning saying so, instead of refusing the whole comparison. A metric the
+    current run lacks is never left out: each of its checks is COULD NOT JUDGE (fail closed).
     When the current host ran the calibration slower than the baseline's beyond `host_tolerance`, the
     timing rules are left out with one warning (the host changed, not necessarily the code); memory is
     still judged. A faster host is judged, with a warning that it can hide a regression.
     """
     skipped: list[str] = []
     if not strict:
-        known = baseline.metrics() & current.metrics()
-        skipped = [f"{r.metric} is not in the {'baseline' if r.metric not in baseline.metrics() else 'current run'}: "
-                   f"rule {r} not checked (re-measure the baseline to gate it)" for r in rules if r.metric not in known]
+        known = baseline.metrics()
+        skipped = [f"{r.metric} is not in the baseline: rule {r} not checked (re-measure the baseline to gate it)"
+                   for r in rules if r.metric not in known]
         rules = [r for r in rules if r.metric in known]
     host, host_line = hostspeed.compare(hostspeed.of_cells(baseline.cells.values()),
                                         hostspeed.of_cells(current.cells.values()), host_tolerance)
@@ -209,6 +241,9 @@ def compare(baseline: ResultSet, current: ResultSet, rules: list[Rule], alpha: f
     checks = [judge(rule.for_model(key[1]), baseline.cells[key].get(rule.metric, []),
                     current.cells[key].get(rule.metric, []), alpha, group_label(key))
               for key in sorted(baseline.cells) for rule in rules]
+    for check, key in zip(checks, [key for key in sorted(baseline.cells) for _ in rules], strict=True):
+        if check.verdict == UNJUDGED and not check.n_current and not current.repetitions.get(key, 1):
+            check.note = f"no successful repetition in the current run ({current.failed.get(key, 0)} failed)"
     new = [group_label(k) for k in sorted(set(current.cells) - set(baseline.cells))]
     return Outcome(checks, skipped + environment_warnings(baseline, current) + _option_warnings(baseline, current),
                    new, host_line)
@@ -219,12 +254,11 @@ def _check_usable(baseline: ResultSet, current: ResultSet, rules: list[Rule]) ->
     if missing:
         raise UsageError(f"{len(missing)} baseline cell(s) missing from {current.source}: "
                          f"{', '.join(group_label(k) for k in missing)}")
-    for side in (baseline, current):
-        known = side.metrics()
-        for rule in rules:
-            if rule.metric not in known:
-                raise UsageError(f"metric '{rule.metric}' is not in {side.source} "
-                                 f"(its metrics: {', '.join(sorted(known))})")
+    known = baseline.metrics()  # a metric the current run lacks is judged per check: COULD NOT JUDGE
+    for rule in rules:
+        if rule.metric not in known:
+            raise UsageError(f"metric '{rule.metric}' is not in {baseline.source} "
+                             f"(its metrics: {', '.join(sorted(known))})")
 
 
 def _lookup(environment: dict[str, Any], path: tuple[str, ...]) -> Any:
@@ -273,7 +307,9 @@ def format_change(check: Check) -> str:
 def markdown(outcome: Outcome, baseline: ResultSet, current: ResultSet, alpha: float = ALPHA) -> str:
     """A table fit for a CI log or a pull-request comment."""
     regressions = [c for c in outcome.checks if c.verdict == "REGRESSION"]
+    unjudged = [c for c in outcome.checks if c.verdict == UNJUDGED]
     title = {"pass": "pass: no regression", "regression": f"FAIL: {len(regressions)} regression(s)",
+             "could not judge": f"FAIL: could not judge {len(unjudged)} check(s)",
              "undecided": "UNDECIDED: too few repetitions to judge some checks"}[outcome.verdict]
     lines = [f"## ttsload gate: {title}", "",
              f"baseline `{baseline.source}` (run {baseline.run_id}, git {baseline.git_sha or '?'}) vs "
@@ -284,13 +320,14 @@ def markdown(outcome: Outcome, baseline: ResultSet, current: ResultSet, alpha: f
     lines += ["| cell | metric | stat | baseline | current | change | threshold | p | n base/cur | verdict |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for c in outcome.checks:
-        verdict = f"**{c.verdict}**" if c.verdict in ("REGRESSION", "insufficient repetitions") else c.verdict
+        verdict = f"**{c.verdict}**" if c.verdict in ("REGRESSION", UNJUDGED, "insufficient repetitions") else c.verdict
         p = f"{c.p_value:.3f}" if c.p_value is not None else "-"
         lines.append(f"| {c.cell} | {c.metric} | {c.rule.split(':')[1]} | {_fmt(c.baseline)} | {_fmt(c.current)} "
                      f"| {format_change(c)} | {c.threshold} | {p} | {c.n_baseline}/{c.n_current} | {verdict} |")
     if outcome.new_cells:
         lines += ["", f"not gated (no baseline): {', '.join(outcome.new_cells)}"]
-    lines += [""] if regressions else []
+    lines += [""] if regressions or unjudged else []
+    lines += [f"COULD NOT JUDGE {c.cell}: {c.rule}: {c.note}" for c in unjudged]
     for c in regressions:
         lines.append(f"REGRESSION {c.cell}: {c.metric} {c.rule.split(':')[1]} {_fmt(c.baseline)} -> "
                      f"{_fmt(c.current)} ({format_change(c)}, threshold {c.threshold}, p={c.p_value:.3f})")

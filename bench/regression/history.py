@@ -108,6 +108,7 @@ def plot(found: dict[str, list[Point]], marks: dict[str, list[tuple[int, gate.Ch
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["text.parse_math"] = False  # a `$` in a name is text, not mathtext
     import matplotlib.pyplot as plt
 
     order = sorted({(p.date, p.git_sha) for points in found.values() for p in points})

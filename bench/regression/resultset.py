@@ -75,6 +75,7 @@ class ResultSet:
                 result.failed[key] = result.failed.get(key, 0) + 1
                 continue
             result.repetitions[key] = result.repetitions.get(key, 0) + 1
+            values[key]  # noqa: B018 - the cell ran ok even when none of its values is a finite number
             for column, value in row.items():
                 if column in GATEABLE and _is_number(value):
                     values[key][column].append(float(value))
