@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,7 +123,8 @@ def assign(keys: list[CellKey], count: int, durations: dict[str, float], groupin
     units: dict[tuple[Any, ...], list[CellKey]] = {}
     for key in keys:
         units.setdefault(unit_of(key, grouping), []).append(key)
-    weight = {unit: sum(durations.get(k.id, default) for k in members) for unit, members in units.items()}
+    # fsum: exactly rounded, so a unit's weight (and the order of ties) does not depend on the plan's order
+    weight = {unit: math.fsum(durations.get(k.id, default) for k in members) for unit, members in units.items()}
     load = [0.0] * count
     shard_of: dict[str, int] = {}
     for unit in sorted(units, key=lambda u: (-weight[u], json.dumps(u))):
