@@ -9,10 +9,23 @@ import hashlib
 import os
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from ttsload.strategies.base import ModelFiles
+
+class ModelFiles(Protocol):
+    """What the checks read of a model's files (base.ModelFiles has it; named here so this module, which base
+    re-exports, imports nothing of base)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def config(self) -> Path: ...
+    @property
+    def checkpoint(self) -> Path: ...
+    @property
+    def sha256(self) -> dict[str, str]: ...
+    @property
+    def extras(self) -> dict[str, Path]: ...
 
 
 class StrategyError(Exception):

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ttsload.strategies.base import ModelFiles, StrategyError
+from ttsload.strategies.integrity import ModelFiles, StrategyError
 
 # Keys Coqui opens while constructing or serving a model (read in TTS/utils/audio/processor.py,
 # TTS/tts/utils/speakers.py, languages.py, managers.py, TTS/tts/models/xtts.py), by how ttsload reads them.

@@ -96,8 +96,10 @@ def ttsload(*args: str, timeout: float = 600, env: dict[str, str] | None = None)
 def cli(*args: str) -> subprocess.CompletedProcess:
     """The CLI in this process (`ttsload.bench.cli.main`), for commands that start no child: the same exit
     code, stdout and stderr as `ttsload(...)` without the seconds of a fresh interpreter importing torch."""
+    from ttsload.bench import results
     from ttsload.bench.cli import main
 
+    results._warned.clear()  # a fresh process warns once about a folder's malformed lines: so does each call
     out, err = io.StringIO(), io.StringIO()
     handler = signal.getsignal(signal.SIGTERM)  # main() installs its own
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import ttsload
+from tests.conftest import cli, ttsload
 from ttsload.bench import atomic
 from ttsload.bench.atomic import FolderLock
 
@@ -50,7 +50,7 @@ SCENARIOS = [
 @pytest.mark.parametrize("name, fragment", SCENARIOS)
 def test_a_hostile_scenario_is_refused_in_one_line_and_writes_nothing(ttsload_home, tmp_path, name, fragment):
     before = tree(tmp_path, ttsload_home)
-    done = ttsload("run", "--scenario", str(CASES / name), "--model", "vits-tiny", "--strategy", "singleton",
+    done = cli("run", "--scenario", str(CASES / name), "--model", "vits-tiny", "--strategy", "singleton",
                    "--out", str(tmp_path / "out"), "--no-history")
     refused(done, fragment)
     assert tree(tmp_path, ttsload_home) == before
@@ -76,7 +76,7 @@ FLAGS = [
 @pytest.mark.parametrize("args, fragment", FLAGS)
 def test_a_hostile_flag_is_refused_in_one_line_and_writes_nothing(ttsload_home, tmp_path, args, fragment):
     before = tree(tmp_path, ttsload_home)
-    done = ttsload("run", "--model", "vits-tiny", "--strategy", "singleton", *args, "--out", str(tmp_path / "out"),
+    done = cli("run", "--model", "vits-tiny", "--strategy", "singleton", *args, "--out", str(tmp_path / "out"),
                    "--no-history")
     refused(done, fragment)
     assert tree(tmp_path, ttsload_home) == before
@@ -88,6 +88,7 @@ def test_a_hostile_flag_is_refused_in_one_line_and_writes_nothing(ttsload_home, 
     ("--resume", "a-file", "--resume {}: is a file, not a folder"),
     ("--resume", "missing", "--resume {}: no ttsload run there"),
 ])
+@pytest.mark.integration
 def test_an_output_folder_that_is_a_file_is_one_line(tiny, ttsload_home, tmp_path, flag, target, fragment):
     (tmp_path / "a-file").write_text("not a folder\n")
     before = tree(tmp_path, ttsload_home)
@@ -97,6 +98,7 @@ def test_an_output_folder_that_is_a_file_is_one_line(tiny, ttsload_home, tmp_pat
     assert tree(tmp_path, ttsload_home) == before
 
 
+@pytest.mark.integration
 def test_a_second_run_on_a_locked_folder_stops_in_one_line(tiny, ttsload_home, tmp_path):
     out = tmp_path / "out"
     lock = FolderLock(out)  # what a first run holds for its whole life
@@ -111,6 +113,7 @@ def test_a_second_run_on_a_locked_folder_stops_in_one_line(tiny, ttsload_home, t
     assert FolderLock(out)  # free again once the holder lets go (the kernel frees it when a run dies, too)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("scenario", ["spec-over-argv-limit.toml", "http-spec-over-argv-limit.toml"])
 def test_a_cell_whose_spec_is_over_the_argv_limit_runs(tiny, tmp_path, scenario):
     """2000 texts (~230 KB of spec, and of the http load generator's job): the exec failed with E2BIG and the
@@ -128,6 +131,7 @@ def test_a_cell_whose_spec_is_over_the_argv_limit_runs(tiny, tmp_path, scenario)
         assert ready["server_env_removed"] == ["GUNICORN_CMD_ARGS"]
 
 
+@pytest.mark.integration
 def test_a_cell_that_cannot_start_is_a_failed_cell_saying_so(tiny, tmp_path):
     from ttsload.bench.harness.runner import CellOptions, run_cell
     from ttsload.bench.scenario import loading as scenarios
@@ -195,6 +199,7 @@ def _survivors(processes: list[psutil.Process], within_s: float) -> list[psutil.
     return alive
 
 
+@pytest.mark.integration
 def test_killing_the_harness_ends_the_cell_and_its_gunicorn_tree(tiny, tmp_path):
     harness = subprocess.Popen([sys.executable, "-P", "-m", "ttsload", "run",
                                 "--scenario", str(CASES / "http-long.toml"),
@@ -221,6 +226,7 @@ def test_killing_the_harness_ends_the_cell_and_its_gunicorn_tree(tiny, tmp_path)
             harness.kill()
 
 
+@pytest.mark.integration
 def test_killing_the_owner_of_a_standalone_server_ends_the_server(tiny, tmp_path):
     """`serving()` outside any cell (fuzz-http, the tests): gunicorn's master and workers die with their parent."""
     owner = subprocess.Popen([sys.executable, "-P", "-c", (

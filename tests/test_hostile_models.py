@@ -26,6 +26,8 @@ from ttsload.bench.harness import pagecache
 from ttsload.strategies.base import StrategyError, null_hook, sha256_of
 from ttsload.strategies.registry import loaders, make_loader
 
+pytestmark = pytest.mark.integration  # every case builds a tiny model of its family
+
 CASES = Path(__file__).parent / "data" / "hostile-inputs" / "models"
 TINY = {"coqui": "vits-tiny", "coqui-pipeline": "tacotron2-hifigan-tiny", "xtts": "xtts-small"}
 LOADERS = [(family, name) for name, by_family in loaders().items() for family in TINY if family in by_family]

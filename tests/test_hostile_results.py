@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ttsload
+from tests.conftest import cli, ttsload
 from ttsload.bench.results import read_lines
 
 CASES = Path(__file__).resolve().parent / "data" / "hostile-inputs" / "results"
@@ -45,7 +45,7 @@ def clean(done, code: int, error: bool = False) -> list[str]:
 
 
 def gate(baseline: Path, current: Path, *args: str):
-    return ttsload("gate", "--baseline", str(baseline), "--current", str(current), *args)
+    return cli("gate", "--baseline", str(baseline), "--current", str(current), *args)
 
 
 # --- the gate fails closed -------------------------------------------------------------------------------------
@@ -84,19 +84,19 @@ def clean_stdout(done, code: int) -> str:
 @pytest.mark.parametrize("current", ["all-failed", "all-nan"])
 def test_an_invariant_whose_cells_ran_but_gave_nothing_could_not_be_judged(current, tmp_path):
     (tmp_path / "none").mkdir()
-    done = ttsload("gate", "--current", str(CASES / current), "--baselines", str(tmp_path / "none"),
+    done = cli("gate", "--current", str(CASES / current), "--baselines", str(tmp_path / "none"),
                    "--invariants", str(CASES / "invariants-tiny.toml"))
     clean(done, 4)
     assert ("COULD NOT JUDGE naive-near-singleton: naive/vits-tiny/single and singleton/vits-tiny/single ran"
             in done.stdout)
-    passed = ttsload("gate", "--current", str(CASES / "baseline"), "--baselines", str(tmp_path / "none"),
+    passed = cli("gate", "--current", str(CASES / "baseline"), "--baselines", str(tmp_path / "none"),
                      "--invariants", str(CASES / "invariants-tiny.toml"))
     assert "pass (1 of 1 checked)" in clean_stdout(passed, 0)
 
 
 def test_non_finite_bounds_and_significance_levels_are_refused(tmp_path):
     (tmp_path / "none").mkdir()
-    done = ttsload("gate", "--current", str(CASES / "baseline"), "--baselines", str(tmp_path / "none"),
+    done = cli("gate", "--current", str(CASES / "baseline"), "--baselines", str(tmp_path / "none"),
                    "--invariants", str(CASES / "invariants-nan.toml"))
     assert "max_ratio must be a positive finite number, got nan" in clean(done, 2, error=True)[0]
     refused = gate(CASES / "baseline", CASES / "baseline", "--alpha", "nan")
@@ -116,8 +116,8 @@ GATE_CODE = {"torn-middle": 2, "missing-columns": 2, "huge-int": 0, "non-object-
 def test_report_merge_and_gate_of_a_bad_folder_end_cleanly_inside_their_folders(case, tmp_path):
     folder = box(case, tmp_path)
     before = snapshot(tmp_path)
-    report = ttsload("report", str(folder))
-    merged = ttsload("merge", str(folder), "--out", str(tmp_path / "merged"))
+    report = cli("report", str(folder))
+    merged = cli("merge", str(folder), "--out", str(tmp_path / "merged"))
     judged = gate(CASES / "baseline", folder)
     warnings = [clean(report, 0), clean(merged, 0), clean(judged, GATE_CODE.get(case, 2), case not in GATE_CODE)]
     assert written_outside(before, snapshot(tmp_path), folder / "report", folder / "summary.csv",
@@ -135,7 +135,7 @@ def test_a_torn_line_in_the_middle_is_left_out_by_merge_as_by_the_store(tmp_path
     folder = box("torn-middle", tmp_path)
     lines = read_lines(folder)
     assert lines.malformed == [67]
-    clean(ttsload("merge", str(folder), "--out", str(tmp_path / "merged")), 0)
+    clean(cli("merge", str(folder), "--out", str(tmp_path / "merged")), 0)
     merged = read_lines(tmp_path / "merged")
     assert len(merged.records) == len(lines.records) and merged.malformed == []
 
@@ -143,7 +143,7 @@ def test_a_torn_line_in_the_middle_is_left_out_by_merge_as_by_the_store(tmp_path
 def test_model_names_never_name_a_file_outside_the_report(tmp_path):
     folder = box("model-escape", tmp_path)
     before = snapshot(tmp_path)
-    clean(ttsload("report", str(folder)), 0)
+    clean(cli("report", str(folder)), 0)
     assert written_outside(before, snapshot(tmp_path), folder / "report", root=tmp_path) == set()
     (claims,) = [p.name for p in (folder / "report").glob("claims-*.csv")]
     assert "/" not in claims and claims.startswith("claims-x_.._.._.._escaped-by-model-single-")
@@ -156,8 +156,8 @@ def cells(path: Path) -> list[str]:
 
 def test_csv_cells_that_start_a_formula_are_escaped(tmp_path):
     folder = box("formula-names", tmp_path)
-    clean(ttsload("report", str(folder)), 0)
-    clean(ttsload("merge", str(folder), "--out", str(tmp_path / "merged")), 0)
+    clean(cli("report", str(folder)), 0)
+    clean(cli("merge", str(folder), "--out", str(tmp_path / "merged")), 0)
     outputs = [*(folder / "report").glob("*.csv"), tmp_path / "merged" / "summary.csv"]
     found = [cell for path in outputs for cell in cells(path)]
     assert "'=HYPERLINK(\"http://x\")" in found and "'@SUM(1)" in found and "'+cmd|' /C calc'!A0" in found
@@ -167,7 +167,7 @@ def test_csv_cells_that_start_a_formula_are_escaped(tmp_path):
 def test_non_finite_and_huge_numbers_are_shown_as_missing(tmp_path):
     for case, crafted in (("nan-inf", {"cold_start_s", "pss_mb", "weights_s"}), ("huge-int", {"requests", "loads"})):
         folder = box(case, tmp_path)
-        clean(ttsload("report", str(folder)), 0)
+        clean(cli("report", str(folder)), 0)
         with open(folder / "report" / "medians.csv", encoding="utf-8") as handle:
             shown = {(row["metric"], row["median"]) for row in csv.DictReader(handle)}
         assert ("latency_p50_s", "") not in shown and not [v for _, v in shown if v.lower() in ("nan", "inf", "-inf")]
@@ -182,7 +182,7 @@ def test_a_report_folder_that_is_a_symlink_is_refused(tmp_path):
     folder, elsewhere = box("baseline", tmp_path), tmp_path / "elsewhere"
     elsewhere.mkdir()
     (folder / "report").symlink_to(elsewhere)
-    assert "report is a symbolic link: not followed" in clean(ttsload("report", str(folder)), 2, error=True)[0]
+    assert "report is a symbolic link: not followed" in clean(cli("report", str(folder)), 2, error=True)[0]
     assert list(elsewhere.iterdir()) == []
 
 
@@ -191,7 +191,7 @@ def test_a_report_file_that_is_a_symlink_is_not_written_through(tmp_path):
     victim.write_text("keep me")
     (folder / "report").mkdir()
     (folder / "report" / "medians.csv").symlink_to(victim)
-    refused = clean(ttsload("report", str(folder)), 2, error=True)[0]
+    refused = clean(cli("report", str(folder)), 2, error=True)[0]
     assert "medians.csv is a symbolic link: refusing to write through it" in refused
     assert victim.read_text() == "keep me"
 
@@ -201,13 +201,13 @@ def test_merge_copies_no_linked_logs(tmp_path):
     secrets.mkdir()
     (secrets / "passwd").write_text("root:x:0:0")
     (folder / "logs").symlink_to(secrets)
-    clean(ttsload("merge", str(folder), "--out", str(tmp_path / "merged")), 0)
+    clean(cli("merge", str(folder), "--out", str(tmp_path / "merged")), 0)
     assert not (tmp_path / "merged" / "logs" / "passwd").exists()
     other = box("all-failed", tmp_path)
     (other / "logs").mkdir()
     (other / "logs" / "cell.log").symlink_to(secrets / "passwd")
     (other / "logs" / "real.log").write_text("a cell's output")
-    clean(ttsload("merge", str(other), "--out", str(tmp_path / "merged2")), 0)
+    clean(cli("merge", str(other), "--out", str(tmp_path / "merged2")), 0)
     assert sorted(p.name for p in (tmp_path / "merged2" / "logs").iterdir()) == ["real.log"]
 
 
@@ -219,7 +219,7 @@ def test_a_results_file_that_is_a_symlink_is_not_read(command, tmp_path):
     args = {"report": ("report", str(folder), "--out", str(tmp_path / "r")),
             "merge": ("merge", str(folder), "--out", str(tmp_path / "m")),
             "gate": ("gate", "--baseline", str(CASES / "baseline"), "--current", str(folder))}[command]
-    assert "symbolic link" in clean(ttsload(*args), 2, error=True)[0]
+    assert "symbolic link" in clean(cli(*args), 2, error=True)[0]
 
 
 # --- rich markup in names and failure reasons ----------------------------------------------------------------
@@ -236,6 +236,7 @@ def test_markup_in_a_failure_reason_or_a_name_is_printed_as_text():
     assert "[1/1] [/]cell: FAILED ValueError: [/] closing tag [bold]x" in text and "│ [/]s " in text and "[b]m" in text
 
 
+@pytest.mark.integration
 def test_a_run_and_report_of_a_model_path_with_markup_and_slashes(tiny, tmp_path):
     """`--model PATH` whose path holds `[/]`: the run's console lines and the report's file names survive it."""
     model = tmp_path / "m[" / "]v"
@@ -246,7 +247,7 @@ def test_a_run_and_report_of_a_model_path_with_markup_and_slashes(tiny, tmp_path
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert f"naive|{model}|single|0: ok" in done.stderr
     before = snapshot(tmp_path)
-    clean(ttsload("report", str(out)), 0)
+    clean(cli("report", str(out)), 0)
     assert written_outside(before, snapshot(tmp_path), out / "report", root=tmp_path) == set()
     (claims,) = (out / "report").glob("claims-*.csv")
     assert claims.parent == out / "report"

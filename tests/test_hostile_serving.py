@@ -49,6 +49,7 @@ def post(port: int, body: dict[str, Any]) -> tuple[int, dict[str, str]]:
         connection.close()
 
 
+@pytest.mark.integration
 def test_server_tuning_variables_do_not_reach_gunicorn_and_are_named(server):
     live, said = server
     assert "not passed to gunicorn: GUNICORN_CMD_ARGS, WEB_CONCURRENCY" in said
@@ -57,6 +58,7 @@ def test_server_tuning_variables_do_not_reach_gunicorn_and_are_named(server):
     assert pids == {str(live.worker_pids[0])}  # with --max-requests 1 every request would meet a new worker
 
 
+@pytest.mark.integration
 def test_a_client_that_stalls_in_its_headers_is_cut_off(server):
     live, _ = server
     with socket.create_connection(("127.0.0.1", live.port), timeout=60) as client:
