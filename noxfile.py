@@ -1,6 +1,6 @@
 """Sessions: tests (the CI command), gate (the CI regression gate), bench (the main job), bench-large
 (the large-model cells; never part of tests), baseline and noise (per machine class), microbench, lint,
-and latest (the newest versions pyproject.toml allows, without the lock).
+docs (the documentation site), and latest (the newest versions pyproject.toml allows, without the lock).
 
 torch is installed first and pinned, so pip takes the CPU wheel instead of a multi-GB CUDA build. Every
 other package comes from constraints.txt, the lock of the versions the tests passed on, so a fresh clone
@@ -227,8 +227,8 @@ def lock_changes(old: list[str], new: list[str]) -> list[str]:
 def latest(session: nox.Session) -> None:
     """The newest versions pyproject.toml allows, without the lock: what moved against constraints.txt, then
     the tests (arguments go to pytest). The versions it ran on are written next to its venv; when the tests
-    pass there, copying that file over constraints.txt refreshes the lock (README: "Refreshing the lock")."""
-    install(session, "test,lint", locked=False)
+    pass there, copying that file over constraints.txt refreshes the lock (docs/getting-started.md: "Refreshing the lock")."""
+    install(session, "test,lint,docs", locked=False)
     freeze = session.run("python", "-m", "pip", "freeze", "--all", "--exclude-editable", silent=True) or ""
     candidate = Path(session.virtualenv.location) / "constraints.latest.txt"
     new = lock_lines(freeze)
@@ -245,6 +245,24 @@ LOCK_HEADER = """\
 # pip constraints. Refresh: `nox -s latest`; when its tests pass, copy the constraints.latest.txt it
 # names over this file. Ranges for users installing the wheel stay in pyproject.toml.
 """
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """The documentation site: the generated reference pages checked against the code (the CLI's parser, the
+    scenario schema), then `mkdocs build --strict` into site/ (git-ignored), so a stale page or a broken
+    link fails.
+
+    The generator imports only the parser and the schema, which need the standard library alone, so ttsload
+    goes in without its dependencies (no torch: seconds instead of minutes) next to the `docs` extra.
+    """
+    import tomllib
+
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["docs"]
+    session.install(*extra, "-c", str(LOCK))
+    session.install("--no-deps", "-e", ".")
+    session.run("python", "docs/gen_reference.py", "--check")
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"), env={"NO_MKDOCS_2_WARNING": "1"})
 
 
 @nox.session(python="3.11")

@@ -140,3 +140,11 @@ def test_baseline_and_noise_run_the_noise_study_over_the_gates_configuration(nox
     noxfile.noise(quiet)
     (study,) = [c[2:] for c in quiet.commands if c[:2] == ["ttsload", "noise"]]
     assert "--save" not in study and study[study.index("--gate-repeat") + 1] == noxfile.GATE_REPEAT
+
+
+def test_docs_checks_the_generated_pages_before_a_strict_build(noxfile, tmp_path):
+    session = Recorder([], tmp_path)
+    noxfile.docs(session)
+    check = session.commands.index(["python", "docs/gen_reference.py", "--check"])
+    (build,) = [c for c in session.commands if c[:2] == ["mkdocs", "build"]]
+    assert "--strict" in build and session.commands.index(build) > check
