@@ -78,7 +78,7 @@ def bench(session: nox.Session) -> None:
     run_and_report(session, args, out)
 
 
-# The heavy large-model cells of issue #12, run in this order, each into its own folder of one session's folder.
+# The heavy large-model cells (XTTS), run in this order, each into its own folder of one session's folder.
 # XTTS's loads and syntheses are long, so the scenario runs get a longer deadline than their scripts' own.
 LARGE_MODELS = ["xtts", "vits"]
 LARGE_RUNS: list[tuple[str, list[str]]] = [
@@ -106,7 +106,7 @@ def large_runs(posargs: list[str], parent: Path) -> list[tuple[list[str], Path]]
 
 @nox.session(name="bench-large", python="3.11")
 def bench_large(session: nox.Session) -> None:
-    """Issue #12's large-model cells: XTTS with six loaders warm, three cold, workers, a switch with vits."""
+    """The large-model cells: XTTS with six loaders warm, three cold, workers, a switch with vits."""
     try:
         runs = large_runs(session.posargs, ROOT / "results" / time.strftime("bench-large-%Y%m%d-%H%M%S"))
     except ValueError as exc:
