@@ -1,7 +1,7 @@
 """Sessions: tests (the CI command, both tiers), unit (the fast tier alone), test-data (re-records the runs
 the fast tier reads), gate (the CI regression gate), bench (the main job), bench-large (the large-model
-cells; never part of tests), baseline and noise (per machine class), microbench, lint, and latest (the
-newest versions pyproject.toml allows, without the lock).
+cells; never part of tests), baseline and noise (per machine class), microbench, lint, docs (the
+documentation site), and latest (the newest versions pyproject.toml allows, without the lock).
 
 torch is installed first and pinned, so pip takes the CPU wheel instead of a multi-GB CUDA build. Every
 other package comes from constraints.txt, the lock of the versions the tests passed on, so a fresh clone
@@ -96,7 +96,7 @@ def bench(session: nox.Session) -> None:
     run_and_report(session, args, out)
 
 
-# The heavy large-model cells of issue #12, run in this order, each into its own folder of one session's folder.
+# The heavy large-model cells (XTTS), run in this order, each into its own folder of one session's folder.
 # XTTS's loads and syntheses are long, so the scenario runs get a longer deadline than their scripts' own.
 LARGE_MODELS = ["xtts", "vits"]
 LARGE_RUNS: list[tuple[str, list[str]]] = [
@@ -124,7 +124,7 @@ def large_runs(posargs: list[str], parent: Path) -> list[tuple[list[str], Path]]
 
 @nox.session(name="bench-large", python="3.11")
 def bench_large(session: nox.Session) -> None:
-    """Issue #12's large-model cells: XTTS with six loaders warm, three cold, workers, a switch with vits."""
+    """The large-model cells: XTTS with six loaders warm, three cold, workers, a switch with vits."""
     try:
         runs = large_runs(session.posargs, ROOT / "results" / time.strftime("bench-large-%Y%m%d-%H%M%S"))
     except ValueError as exc:
@@ -245,8 +245,8 @@ def lock_changes(old: list[str], new: list[str]) -> list[str]:
 def latest(session: nox.Session) -> None:
     """The newest versions pyproject.toml allows, without the lock: what moved against constraints.txt, then
     the tests (arguments go to pytest). The versions it ran on are written next to its venv; when the tests
-    pass there, copying that file over constraints.txt refreshes the lock (README: "Refreshing the lock")."""
-    install(session, "test,lint", locked=False)
+    pass there, copying that file over constraints.txt refreshes the lock (docs/getting-started.md: "Refreshing the lock")."""
+    install(session, "test,lint,docs", locked=False)
     freeze = session.run("python", "-m", "pip", "freeze", "--all", "--exclude-editable", silent=True) or ""
     candidate = Path(session.virtualenv.location) / "constraints.latest.txt"
     new = lock_lines(freeze)
@@ -263,6 +263,24 @@ LOCK_HEADER = """\
 # pip constraints. Refresh: `nox -s latest`; when its tests pass, copy the constraints.latest.txt it
 # names over this file. Ranges for users installing the wheel stay in pyproject.toml.
 """
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """The documentation site: the generated reference pages checked against the code (the CLI's parser, the
+    scenario schema), then `mkdocs build --strict` into site/ (git-ignored), so a stale page or a broken
+    link fails.
+
+    The generator imports only the parser and the schema, which need the standard library alone, so ttsload
+    goes in without its dependencies (no torch: seconds instead of minutes) next to the `docs` extra.
+    """
+    import tomllib
+
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["docs"]
+    session.install(*extra, "-c", str(LOCK))
+    session.install("--no-deps", "-e", ".")
+    session.run("python", "docs/gen_reference.py", "--check")
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"), env={"NO_MKDOCS_2_WARNING": "1"})
 
 
 @nox.session(python="3.11")

@@ -6,7 +6,7 @@ Construction is the family's own (Coqui's classes), with init skipped and weight
 dropped; `load_state_dict(strict=True, assign=True)` puts the file's mapped tensors in place: every key
 present, none unexpected, none copied where aligned (`realigned_bytes`). Init is skipped on the CPU
 rather than on the meta device: accelerate's meta construction creates each parameter and then moves
-it, which made VITS's construction slower, not faster (README, "Inference artifact").
+it, which made VITS's construction slower, not faster (docs/strategies.md, "Inference artifact").
 Each class also says how export takes the inference state out of a model its family's `mmap` loaded
 (`inference_state`), so export and load agree on the tree by construction.
 

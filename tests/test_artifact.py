@@ -15,7 +15,7 @@ from tests.conftest import ttsload
 from ttsload.strategies.base import Audio, ModelFiles, StrategyError, null_hook, request_seed
 
 TEXT = "The artifact speaks like the original."
-MIN_SNR_DB = 60.0  # folding changes float rounding at most; the README states this bound
+MIN_SNR_DB = 60.0  # folding changes float rounding at most; docs/strategies.md states this bound
 
 
 def snr_db(reference: np.ndarray, other: np.ndarray) -> float:

@@ -162,3 +162,11 @@ def test_test_data_rerecords_through_the_script_the_readme_names(noxfile, tmp_pa
     noxfile.test_data(session)
     assert ["python", "tests/data/regenerate.py", "gate"] in session.commands
     assert "tests/data/regenerate.py" in (ROOT / "tests" / "data" / "README.md").read_text()
+
+
+def test_docs_checks_the_generated_pages_before_a_strict_build(noxfile, tmp_path):
+    session = Recorder([], tmp_path)
+    noxfile.docs(session)
+    check = session.commands.index(["python", "docs/gen_reference.py", "--check"])
+    (build,) = [c for c in session.commands if c[:2] == ["mkdocs", "build"]]
+    assert "--strict" in build and session.commands.index(build) > check

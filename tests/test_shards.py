@@ -211,7 +211,7 @@ def test_a_report_over_two_machine_classes_compares_them_side_by_side(shards, tm
 @pytest.mark.integration  # at scale (10^4 cells through merge and report): minutes on a busy 2-core host
 def test_merge_and_report_scale_to_a_large_synthetic_set(tmp_path):
     """A scale check, not a benchmark: 5,000 cells in 4 shards x 2 machine classes, merged and reported well
-    inside a generous bound (a few seconds when the machine is free; the 10^5-cell command is in the README)."""
+    inside a generous bound (a few seconds when the machine is free; the 10^5-cell command is in docs/machines.md)."""
     from ttsload.reports.build import build_report
 
     folders = synthetic.write(tmp_path / "set", 5_000, 4, 2, samples=1)

@@ -35,8 +35,8 @@ def export(files: ModelFiles, out: Path | None = None) -> tuple[Path, dict[str, 
     try:
         target_class = loader_class("artifact", files.family)
     except UnknownStrategy:
-        raise UsageError(f"no inference artifact for {files.family} models ('{files.name}'): see the README's "
-                         "'Inference artifact' section for why") from None
+        raise UsageError(f"no inference artifact for {files.family} models ('{files.name}'): see "
+                         "'Inference artifact' in docs/strategies.md for why") from None
     out = out or artifacts.default_dir(files, fixtures.home())
     replaceable(out, files)
     start = time.monotonic()
