@@ -245,7 +245,8 @@ def lock_changes(old: list[str], new: list[str]) -> list[str]:
 def latest(session: nox.Session) -> None:
     """The newest versions pyproject.toml allows, without the lock: what moved against constraints.txt, then
     the tests (arguments go to pytest). The versions it ran on are written next to its venv; when the tests
-    pass there, copying that file over constraints.txt refreshes the lock (docs/getting-started.md: "Refreshing the lock")."""
+    pass there, copying that file over constraints.txt refreshes the lock (docs/getting-started.md,
+    "Refreshing the lock")."""
     install(session, "test,lint,docs", locked=False)
     freeze = session.run("python", "-m", "pip", "freeze", "--all", "--exclude-editable", silent=True) or ""
     candidate = Path(session.virtualenv.location) / "constraints.latest.txt"
