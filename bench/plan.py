@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from ttsload.bench.serving.limits import HttpLimits
+from ttsload.bench.http_limits import HttpLimits
 
 KINDS = ("single", "pool", "switch", "http")
 PHASE_ACTIONS = ("requests", "trim", "kill_worker")

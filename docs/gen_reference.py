@@ -1,4 +1,4 @@
-"""Write the generated reference pages from the code: the CLI (bench/cli.py's argparse parser) and the
+"""Write the generated reference pages from the code: the CLI (src/ttsload/cli/main.py's argparse parser) and the
 scenario keys (bench/scenario/schema.py).
 
     python docs/gen_reference.py           # rewrite docs/reference/*.md
@@ -60,7 +60,7 @@ def argument_rows(parser: argparse.ArgumentParser) -> list[str]:
 
 
 def cli_page() -> str:
-    from ttsload.bench.cli import parser
+    from ttsload.cli.main import parser
 
     top = parser()
     lines = [HEADER, "# CLI reference\n\n", f"{top.description}\n\n",

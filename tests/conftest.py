@@ -46,7 +46,7 @@ class _GuardedPopen(subprocess.Popen):
 
 def _guard_unit_tier() -> None:
     """Make the two slow things a unit test must not do fail loudly (subprocess.run goes through Popen)."""
-    from ttsload.bench import fixtures
+    from ttsload.bench import models
 
     def build(name: str, force: bool = False) -> ModelFiles:
         _refuse(f"builds a model ({name})")
@@ -56,7 +56,7 @@ def _guard_unit_tier() -> None:
         _refuse("builds a model")
         return {}
 
-    fixtures.build, fixtures.builders = build, builders  # type: ignore[assignment]
+    models.build, models.builders = build, builders  # type: ignore[assignment]
     subprocess.Popen = _GuardedPopen  # type: ignore[misc]
 
 
@@ -74,7 +74,7 @@ def ttsload_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny(ttsload_home: Path) -> ModelFiles:
-    from ttsload.bench.fixtures import build
+    from ttsload.bench.models import build
 
     return build("vits-tiny")
 
@@ -94,10 +94,10 @@ def ttsload(*args: str, timeout: float = 600, env: dict[str, str] | None = None)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    """The CLI in this process (`ttsload.bench.cli.main`), for commands that start no child: the same exit
+    """The CLI in this process (`ttsload.cli.main.main`), for commands that start no child: the same exit
     code, stdout and stderr as `ttsload(...)` without the seconds of a fresh interpreter importing torch."""
     from ttsload.bench import results
-    from ttsload.bench.cli import main
+    from ttsload.cli.main import main
 
     results._warned.clear()  # a fresh process warns once about a folder's malformed lines: so does each call
     out, err = io.StringIO(), io.StringIO()

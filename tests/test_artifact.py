@@ -26,7 +26,7 @@ def snr_db(reference: np.ndarray, other: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def exported(tiny: ModelFiles, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ttsload.bench.commands.export import export
+    from ttsload.cli.export import export
 
     out, _ = export(tiny, tmp_path_factory.mktemp("artifact") / "vits-tiny")
     return out
@@ -64,8 +64,8 @@ def test_export_writes_a_verified_manifest_and_aligned_tensors(exported: Path, t
 def test_artifact_loads_strictly_with_no_copy_and_sounds_like_the_original(exported: Path, tiny: ModelFiles) -> None:
     from torch.nn.utils import parametrize
 
-    from ttsload.bench.fixtures import resolve
-    from ttsload.bench.fixtures.artifacts import served_only_by_artifact
+    from ttsload.bench.models import resolve
+    from ttsload.bench.models.artifacts import served_only_by_artifact
     from ttsload.strategies.registry import make_loader
 
     files = resolve(str(exported))  # an artifact folder is a model of its own, for the artifact loader only
@@ -85,7 +85,7 @@ def test_artifact_loads_strictly_with_no_copy_and_sounds_like_the_original(expor
 
 @pytest.mark.integration
 def test_a_tree_mismatch_fails_the_strict_load(exported: Path) -> None:
-    from ttsload.bench.fixtures import resolve
+    from ttsload.bench.models import resolve
     from ttsload.strategies import artifact
     from ttsload.strategies.registry import make_loader
 
@@ -105,8 +105,8 @@ def test_a_tree_mismatch_fails_the_strict_load(exported: Path) -> None:
 def test_the_artifact_is_found_next_to_the_original_and_runs_async(tiny: ModelFiles, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Export's default place is where the loader finds it; `async+artifact` then accepts before ready."""
-    from ttsload.bench.commands.export import export
-    from ttsload.bench.fixtures import artifacts, resolve
+    from ttsload.bench.models import artifacts, resolve
+    from ttsload.cli.export import export
 
     home = tmp_path / "home"
     home.mkdir()
@@ -122,8 +122,8 @@ def test_the_artifact_is_found_next_to_the_original_and_runs_async(tiny: ModelFi
 
 
 def test_export_refuses_a_family_without_an_artifact_loader(tmp_path: Path) -> None:
-    from ttsload.bench.commands.export import export
     from ttsload.bench.errors import UsageError
+    from ttsload.cli.export import export
 
     files = ModelFiles("voice", tmp_path / "model.onnx.json", tmp_path / "model.onnx", {}, family="onnx")
     with pytest.raises(UsageError, match="no inference artifact for onnx models"):
@@ -173,7 +173,7 @@ def test_async_accepts_before_the_model_is_loaded_and_serves_singletons_audio(ti
 
 @pytest.mark.integration
 def test_async_reports_a_failed_background_load_in_the_request(tiny_copy: Path) -> None:
-    from ttsload.bench.fixtures import resolve as resolve_model
+    from ttsload.bench.models import resolve as resolve_model
     from ttsload.strategies.registry import resolve
 
     files = resolve_model(str(tiny_copy))

@@ -1,4 +1,4 @@
-"""The CLI's argument errors, in this process (`ttsload.bench.cli.main`): exit 2 and one line naming what
+"""The CLI's argument errors, in this process (`ttsload.cli.main.main`): exit 2 and one line naming what
 was wrong, before any model is built or any cell starts."""
 
 from __future__ import annotations

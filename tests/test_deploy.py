@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from ttsload.bench import sharding
-from ttsload.bench.cli import parser
+from ttsload.cli.main import parser
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 WORKFLOW = DEPLOY / "github" / "ttsload-fanout.yml"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ttsload
-from ttsload.bench.fixtures import build
+from ttsload.bench.models import build
 
 pytestmark = pytest.mark.integration  # every test here builds a model or starts a ttsload child
 

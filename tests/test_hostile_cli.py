@@ -172,7 +172,7 @@ def test_a_torn_history_line_breaks_neither_the_next_append_nor_the_one_after(tm
 
 
 def test_a_killed_manifest_write_leaves_no_manifest_and_is_not_hashed_into_the_next(tmp_path):
-    from ttsload.bench.fixtures import MANIFEST, write_manifest
+    from ttsload.bench.models import MANIFEST, write_manifest
 
     (tmp_path / "model.pth").write_bytes(b"weights")
     (tmp_path / f".{MANIFEST}.x1y2.tmp").write_text('{"name": "trunc')  # left by a killed writer
@@ -231,7 +231,7 @@ def test_killing_the_owner_of_a_standalone_server_ends_the_server(tiny, tmp_path
     """`serving()` outside any cell (fuzz-http, the tests): gunicorn's master and workers die with their parent."""
     owner = subprocess.Popen([sys.executable, "-P", "-c", (
         "import sys, time\n"
-        "from ttsload.bench.fixtures import build\n"
+        "from ttsload.bench.models import build\n"
         "from ttsload.bench.serving.server import serving\n"
         "with serving('singleton', build('vits-tiny')) as live:\n"
         "    print(live.pid, flush=True)\n"

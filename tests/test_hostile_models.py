@@ -21,8 +21,8 @@ import pytest
 
 from tests.conftest import ttsload
 from ttsload.bench.errors import UsageError
-from ttsload.bench.fixtures import build, resolve
 from ttsload.bench.harness import pagecache
+from ttsload.bench.models import build, resolve
 from ttsload.strategies.base import StrategyError, null_hook, sha256_of
 from ttsload.strategies.registry import loaders, make_loader
 
@@ -47,7 +47,7 @@ class Payload:
 def built(ttsload_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The tiny fixture of each family, with its inference artifact exported (so `artifact` loads too), in a
     TTSLOAD_HOME of this module's own: other tests resolve the session's fixtures without artifacts."""
-    from ttsload.bench.commands.export import export
+    from ttsload.cli.export import export
 
     home = tmp_path_factory.mktemp("hostile-home")
     for name in TINY.values():  # built once in the session's home, copied here
@@ -347,7 +347,7 @@ def test_a_legacy_xtts_checkpoint_is_refused_and_never_rewritten(built, tmp_path
 
 
 def test_export_refuses_a_folder_that_is_not_its_own_and_replaces_its_own(built, tmp_path: Path) -> None:
-    from ttsload.bench.commands.export import export
+    from ttsload.cli.export import export
 
     user = tmp_path / "user-data"
     user.mkdir()

@@ -225,7 +225,7 @@ def test_a_results_file_that_is_a_symlink_is_not_read(command, tmp_path):
 # --- rich markup in names and failure reasons ----------------------------------------------------------------
 
 def test_markup_in_a_failure_reason_or_a_name_is_printed_as_text():
-    from ttsload.bench.commands import console as ui
+    from ttsload.cli import console as ui
 
     row = {"status": "failed", "reason": "ValueError: [/] closing tag [bold]x", "scenario": "single",
            "strategy": "[/]s", "model": "[b]m"}

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ttsload.bench.serving.limits import HttpLimits
+from ttsload.bench.http_limits import HttpLimits
 from ttsload.bench.serving.server import LiveServer, serving
 
 HOSTILE_ENV = {"GUNICORN_CMD_ARGS": "--max-requests 1", "WEB_CONCURRENCY": "3"}  # a respawn per request, 3 workers

@@ -14,11 +14,11 @@ import pytest
 
 from ttsload.bench.cells import Cell, CellOutcome
 from ttsload.bench.harness.runner import CellOptions, run_cell
+from ttsload.bench.http_limits import HttpLimits
 from ttsload.bench.plan import Plan
 from ttsload.bench.scenario import corpus
 from ttsload.bench.scenario import loading as scenarios
 from ttsload.bench.scenario.schema import ScenarioError
-from ttsload.bench.serving.limits import HttpLimits
 
 pytestmark = pytest.mark.integration  # every test here builds a model or starts a ttsload child
 

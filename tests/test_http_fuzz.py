@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import ttsload
 from ttsload.bench.harness.fuzz_requests import RawRequest
 from ttsload.bench.harness.http_fuzz import NO_RESPONSE, campaign, describe, send, synthesize
-from ttsload.bench.serving.limits import HttpLimits
+from ttsload.bench.http_limits import HttpLimits
 from ttsload.bench.serving.loadgen import HttpStatus, post_tts
 from ttsload.bench.serving.server import LiveServer, serving
 

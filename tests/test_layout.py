@@ -16,6 +16,7 @@ OLD_NAMES = {"bench", "strategies", "reports", "scenarios"}  # top-level import 
 # Code that runs inside a measured cell process (or the server it starts) may import only these.
 CELL_SIDE = ("ttsload.bench.cell", "ttsload.bench.serving")
 CELL_SIDE_MAY_IMPORT = ("ttsload.bench.cell", "ttsload.bench.serving", "ttsload.bench.plan", "ttsload.bench.procs",
+                        "ttsload.bench.http_limits",
                         "ttsload.bench.errors", "ttsload.strategies")
 # Reports read result files: they may use the analysis and the shared types, never the harness's moving parts.
 REPORTS_MAY_IMPORT = ("ttsload.reports", "ttsload.bench.analysis", "ttsload.bench.cells", "ttsload.bench.plan",

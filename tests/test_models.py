@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ttsload.bench import fixtures as models
+from ttsload.bench import models
 from ttsload.bench.errors import UsageError
 from ttsload.strategies.base import sha256_of
 

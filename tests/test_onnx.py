@@ -41,7 +41,7 @@ def snr_db(reference: np.ndarray, other: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def voice(ttsload_home: Path) -> ModelFiles:
-    from ttsload.bench.fixtures import build
+    from ttsload.bench.models import build
 
     return build(MODEL)
 
@@ -114,8 +114,8 @@ def test_piper_loads_the_voice_and_gives_the_same_audio(voice, model):
 
 
 def test_onnx_matches_the_torch_vits_it_was_exported_from(voice, model):
-    from ttsload.bench.fixtures import build
-    from ttsload.bench.fixtures.onnx import torch_audio
+    from ttsload.bench.models import build
+    from ttsload.bench.models.onnx import torch_audio
 
     assert voice.meta["source"] == {"fixture": "vits-tiny", "seed": 0, "torch_params": 1491720}
     vits = make_loader("eager", "coqui").load(build(voice.meta["source"]["fixture"]), null_hook).model
@@ -150,7 +150,7 @@ def voice_copy(voice: ModelFiles, tmp_path: Path) -> Path:
 
 
 def test_family_detection_and_roles(voice_copy):
-    from ttsload.bench.fixtures import resolve
+    from ttsload.bench.models import resolve
 
     assert families.detect(voice_copy).name == "onnx"
     for spec in (voice_copy, voice_copy / "model.onnx"):
@@ -185,7 +185,7 @@ def test_damaged_voices_fail_before_the_first_request_naming_the_file(voice_copy
 
 
 def test_ort_optimized_without_its_graph_is_a_clear_error(voice_copy):
-    from ttsload.bench.fixtures import resolve
+    from ttsload.bench.models import resolve
 
     (voice_copy / "model.optimized.onnx").unlink()
     with pytest.raises(StrategyError, match="has no optimized file"):

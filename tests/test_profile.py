@@ -13,12 +13,12 @@ import psutil
 import pytest
 
 from tests.conftest import ttsload
-from ttsload.bench import cli
 from ttsload.bench.cells import file_safe
 from ttsload.bench.profiling import coldstart
 from ttsload.bench.profiling import memray_pass as profile_memray
 from ttsload.bench.profiling import pyspy_pass as profile_pyspy
 from ttsload.bench.results import load_records
+from ttsload.cli import main as cli
 
 
 def frame_mentions(speedscope: Path, text: str) -> bool:

@@ -158,10 +158,10 @@ def test_the_guard_knows_a_ttsload_child_from_other_commands():
 
 @pytest.mark.skipif(not UNIT_TIER, reason="the guard is on only in the unit tier (TTSLOAD_UNIT_TIER=1)")
 def test_in_the_unit_tier_a_build_or_a_ttsload_child_fails_the_test_at_once(tmp_path):
-    from ttsload.bench import fixtures
+    from ttsload.bench import models
 
     with pytest.raises(pytest.fail.Exception, match="unit tier: this test builds a model .*; mark it integration"):
-        fixtures.build("vits-tiny")
+        models.build("vits-tiny")
     with pytest.raises(pytest.fail.Exception, match="unit tier: this test starts a ttsload child"):
         subprocess.run([sys.executable, "-P", "-m", "ttsload", "--version"], capture_output=True)
     with pytest.raises(pytest.fail.Exception, match="unit tier: this test"):  # `run` builds, then starts cells

@@ -12,9 +12,10 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from tests import synthetic
 from tests.conftest import cli, ttsload
 from tests.recordings import PARAMS, PLAN, SHARDED_RUN, made
-from ttsload.bench import merging, planid, sharding, synthetic
+from ttsload.bench import merging, planid, sharding
 from ttsload.bench.cells import CellKey
 from ttsload.bench.errors import UsageError
 

@@ -130,7 +130,7 @@ def test_worker_serves_many_requests_in_one_process(tiny):
 @pytest.mark.integration
 def test_worker_caller_never_imports_torch(tiny):
     code = (
-        "import sys; from ttsload.bench.fixtures import resolve\n"
+        "import sys; from ttsload.bench.models import resolve\n"
         "from ttsload.strategies.registry import resolve as strategy\n"
         f"t = strategy('subprocess-worker').build(resolve({str(tiny.checkpoint.parent)!r}), lambda *a, **k: None)\n"
         "t.start(); t.synthesize('Hello there.', 1); t.close()\n"
@@ -157,7 +157,7 @@ def test_a_dead_worker_is_reported(tiny):
 
 @pytest.mark.integration
 def test_sha256_mismatch_is_refused_before_loading(tiny_copy: Path):
-    from ttsload.bench.fixtures import resolve as resolve_model
+    from ttsload.bench.models import resolve as resolve_model
 
     checkpoint = tiny_copy / "model_file.pth"
     checkpoint.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])
@@ -169,7 +169,7 @@ def test_sha256_mismatch_is_refused_before_loading(tiny_copy: Path):
 
 @pytest.mark.integration
 def test_corrupt_checkpoint_without_manifest_gives_one_line(tiny_copy: Path):
-    from ttsload.bench.fixtures import resolve as resolve_model
+    from ttsload.bench.models import resolve as resolve_model
 
     (tiny_copy / "manifest.json").unlink()
     checkpoint = tiny_copy / "model_file.pth"
@@ -197,7 +197,7 @@ def test_combinations_resolve_in_either_order():
 def test_prefork_workers_serve_from_the_parents_model(tiny):
     """Forked from a fresh process, as in a real cell (forking after torch ran would hang libgomp)."""
     code = (
-        "from ttsload.bench.fixtures import resolve; from ttsload.strategies.registry import resolve as strategy\n"
+        "from ttsload.bench.models import resolve; from ttsload.strategies.registry import resolve as strategy\n"
         "events = []\n"
         "hook = lambda e, t=None, **f: events.append((e, f))\n"
         f"t = strategy('prefork+mmap').build(resolve({str(tiny.checkpoint.parent)!r}), hook, threads=1, workers=3)\n"

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import ttsload
 from ttsload.bench.errors import UsageError
-from ttsload.bench.fixtures import build, resolve
+from ttsload.bench.models import build, resolve
 from ttsload.strategies import families
 from ttsload.strategies.base import StrategyError, null_hook
 from ttsload.strategies.registry import make_loader

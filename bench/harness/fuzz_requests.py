@@ -19,7 +19,7 @@ from functools import lru_cache
 
 from hypothesis import strategies as st
 
-from ttsload.bench.serving.limits import HttpLimits
+from ttsload.bench.http_limits import HttpLimits
 
 WORDS = ("hello", "world", "the", "quick", "voice", "test", "a", "of", "speech", "model", "loading")
 CONTENT_TYPES = ("application/json", "application/json; charset=utf-8", "application/JSON", "text/plain",

@@ -22,8 +22,8 @@ from hypothesis import seed as hypothesis_seed
 
 from ttsload.bench.harness.fuzz_requests import RawRequest, requests
 from ttsload.bench.harness.probes import read_tree
+from ttsload.bench.http_limits import HttpLimits
 from ttsload.bench.scenario import corpus
-from ttsload.bench.serving.limits import HttpLimits
 
 NO_RESPONSE = "no response"
 CLIENT_TIMEOUT_S = 60.0

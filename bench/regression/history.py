@@ -26,7 +26,7 @@ HISTORY = "history.jsonl"
 
 
 def default_path() -> Path:
-    from ttsload.bench.fixtures import home
+    from ttsload.bench.models import home
 
     return home() / HISTORY
 

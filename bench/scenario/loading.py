@@ -17,10 +17,10 @@ from typing import Any
 import tomllib
 
 from ttsload.bench.cells import Cell
+from ttsload.bench.http_limits import HttpLimits
 from ttsload.bench.plan import LeakSettings, Phase, Plan
 from ttsload.bench.scenario import corpus
 from ttsload.bench.scenario.schema import ScenarioError, validate
-from ttsload.bench.serving.limits import HttpLimits
 from ttsload.strategies.base import ModelFiles
 
 

@@ -10,7 +10,7 @@ loads one resident model before forking, with ONE torch thread (libgomp hangs a 
 after a parallel region ran) and then freezes the collector, so the workers share its pages;
 each worker sets its own thread count right after the fork.
 
-The app's limits (bench.serving.guard, bench.serving.limits) come in the same variable: bad input
+The app's limits (bench.serving.guard, bench.http_limits) come in the same variable: bad input
 gets a 4xx, a full per-worker queue 503 with Retry-After, a request past the timeout 504.
 
 Phase events go straight to the runner's events pipe (one os.write per line: atomic under
@@ -26,9 +26,9 @@ import os
 import time
 from typing import Any
 
+from ttsload.bench.http_limits import HttpLimits
 from ttsload.bench.procs import die_with_parent
 from ttsload.bench.serving.guard import Admission, Rejected, check_content_type, parse_tts
-from ttsload.bench.serving.limits import HttpLimits
 
 ENV = "TTSLOAD_HTTP"
 # gunicorn settings read from this module: no control socket (gunicorn >= 25 opens a unix socket in

@@ -24,7 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-from ttsload.bench.serving.limits import HttpLimits
+from ttsload.bench.http_limits import HttpLimits
 
 FIELDS = ("text", "seed")
 SEED_LIMIT = 2**32  # the seeds request_seed gives (crc32) and every family's manual_seed takes

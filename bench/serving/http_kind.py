@@ -16,10 +16,10 @@ import time
 from typing import Any
 
 from ttsload.bench.cell.drive import LoadShape
+from ttsload.bench.http_limits import HttpLimits
 from ttsload.bench.plan import Plan
 from ttsload.bench.procs import python_module, spec_fd
 from ttsload.bench.serving import server as server_tree
-from ttsload.bench.serving.limits import HttpLimits
 from ttsload.strategies.base import StrategyError
 
 

@@ -35,8 +35,8 @@ from typing import Any
 
 import psutil
 
+from ttsload.bench.http_limits import HttpLimits
 from ttsload.bench.procs import package_root, python_module
-from ttsload.bench.serving.limits import HttpLimits
 from ttsload.strategies.base import ModelFiles, StrategyError
 
 APP = "ttsload.bench.serving.app"

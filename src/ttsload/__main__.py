@@ -2,6 +2,6 @@
 
 import sys
 
-from ttsload.bench.cli import main
+from ttsload.cli.main import main
 
 sys.exit(main())

@@ -29,7 +29,7 @@ def main(names: list[str]) -> None:
     with tempfile.TemporaryDirectory(prefix="ttsload-test-data-") as scratch:
         work = Path(scratch)
         environ_for_recording(work / "home")
-        from ttsload.bench.fixtures import build
+        from ttsload.bench.models import build
 
         model = build("vits-tiny").checkpoint.parent
         for name in names or RECORDINGS:

@@ -12,11 +12,11 @@ from typing import Any, NoReturn
 
 from ttsload import __version__
 from ttsload.bench import bounds
-from ttsload.bench.commands import doctor, fuzz_http
-from ttsload.bench.commands import gate as gate_command
-from ttsload.bench.commands import noise as noise_command
 from ttsload.bench.errors import UsageError
 from ttsload.bench.scenario import corpus
+from ttsload.cli import doctor, fuzz_http
+from ttsload.cli import gate as gate_command
+from ttsload.cli import noise as noise_command
 
 EXIT_OK, EXIT_CELL_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -136,7 +136,7 @@ def _run_options(args: argparse.Namespace, specs: list[Any], model_files: list[A
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ttsload.bench.commands.run import cmd_run as run
+    from ttsload.cli.run import cmd_run as run
 
     return run(args)
 
@@ -171,11 +171,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from ttsload.bench import fixtures as models
-    from ttsload.bench.commands import console as ui
+    from ttsload.bench import models
     from ttsload.bench.harness import environment, runner
     from ttsload.bench.profiling import passes as profile
     from ttsload.bench.results import ResultStore
+    from ttsload.cli import console as ui
     from ttsload.strategies.registry import UnknownStrategy, resolve
 
     tools = profile.parse_tools(args.tool)
@@ -201,7 +201,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from ttsload.bench import fixtures as models
+    from ttsload.bench import models
 
     if args.models_command == "list":
         for row in models.listing():
@@ -211,7 +211,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(f"{row['name']:<15} {row['family']:<7} {state:<40} {row['summary']}\n{'':<15} {row['path']}")
         return EXIT_OK
     if args.models_command == "export":
-        from ttsload.bench.commands.export import export
+        from ttsload.cli.export import export
 
         out, facts = export(models.resolve(args.model), args.out)
         print(f"{args.model}: {out} ({facts['export_s']} s): {facts['tensors']} tensors, "

@@ -1,6 +1,6 @@
 """A synthetic sharded result set of any size, to see where `ttsload merge` and `ttsload report` stop scaling.
 
-    python -m ttsload.bench.synthetic --cells 100000 --shards 8 --classes 2 --out DIR [--time]
+    python -m tests.synthetic --cells 100000 --shards 8 --classes 2 --out DIR [--time]
 
 writes DIR/shard-K-of-N-CLASS folders as `ttsload run --shard` would: one plan (one plan hash), each shard's
 run record, and per cell its row plus a few events and memory samples (--samples per cell; a real cell
@@ -110,7 +110,7 @@ def write(out: Path, cells: int, shards: int, classes: int, samples: int, seed: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ttsload.bench.synthetic", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.synthetic", description=__doc__.split("\n")[0])
     parser.add_argument("--cells", type=int, default=100_000, help="cells in all (plan x machine classes)")
     parser.add_argument("--shards", type=int, default=8)
     parser.add_argument("--classes", type=int, default=2, help="machine classes, each running the whole plan")

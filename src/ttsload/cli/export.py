@@ -3,7 +3,7 @@
 The model is loaded with its family's exact `mmap` loader, then the family's `artifact` loader says what the
 inference state is (`inference_state`: weight norm folded, training-only modules dropped); that state is
 written as aligned safetensors next to copies of the config and side files, with a manifest. By default the
-folder goes where a resolved model finds it (bench/fixtures/artifacts.py), so `--strategy resident+artifact`
+folder goes where a resolved model finds it (bench/models/artifacts.py), so `--strategy resident+artifact`
 works on the same `--model` afterwards.
 """
 
@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ttsload.bench import fixtures
+from ttsload.bench import models
 from ttsload.bench.errors import UsageError
-from ttsload.bench.fixtures import artifacts
+from ttsload.bench.models import artifacts
 from ttsload.strategies import artifact
 from ttsload.strategies.base import ModelFiles, StrategyError, UnknownStrategy, null_hook
 
@@ -37,7 +37,7 @@ def export(files: ModelFiles, out: Path | None = None) -> tuple[Path, dict[str, 
     except UnknownStrategy:
         raise UsageError(f"no inference artifact for {files.family} models ('{files.name}'): see "
                          "'Inference artifact' in docs/strategies.md for why") from None
-    out = out or artifacts.default_dir(files, fixtures.home())
+    out = out or artifacts.default_dir(files, models.home())
     replaceable(out, files)
     start = time.monotonic()
     loader = make_loader("mmap", files.family)
@@ -62,8 +62,8 @@ def export(files: ModelFiles, out: Path | None = None) -> tuple[Path, dict[str, 
                "source_params": source_params, "elements": sum(v.numel() for v in state.values()),
                "tensors": len(state), "padding_bytes": padding, "align": artifact.ALIGN, **facts}
     carried = {key: files.meta[key] for key in CARRIED_META if key in files.meta}
-    fixtures.write_manifest(staging, files.name, {"family": files.family, "roles": roles, "artifact": section,
-                                                  **carried, **fixtures._versions()})
+    models.write_manifest(staging, files.name, {"family": files.family, "roles": roles, "artifact": section,
+                                                  **carried, **models._versions()})
     _swap_in(staging, out, files)
     return out, {**section, "export_s": round(time.monotonic() - start, 2)}
 

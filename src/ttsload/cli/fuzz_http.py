@@ -19,7 +19,7 @@ EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ttsload.bench.serving.limits import HttpLimits
+    from ttsload.bench.http_limits import HttpLimits
 
     defaults = HttpLimits()
     fuzz = sub.add_parser("fuzz-http", help="send generated hostile requests to the http scenario's server on "
@@ -42,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
         from ttsload.bench.harness.http_fuzz import campaign, describe
     except ImportError as exc:
         raise UsageError(f"fuzz-http needs hypothesis ({exc}); install it: pip install 'ttsload[test]'") from None
-    from ttsload.bench import fixtures
-    from ttsload.bench.serving.limits import HttpLimits
+    from ttsload.bench import models
+    from ttsload.bench.http_limits import HttpLimits
     from ttsload.bench.serving.server import serving
 
     if args.bodies < 1 or args.workers < 1 or args.budget <= 0:
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
                             queue=args.queue, request_timeout_s=args.request_timeout)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    model = fixtures.resolve(args.model)
+    model = models.resolve(args.model)
     print(f"fuzz-http: {args.model} with {args.strategy}, {args.workers} worker(s), up to {args.bodies} requests "
           f"within {args.budget:g} s", file=sys.stderr)
     with serving(args.strategy, model, args.workers, limits) as server:

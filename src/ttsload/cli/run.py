@@ -13,19 +13,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ttsload.bench import fixtures as models
-from ttsload.bench import planid, sharding
+from ttsload.bench import models, planid, sharding
 from ttsload.bench.analysis import quality
 from ttsload.bench.cells import Cell, CellKey
-from ttsload.bench.commands import console as ui
-from ttsload.bench.commands import shardplan
 from ttsload.bench.errors import UsageError
-from ttsload.bench.fixtures import artifacts
 from ttsload.bench.harness import environment, runner
+from ttsload.bench.models import artifacts
 from ttsload.bench.plan import PlanError
 from ttsload.bench.profiling import passes as profile
 from ttsload.bench.results import ResultStore, load_cell_rows, load_records
 from ttsload.bench.scenario import loading as scenarios
+from ttsload.cli import console as ui
+from ttsload.cli import shardplan
 from ttsload.strategies.registry import StrategySpec, UnknownStrategy, loader_class, resolve
 
 DEFAULT_STRATEGIES = ["naive", "singleton", "mmap", "quantized", "subprocess-worker"]
