@@ -7,25 +7,24 @@ cell id, different records) is a duplicate: the merge refuses and names it. Cell
 class has not measured ok are listed as missing; `ttsload run --resume OUT` measures them.
 
 Lines are read by the result store's own reader (bench/results.py: read_lines), so a torn or malformed
-line anywhere is left out and counted exactly as every other command does; records other than cells are
-copied as written. Symlinks in the inputs (logs, a logs folder) are never followed.
+line anywhere (a killed write followed by a `--resume`) is left out and counted exactly as every other command
+does, and the merge names each such line; records other than cells are copied as written. Every other file
+of the inputs (logs, profiles, stack dumps, audio) is copied by bench/artefacts.py, never two under one name.
+Symlinks in the inputs are never followed.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ttsload.bench import atomic
-from ttsload.bench.cells import CellKey
+from ttsload.bench import artefacts, atomic
+from ttsload.bench.cells import CellKey, plain_or_safe
 from ttsload.bench.errors import UsageError
-from ttsload.bench.results import RESULTS, ResultStore, read_lines
-
-LOGS = "logs"
+from ttsload.bench.results import RESULTS, Lines, ResultStore, read_lines
 
 
 @dataclass
@@ -40,13 +39,16 @@ class Merged:
     classes: dict[str, str] = field(default_factory=dict)  # machine class -> machine names
     missing: dict[str, list[str]] = field(default_factory=dict)  # machine class -> cell ids not measured ok
     warnings: list[str] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)  # "FILE line N" of each line that could not be read
+    files: int = 0  # files other than the records in the merged folder
+    split: list[str] = field(default_factory=list)  # paths whose inputs disagreed, kept once per version
 
 
-def _read(folder: Path) -> list[tuple[str, dict[str, Any]]]:
-    """The readable lines of a results folder, as text and record (malformed ones counted by read_lines)."""
+def _read(folder: Path) -> Lines:
+    """The lines of a results folder, readable ones as text and record (malformed ones counted by read_lines)."""
     if not (folder / RESULTS).is_file() or (folder / RESULTS).is_symlink():
         raise UsageError(f"no {RESULTS} in {folder} (or a symbolic link, not followed): not a ttsload results folder")
-    return read_lines(folder).records
+    return read_lines(folder)
 
 
 def _stamp(row: dict[str, Any], runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -65,8 +67,14 @@ def merge(folders: list[Path], out: Path) -> Merged:
     seen: set[str] = set()
     runs: dict[str, dict[str, Any]] = {}
     hashes: dict[str, list[str]] = defaultdict(list)
+    left_out: list[str] = []
+    tags: dict[Path, str] = {}  # an input's earliest run id names its files when inputs disagree on one
     for folder in folders:
-        for line, record in _read(folder):
+        read = _read(folder)
+        left_out += [f"{read.path} line {number}" for number in read.malformed]
+        run_ids = sorted(str(r["run_id"]) for _, r in read.records if r.get("type") == "run")
+        tags[folder] = plain_or_safe(run_ids[0] if run_ids else folder.name)
+        for line, record in read.records:
             if line in seen:
                 continue
             seen.add(line)
@@ -83,8 +91,11 @@ def merge(folders: list[Path], out: Path) -> Merged:
                          f"plan hashes")
     lines, rows = _ordered(by_run, runs)
     _check_duplicates(rows)
-    _write(out, lines, folders)
-    return _findings(out, next(iter(hashes)), len(lines), runs, rows)
+    split = _write(out, lines, list(tags.items()))
+    merged = _findings(out, next(iter(hashes)), len(lines), runs, rows)
+    merged.left_out, merged.split = left_out, split
+    merged.files = len(artefacts.files(out))
+    return merged
 
 
 def _ordered(by_run: dict[str, list[tuple[str, dict[str, Any]]]],
@@ -115,23 +126,14 @@ def _check_duplicates(rows: list[dict[str, Any]]) -> None:
                          f"merge the shards of one run of the plan per machine class")
 
 
-def _write(out: Path, lines: list[str], folders: list[Path]) -> None:
-    """results.jsonl replaced atomically, summary.csv rebuilt, the cells' logs copied."""
+def _write(out: Path, lines: list[str], sources: list[tuple[Path, str]]) -> list[str]:
+    """results.jsonl replaced atomically, summary.csv rebuilt, every other file of the inputs copied."""
     out.mkdir(parents=True, exist_ok=True)
-    if (out / LOGS).is_symlink():
-        raise UsageError(f"{out / LOGS} is a symbolic link: refusing to copy logs through it")
     store = ResultStore(out)  # holds the folder's lock while it is rewritten
+    split = artefacts.merge_files(sources, out)  # first: a link in OUT stops the merge before results change
     atomic.write_text(out / RESULTS, "".join(line + "\n" for line in lines))
     store.write_summary()
-    for folder in folders:
-        logs = folder / LOGS
-        if folder.resolve() == out.resolve() or logs.is_symlink() or not logs.is_dir():
-            continue  # a `logs -> /etc` link must not copy /etc
-        for log in logs.iterdir():
-            target = out / LOGS / log.name
-            if not log.is_symlink() and log.is_file() and not target.exists() and not target.is_symlink():
-                target.parent.mkdir(exist_ok=True)
-                shutil.copy2(log, target, follow_symlinks=False)
+    return split
 
 
 def _findings(out: Path, plan_hash: str, records: int, runs: dict[str, dict[str, Any]],
@@ -167,7 +169,12 @@ def _findings(out: Path, plan_hash: str, records: int, runs: dict[str, dict[str,
 
 def describe(merged: Merged) -> str:
     """What the terminal shows after a merge: classes, counts, missing cells, and how to fill them."""
-    lines = [f"merged {merged.runs} runs ({merged.records} records) of plan {merged.plan_hash} -> {merged.out}"]
+    lines = [f"merged {merged.runs} runs ({merged.records} records, {merged.files} other files) of plan "
+             f"{merged.plan_hash} -> {merged.out}"]
+    lines += [f"left out (torn or malformed): {where}" for where in merged.left_out]
+    lines += [f"kept apart (inputs differ): {path}, as one NAME@<run id>-<sha256>.EXT per version"
+              for path in merged.split[:20]] + ([f"  ... and {len(merged.split) - 20} more"]
+                                                if len(merged.split) > 20 else [])
     for machine_class, names in merged.classes.items():
         missing = merged.missing.get(machine_class, [])
         state = f"{len(missing)} cells missing" if missing else "complete"
