@@ -9,6 +9,7 @@ EXIT_USAGE = 2  # bad input (one line on stderr); the gate: a check with too few
 EXIT_CANNOT_WRITE = 3  # `run` cannot write its results folder (full disk, file size limit)
 EXIT_UNJUDGED = 4  # the gate could not judge a check (no successful repetition, no value, a non-finite number)
 EXIT_NO_BASELINE = 5  # `gate --which`: no baseline for this machine class
+EXIT_CRASH = 70  # an unexpected exception (a bug; traceback on stderr), never 1: a retry rule must tell them apart
 
 
 class UsageError(Exception):

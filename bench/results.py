@@ -17,8 +17,10 @@ import json
 import math
 import os
 import re
+import secrets
 import stat
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +47,19 @@ OPTIONAL: dict[str, dict[str, Any]] = {"run": {"environment": _MAPPING, "options
                                        "sample": {"total": _MAPPING, "processes": list}}
 _warned: set[tuple[str, int]] = set()
 _SIGNED = re.compile(r"[+-](?:\d[\d.,]*(?:[eE][+-]?\d+)?\s*%?)?")
+
+
+def slug(machine: str) -> str:
+    """A machine name fit for a run id (and the log file names made from it)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", machine)[:40] or "machine"
+
+
+def new_run_id(machine: str, shard: str | None = None) -> str:
+    """`<UTC start>-<machine>-<8 random hex>[-s<I>of<N>]`: ids sort by start time, and two runs that start in
+    the same second never share one, on two machines or on one (two pods both named by the node, two CI
+    jobs with one `--machine`): merge keys records by run id, so a shared one would mix two runs' records."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return f"{stamp}-{slug(machine)}-{secrets.token_hex(4)}" + (f"-s{shard}".replace("/", "of") if shard else "")
 
 
 class ResultStore:

@@ -1,18 +1,23 @@
-"""`ttsload merge` on planted folders: a torn line in the middle left by a killed write and a `--resume`, and the
-files a run writes besides its records (logs, profiles, stack dumps, audio) kept without name collisions."""
+"""Fan-out on planted folders: merge reads a torn line in the middle (a killed write, then a `--resume`) as the
+store does and keeps every file a run wrote without name collisions; run ids never collide; a crash has its
+own exit code."""
 
 from __future__ import annotations
 
+import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import RESULTS, cli
 from tests.recordings import PLAN
-from ttsload.bench import artefacts, merging
+from ttsload.bench import artefacts, merging, results
 from ttsload.bench.cells import CellKey
+from ttsload.bench.errors import EXIT_CRASH, EXIT_FAILED
 from ttsload.bench.results import ResultStore, load_cell_rows, read_lines
+from ttsload.cli import main
 
 
 @pytest.fixture
@@ -87,3 +92,23 @@ def test_merge_follows_no_link_in_its_output(shards, tmp_path):
     done = cli("merge", *map(str, shards), "--out", str(out))
     assert done.returncode == 2 and "profiles is a symbolic link: refusing to copy" in done.stderr
     assert list(elsewhere.iterdir()) == [] and not (out / "results.jsonl").exists()
+
+
+def test_run_ids_are_unique_across_machines_and_runs_started_in_one_second(monkeypatch):
+    monkeypatch.setattr(time, "gmtime", lambda *_: time.struct_time((2026, 12, 3, 7, 30, 0, 3, 337, 0)))
+    ids = [results.new_run_id(machine) for machine in ("node-a", "node-a", "node/b c") for _ in range(50)]
+    assert len(set(ids)) == len(ids)  # one second, one machine name: still distinct (p of a clash ~ 1e-6)
+    assert re.fullmatch(r"20261203T073000Z-node-a-[0-9a-f]{8}", ids[0])
+    assert ids[-1].startswith("20261203T073000Z-node_b_c-")
+    assert re.fullmatch(r"20261203T073000Z-n1-[0-9a-f]{8}-s2of3", results.new_run_id("n1", "2/3"))
+
+
+def test_a_crash_exits_with_its_own_code_never_the_failed_cells_one(monkeypatch, shards, tmp_path):
+    def broken(args):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(main, "cmd_merge", broken)
+    done = cli("merge", *map(str, shards), "--out", str(tmp_path / "m"))
+    assert done.returncode == EXIT_CRASH != EXIT_FAILED
+    assert "KeyError: 'a bug'" in done.stderr and done.stderr.endswith(f"ttsload: crashed (a bug in ttsload, not a "
+                                                                       f"failed cell): exit {EXIT_CRASH}\n")

@@ -7,12 +7,13 @@ import argparse
 import signal
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
 from ttsload import __version__
 from ttsload.bench import bounds
-from ttsload.bench.errors import UsageError
+from ttsload.bench.errors import EXIT_CRASH, UsageError
 from ttsload.bench.scenario import corpus
 from ttsload.cli import client as client_command
 from ttsload.cli import doctor, fuzz_http
@@ -173,7 +174,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from ttsload.bench import models
+    from ttsload.bench import models, results
     from ttsload.bench.harness import environment, runner
     from ttsload.bench.profiling import passes as profile
     from ttsload.bench.results import ResultStore
@@ -190,11 +191,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
         print(f"ttsload: error: {problems[0]}", file=sys.stderr)
         return EXIT_CELL_FAILED
     model_files = [models.resolve(m.strip()) for m in args.model.split(",") if m.strip()]
-    run_id = time.strftime("%Y%m%d-%H%M%S")
+    where = environment.collect()
+    run_id = results.new_run_id(where["machine"])
     out = args.out or Path("results") / run_id
     store = ResultStore(out)
     texts = corpus.texts(1, args.corpus_seed)  # cold start ends at the first audio: one request
-    store.write_run(run_id, environment.collect(), {**_run_options(args, specs, model_files, texts), "pass": "profile"})
+    store.write_run(run_id, where, {**_run_options(args, specs, model_files, texts), "pass": "profile"})
     options = runner.CellOptions(texts, "warm", args.threads, args.timeout, on_deadline=profile.deadline_evidence(out))
     ui.console.print(f"ttsload profile {run_id}: {len(tools) * len(specs) * len(model_files)} passes -> {out}")
     records = profile.profile_cells(tools, specs, model_files, scenario, out, run_id, options, store,
@@ -295,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"ttsload: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception:  # a bug, not a failed cell: a wrapper (a Job's retry rule, a CI step) must tell them apart
+        traceback.print_exc()
+        print(f"ttsload: crashed (a bug in ttsload, not a failed cell): exit {EXIT_CRASH}", file=sys.stderr)
+        return EXIT_CRASH
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from ttsload.bench.harness import environment, runner
 from ttsload.bench.models import artifacts
 from ttsload.bench.plan import PlanError
 from ttsload.bench.profiling import passes as profile
-from ttsload.bench.results import ResultStore, load_cell_rows, load_records
+from ttsload.bench.results import ResultStore, load_cell_rows, load_records, new_run_id
 from ttsload.bench.scenario import loading as scenarios
 from ttsload.cli import console as ui
 from ttsload.cli import shardplan
@@ -182,8 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = ResultStore(out, flag)  # the folder's lock, held to the end: a second run there stops here
     environment_record = environment.collect(machine=args.machine)
     stamp = {"machine": environment_record["machine"], "machine_class": environment_record["machine_class"]}
-    run_id = time.strftime("%Y%m%d-%H%M%S") + (f"-{shardplan.slug(stamp['machine'])}-s{shard}".replace("/", "of")
-                                               if shard else "")
+    run_id = new_run_id(stamp["machine"], str(shard) if shard else None)
     if args.resume:
         _check_resume(out, options)  # names the measuring option that differs, before the plan hash says "differs"
     finished = _finished(out, stamp["machine_class"], options["plan_hash"]) if args.resume else set()

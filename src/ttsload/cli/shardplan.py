@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 
 from ttsload.bench.cells import CellKey
@@ -33,8 +32,3 @@ def listing(plan_hash: str, keys: list[CellKey], shard_of: dict[str, int], durat
                      + (expected if known else "durations unknown (balanced by count)")
                      + (" <- this shard" if shard and index == shard.index else ""))
     return "\n".join(lines) + "\n"
-
-
-def slug(machine: str) -> str:
-    """A machine name fit for a run id (and the log file names made from it)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", machine)[:40] or "machine"
