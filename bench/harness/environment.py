@@ -14,6 +14,8 @@ from typing import Any
 
 import psutil
 
+from ttsload.bench.harness import cgroup
+
 # CPU flags that change which kernels torch and oneDNN pick: two machines that differ in one of these
 # can rank strategies differently (bf16 was 2x faster on avx512_bf16, 47 % slower with amx), so they
 # belong to the machine class. Other flags do not.
@@ -50,22 +52,30 @@ def _cpu_flags() -> list[str]:
     return []
 
 
-def _usable_cores() -> int | None:
+def _usable_cores(limits: cgroup.Limits) -> int | None:
     """The cores this process may run on: all of them on an ordinary machine, fewer under `taskset` or a
-    cpuset (a pinned container), which measures like a smaller machine and so is another class."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count()
+    cpuset (a pinned container), which measures like a smaller machine and so is another class; and no more
+    than a CPU quota pays for (a container's quota without pinned cores, bench/harness/cgroup.py)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    quota = limits.cores()
+    return min(cores, quota) if cores and quota else cores or quota
+
+
+def _memory_bytes(limits: cgroup.Limits) -> int:
+    """The machine's memory, or the cgroup's limit where that is smaller (a container's `memory.max`)."""
+    total = psutil.virtual_memory().total
+    return min(total, limits.memory_bytes) if limits.memory_bytes else total
 
 
 def fingerprint() -> dict[str, Any]:
     """The machine class: what makes absolute timings comparable (CPU, cores, memory, kernel-changing ISA
     flags, and the versions of the code that runs the kernels). Shared by the gate's baseline matching and
     by sharded runs' machine identity."""
+    limits = cgroup.limits()
     return {
         "cpu": _cpu_model(),
-        "cores_logical": _usable_cores(),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30),
+        "cores_logical": _usable_cores(limits),
+        "memory_gb": round(_memory_bytes(limits) / 2**30),
         "isa": _cpu_flags(),
         "python": ".".join(platform.python_version_tuple()[:2]),
         "torch": _version("torch"),
@@ -119,6 +129,7 @@ def collect(machine: str | None = None) -> dict[str, Any]:
         "cores_logical": os.cpu_count(),
         "cores_physical": psutil.cpu_count(logical=False),
         "memory_total_mb": psutil.virtual_memory().total / 2**20,
+        "cgroup_limits": cgroup.limits().to_json(),  # what the fingerprint's cores and memory were capped by
         "load_average": os.getloadavg(),
         "packages": {p: _version(p) for p in _PACKAGES},
         "resolved": resolved_versions(),

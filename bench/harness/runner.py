@@ -22,7 +22,7 @@ from ttsload.bench import procs
 from ttsload.bench.analysis.scenario_summary import phase_records
 from ttsload.bench.analysis.summary import summarize
 from ttsload.bench.cells import Cell, CellOutcome, file_safe
-from ttsload.bench.harness import hostspeed, pagecache
+from ttsload.bench.harness import cgroup, hostspeed, pagecache
 from ttsload.bench.harness.memlimit import MemoryLimit
 from ttsload.bench.harness.probes import TreeSampler, read_tree
 from ttsload.strategies.base import ModelFiles
@@ -59,8 +59,10 @@ def run_cell(cell: Cell, options: CellOptions, log_path: Path,
     switched = [ModelFiles.from_json(m) for m in cell.plan.models]  # a switch cell reads them all
     pagecache.prepare([f for m in [cell.model, *switched] for f in m.files()], options.cache)
     audio = options.audio_dir(cell) if options.audio_dir else None
+    # no --threads: as many as a container's CPU quota pays for (None, torch's own default, without one)
+    threads = options.threads or cgroup.limits().cores()
     spec = {"strategy": cell.strategy, "model": cell.model.to_json(), "texts": options.texts,
-            "threads": options.threads, "audio_dir": str(audio) if audio else None, "plan": cell.plan.to_json(),
+            "threads": threads, "audio_dir": str(audio) if audio else None, "plan": cell.plan.to_json(),
             "limits": _limits(cell, options)}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     limit = MemoryLimit(cell.plan.memory_limit_mb, file_safe(cell.id)) if cell.plan.memory_limit_mb else None
