@@ -14,13 +14,16 @@ import ctypes
 import os
 import threading
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-import numpy as np
-
-# Defined in integrity.py, re-exported here where loaders and plugins have always found them.
+# Defined in audio.py (no torch, no contracts), re-exported here beside the contracts that use them.
+from ttsload.strategies.audio import STREAM_KINDS as STREAM_KINDS
+from ttsload.strategies.audio import Audio as Audio
+from ttsload.strategies.audio import AudioStream as AudioStream
+from ttsload.strategies.audio import StreamingModel as StreamingModel
 from ttsload.strategies.integrity import Fingerprint as Fingerprint
 from ttsload.strategies.integrity import StrategyError as StrategyError
 from ttsload.strategies.integrity import sha256_of as sha256_of
@@ -105,18 +108,6 @@ class ModelFiles:
         return self.extras[role]
 
 
-@dataclass(frozen=True)
-class Audio:
-    """Synthesized speech: float32 samples in [-1, 1] and their rate."""
-
-    wav: np.ndarray
-    sample_rate: int
-
-    @property
-    def seconds(self) -> float:
-        return len(self.wav) / self.sample_rate
-
-
 _JEMALLOC_ALL_ARENAS = b"arena.4096.purge"  # MALLCTL_ARENAS_ALL (jemalloc 5): purge every arena
 
 
@@ -160,6 +151,28 @@ def serve_request(model: LoadedModel, text: str, seed: int) -> Audio:
     audio = model.synthesize(text, seed)
     after_request()
     return audio
+
+
+def serve_stream(model: LoadedModel, text: str, seed: int) -> AudioStream:
+    """serve_request's streaming counterpart: the model's own chunks where it streams (a StreamingModel),
+    else the whole clip as one chunk; the per-request controls run when the stream ends or is closed."""
+    kind = model_stream_kind(model)
+
+    def chunks() -> Iterator[Audio]:
+        try:
+            if kind == "none":
+                yield model.synthesize(text, seed)
+            else:
+                yield from model.synthesize_stream(text, seed)  # type: ignore[attr-defined]
+        finally:
+            after_request()
+
+    return AudioStream(chunks(), kind)
+
+
+def model_stream_kind(model: LoadedModel) -> str:
+    """How serve_stream chunks this model: its own `stream_kind` where it streams, else "none"."""
+    return getattr(model, "stream_kind", "none") if hasattr(model, "synthesize_stream") else "none"
 
 
 TRIM_EVERY = "TTSLOAD_TRIM_EVERY"  # the `trim=N` option (strategies/allocator.py), inherited by every worker
@@ -353,6 +366,16 @@ class Topology(abc.ABC):
     @abc.abstractmethod
     def synthesize(self, text: str, seed: int) -> Audio:
         """Serve one request; the same (text, seed) must give the same audio for fp32 loaders."""
+
+    @property
+    def stream_kind(self) -> str:
+        """How `synthesize_stream` chunks once started (STREAM_KINDS); "none" unless the topology streams."""
+        return "none"
+
+    def synthesize_stream(self, text: str, seed: int) -> AudioStream:
+        """Serve one request as audio chunks. This default cannot stream: one chunk, the whole clip
+        (kind "none"), made when the first chunk is asked for."""
+        return AudioStream((self.synthesize(text, seed) for _ in range(1)), "none")
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op unless a topology holds resources
         """Release the model and any helper processes."""

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ttsload.strategies.audio import by_sentence
 from ttsload.strategies.base import Audio, StrategyError
 
 # Modules the first VITS construction imports lazily (librosa.filters pulls scipy.signal, ~1.3 s).
@@ -73,6 +74,25 @@ class CoquiModel:
             raise StrategyError(f"{type(self.model).__name__}.synthesize returned no waveform")
         wav = wav.float().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav)
         return Audio(np.ascontiguousarray(wav, dtype=np.float32).reshape(-1), self.sample_rate)
+
+    stream_kind = "sentence"
+
+    def synthesize_stream(self, text: str, seed: int) -> Iterator[Audio]:
+        """Sentence by sentence, split as Coqui's `Synthesizer` splits (pysbd, the model's first language)."""
+        return by_sentence(self.synthesize, coqui_sentences(text, self.model), seed)
+
+
+def coqui_sentences(text: str, model: Any) -> list[str]:
+    """The sentences Coqui's `Synthesizer.split_into_sentences` makes of `text`: a pysbd segmenter (clean=True)
+    for the model's first language, English where pysbd has no segmenter for it."""
+    import pysbd
+
+    manager = getattr(model, "language_manager", None)
+    names = list(getattr(manager, "language_names", None) or ["en"])
+    language = names[0].split("-")[0].lower()
+    if language not in pysbd.languages.LANGUAGE_CODES:
+        language = "en"
+    return [str(s) for s in pysbd.Segmenter(language=language, clean=True).segment(text)]
 
 
 def load_coqui_config(path: Any) -> Any:

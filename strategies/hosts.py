@@ -4,6 +4,7 @@ One message protocol for both, so the subprocess worker, the prefork topology an
 scenario engine's worker pools share one client and one serve loop:
   child -> parent: ("event", None, (name, t, fields)), ("ready"|"failed"|"audio"|"error"|"trimmed", id, payload)
   parent -> child: (id, text, seed), ("trim", id), or None to stop.
+Streamed requests (chunks as they are made, and cancel) add the messages of strategies/pipe_stream.py.
 With a liveness setting the child also sends ("alive", None, t) from a thread every quarter of it,
 separate from readiness: a worker silent for the whole setting is hung (SIGSTOP, a deadlock), and the
 parent kills it so the request goes elsewhere instead of waiting forever.
@@ -16,9 +17,12 @@ import queue
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from ttsload.strategies.base import Audio, Hook, ModelFiles, StrategyError, malloc_trim
+from ttsload.strategies import pipe_stream
+from ttsload.strategies.base import Audio, AudioStream, Hook, ModelFiles, StrategyError, malloc_trim
+from ttsload.strategies.pipe_stream import Served
 
 
 class LockedConn:
@@ -54,16 +58,26 @@ def start_heartbeat(conn: LockedConn, liveness_s: float | None) -> None:
     threading.Thread(target=beat, name="ttsload-heartbeat", daemon=True).start()
 
 
-def serve_loop(synthesize: Any, conn: Any, trim: Any = malloc_trim) -> None:
-    """Answer tasks until told to stop; `synthesize(text, seed) -> Audio`, `trim()` frees retained heap."""
-    conn.send(("ready", None, {"pid": os.getpid(), "t": time.monotonic()}))  # CLOCK_MONOTONIC: one clock per machine
-    while (task := conn.recv()) is not None:
+def serve_loop(served: Served | Callable[[str, int], Audio], conn: Any, trim: Any = malloc_trim) -> None:
+    """Answer tasks until told to stop; `served` (or a bare `synthesize(text, seed) -> Audio`) makes the
+    audio, `trim()` frees retained heap."""
+    if not isinstance(served, Served):
+        served = Served(served)
+    # CLOCK_MONOTONIC: one clock per machine
+    conn.send(("ready", None, {"pid": os.getpid(), "t": time.monotonic(), "stream_kind": served.kind}))
+    pending = pipe_stream.Pending(conn)
+    while (task := pending.recv()) is not None:
         if task[0] == "trim":
             conn.send(("trimmed", task[1], trim()))
             continue
+        if task[0] == "stream":
+            pipe_stream.serve_stream_task(served.stream_or_whole, conn, pending, *task[1:])
+            continue
+        if task[0] == "cancel":  # its stream had ended before the cancel came
+            continue
         request_id, text, seed = task
         try:
-            audio = synthesize(text, seed)
+            audio = served.synthesize(text, seed)
             conn.send(("audio", request_id, (audio.wav, audio.sample_rate)))
         except Exception as exc:
             conn.send(("error", request_id, f"{type(exc).__name__}: {exc}"))
@@ -97,7 +111,7 @@ def serve_topology(build: Any, files_json: dict[str, Any], threads: int | None, 
     except Exception as exc:  # reported to the parent, which raises it there
         report_failure(conn, exc)
         return
-    serve_loop(topology.synthesize, conn, topology.trim)
+    serve_loop(Served(topology.synthesize, topology.synthesize_stream, topology.stream_kind), conn, topology.trim)
     topology.close()
 
 
@@ -126,6 +140,7 @@ class PipeClient:
         self.liveness_s = liveness_s
         self.last_request: int | None = None  # index of the last request it answered (set by its caller)
         self.hung = False
+        self.stream_kind = "none"  # what the child's streamed requests are, from its ready message
         self._next_id = 0
 
     def alive(self) -> bool:
@@ -138,6 +153,10 @@ class PipeClient:
         return f"worker process {self.pid} died (exit code {self.exit_code()})"
 
     def wait_for(self, kind: str, request_id: int | None) -> Any:
+        return self.wait_for_any((kind,), request_id)[1]
+
+    def wait_for_any(self, kinds: tuple[str, ...], request_id: int | None) -> tuple[str, Any]:
+        """Relay events until a message of one of `kinds` for `request_id` comes; returns (kind, payload)."""
         heard = time.monotonic()
         while True:
             try:
@@ -150,7 +169,7 @@ class PipeClient:
                     raise StrategyError(self.death()) from None
                 # from readiness on: start-up (imports can hold the GIL for seconds) has the cell's deadline,
                 # as a startup probe comes before a liveness probe
-                if self.liveness_s and kind != "ready" and time.monotonic() - heard > self.liveness_s:
+                if self.liveness_s and "ready" not in kinds and time.monotonic() - heard > self.liveness_s:
                     self._kill_hung(time.monotonic() - heard)
                 continue
             heard = time.monotonic()
@@ -163,8 +182,10 @@ class PipeClient:
                 raise StrategyError(payload)
             elif message_kind == "error" and message_id == request_id:
                 raise StrategyError(f"worker {self.pid} failed request {request_id}: {payload}")
-            elif message_kind == kind and message_id == request_id:
-                return payload
+            elif message_kind in kinds and message_id == request_id:
+                if message_kind == "ready":
+                    self.stream_kind = payload.get("stream_kind", "none")
+                return message_kind, payload
 
     def _kill_hung(self, silent_s: float) -> None:
         """A worker silent past its liveness setting is hung: kill it (a stopped process dies on SIGKILL)."""
@@ -184,14 +205,25 @@ class PipeClient:
         except OSError:
             raise StrategyError(self.death()) from None
 
-    def synthesize(self, text: str, seed: int) -> Audio:
+    def next_id(self) -> int:
         request_id, self._next_id = self._next_id, self._next_id + 1
+        return request_id
+
+    def send_message(self, message: Any) -> None:
+        self._send(message)
+
+    def synthesize(self, text: str, seed: int) -> Audio:
+        request_id = self.next_id()
         self._send((request_id, text, seed))
         wav, rate = self.wait_for("audio", request_id)
         return Audio(wav, rate)
 
+    def synthesize_stream(self, text: str, seed: int) -> AudioStream:
+        """The child's chunks as it makes them; closing the stream early cancels the child's synthesis."""
+        return pipe_stream.client_stream(self, text, seed)
+
     def trim(self) -> bool:
-        request_id, self._next_id = self._next_id, self._next_id + 1
+        request_id = self.next_id()
         self._send(("trim", request_id))
         return self.wait_for("trimmed", request_id)
 
@@ -344,6 +376,24 @@ class Dispatcher:
 
     def synthesize(self, text: str, seed: int) -> Audio:
         return self.serve(text, seed)[0]
+
+    def synthesize_stream(self, text: str, seed: int) -> AudioStream:
+        return pipe_stream.dispatch_stream(self, text, seed)
+
+    def take(self) -> PipeClient:
+        """An idle host, now taken (waits for one); give it back with `release` or `drop` it."""
+        return self._next_idle()
+
+    def release(self, host: PipeClient) -> None:
+        self._idle.put(host)
+
+    def drop(self, host: PipeClient, retry_reason: str | None = None) -> None:
+        """A dead host leaves the pool; with `retry_reason`, its in-flight request goes to another host."""
+        if host in self.hosts:
+            self.hosts.remove(host)
+            self._on_death(host)
+        if retry_reason is not None:
+            self._on_retry(host, retry_reason)
 
     def trim(self) -> list[bool]:
         return [host.trim() for host in self.hosts]

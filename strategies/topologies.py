@@ -6,10 +6,22 @@ import functools
 import gc
 import os
 import threading
-from typing import Any
+from collections.abc import Iterator
 
-from ttsload.strategies.base import Audio, Hook, LoadedModel, Loader, ModelFiles, StrategyError, Topology, serve_request
-from ttsload.strategies.hosts import Dispatcher, ForkedHost, SpawnedHost
+from ttsload.strategies.base import (
+    Audio,
+    AudioStream,
+    Hook,
+    LoadedModel,
+    Loader,
+    ModelFiles,
+    StrategyError,
+    Topology,
+    model_stream_kind,
+    serve_request,
+    serve_stream,
+)
+from ttsload.strategies.hosts import Dispatcher, ForkedHost, Served, SpawnedHost
 
 
 class CheckpointWatch:
@@ -53,6 +65,21 @@ class PerRequest(Topology):
             del model
             gc.collect()
 
+    def synthesize_stream(self, text: str, seed: int) -> AudioStream:
+        """Load, stream, drop: the kind is the model's, known only once this request has loaded it."""
+        model = self.loader.load(self.files, self.hook)
+        stream = serve_stream(model, text, seed)
+
+        def chunks() -> Iterator[Audio]:
+            try:
+                yield from stream
+            finally:
+                stream.close()
+                gc.collect()
+
+        del model
+        return AudioStream(chunks(), stream.kind)
+
 
 class Resident(Topology):
     """A process-wide singleton loaded at start-up behind a double-checked lock."""
@@ -88,6 +115,15 @@ class Resident(Topology):
         model = self.get()
         self._watch()
         return serve_request(model, text, seed)
+
+    @property
+    def stream_kind(self) -> str:
+        return model_stream_kind(self.get())
+
+    def synthesize_stream(self, text: str, seed: int) -> AudioStream:
+        model = self.get()
+        self._watch()
+        return serve_stream(model, text, seed)
 
     def close(self) -> None:
         self._model = None
@@ -162,6 +198,13 @@ class Worker(Topology):
     def synthesize(self, text: str, seed: int) -> Audio:
         return self._host.synthesize(text, seed)
 
+    @property
+    def stream_kind(self) -> str:
+        return self._host.stream_kind
+
+    def synthesize_stream(self, text: str, seed: int) -> AudioStream:
+        return self._host.synthesize_stream(text, seed)
+
     def trim(self) -> bool:
         returned = [self._host.trim(), super().trim()]  # both run: no short-circuit
         return any(returned)
@@ -186,6 +229,13 @@ class Forking(Topology):
 
     def synthesize(self, text: str, seed: int) -> Audio:
         return self._dispatch.synthesize(text, seed)
+
+    @property
+    def stream_kind(self) -> str:
+        return self._dispatch.hosts[0].stream_kind if self._dispatch.hosts else "none"
+
+    def synthesize_stream(self, text: str, seed: int) -> AudioStream:
+        return self._dispatch.synthesize_stream(text, seed)
 
     def trim(self) -> bool:
         returned = [*self._dispatch.trim(), super().trim()]
@@ -228,13 +278,18 @@ class Prefork(Forking):
 
     def fork(self, worker: int, liveness_s: float | None = None) -> ForkedHost:
         """One more child sharing the loaded model (a scale-out forks from the same parent)."""
-        return ForkedHost(functools.partial(_serve_inherited, self.loader, self._child_threads, self._serve),
+        served = Served(self._serve, self._serve_stream, model_stream_kind(self._model))
+        return ForkedHost(functools.partial(_serve_inherited, self.loader, self._child_threads, served),
                           self.hook, worker, liveness_s)
 
     def _serve(self, text: str, seed: int) -> Audio:
         """A child's request: say if the checkpoint changed on disk, then serve the inherited, verified copy."""
         self._watch()
         return serve_request(self._model, text, seed)
+
+    def _serve_stream(self, text: str, seed: int) -> AudioStream:
+        self._watch()
+        return serve_stream(self._model, text, seed)
 
 
 class Zygote(Forking):
@@ -275,18 +330,20 @@ def task_count() -> int:
     return len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else threading.active_count()
 
 
-def _serve_inherited(loader: Loader, threads: int | None, serve: Any, hook: Hook) -> Any:
+def _serve_inherited(loader: Loader, threads: int | None, serve: Served, hook: Hook) -> Served:
     """A prefork child: its own thread count, then serve (the parent's `_serve`, on the inherited model)."""
     if threads:
         loader.set_threads(threads)
     return serve
 
 
-def _load_and_serve(loader: Loader, threads: int | None, files: ModelFiles, hook: Hook) -> Any:
+def _load_and_serve(loader: Loader, threads: int | None, files: ModelFiles, hook: Hook) -> Served:
     """A zygote child: its own thread count, load (phase events go to the parent), then serve."""
     if threads:
         loader.set_threads(threads)
-    return functools.partial(serve_request, loader.load(files, hook))
+    model = loader.load(files, hook)
+    return Served(functools.partial(serve_request, model), functools.partial(serve_stream, model),
+                  model_stream_kind(model))
 
 
 TOPOLOGIES: dict[str, type[Topology]] = {cls.name: cls for cls in (PerRequest, Resident, AsyncResident, Worker,

@@ -1,0 +1,96 @@
+"""Streaming in the loaded-model contract: chunks, their kind, and cancel, on the tiny real VITS.
+
+Forking topologies run in a fresh process, as in a real cell: a process that already ran torch (this one)
+cannot fork safely.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ttsload.strategies.audio import concatenate
+from ttsload.strategies.base import serve_stream
+from ttsload.strategies.registry import resolve
+from ttsload.strategies.reliability import FallbackModel
+
+pytestmark = pytest.mark.integration  # every test here builds a model or starts a worker process
+
+SENTENCES = ["The first sentence is here.", "A second one follows it.", "And a third one closes."]
+TEXT = " ".join(SENTENCES)
+
+
+def null_hook(*args, **fields) -> None:
+    pass
+
+
+def test_a_coqui_model_streams_by_sentence_and_each_chunk_is_that_sentence_s_audio(tiny):
+    with resolve("singleton").build(tiny, null_hook, 1) as topology:
+        stream = topology.synthesize_stream(TEXT, 7)
+        chunks = list(stream)
+        alone = [topology.synthesize(sentence, 7) for sentence in SENTENCES]
+        one_sentence = topology.synthesize_stream(SENTENCES[0], 3)
+        single = list(one_sentence)
+        whole = topology.synthesize(SENTENCES[0], 3)
+    assert (stream.kind, topology.stream_kind, len(chunks)) == ("sentence", "sentence", 3)
+    for chunk, expected in zip(chunks, alone, strict=True):
+        assert np.array_equal(chunk.wav, expected.wav)  # deterministic family: bit-identical
+    assert len(single) == 1 and np.array_equal(concatenate(single).wav, whole.wav)
+
+
+def test_a_model_that_cannot_stream_is_one_chunk_of_kind_none(tiny):
+    from ttsload.strategies.registry import make_loader
+
+    model = make_loader("eager", "coqui").load(tiny, null_hook)
+    plain = FallbackModel(model, None, tiny, null_hook)  # a wrapper without synthesize_stream
+    stream = serve_stream(plain, TEXT, 5)
+    chunks = list(stream)
+    assert stream.kind == "none" and len(chunks) == 1
+    assert np.array_equal(chunks[0].wav, model.synthesize(TEXT, 5).wav)
+
+
+SCRIPT = """
+import json, sys
+import numpy as np
+from ttsload.strategies.audio import concatenate
+from ttsload.strategies.base import ModelFiles
+from ttsload.strategies.registry import resolve
+
+def main():
+    files = ModelFiles.from_json(json.loads(sys.argv[1])); text = sys.argv[2]; out = {}
+    for name in sys.argv[3:]:
+        with resolve(name).build(files, lambda *a, **k: None, 1, workers=2) as topology:
+            full = list(topology.synthesize_stream(text, 7))
+            cancelled = topology.synthesize_stream(text, 7)
+            next(cancelled)
+            cancelled.close()  # the worker stops at the next sentence and is free again
+            after = [topology.synthesize_stream(text, 7) for _ in range(2)]  # two at once on 2 workers
+            again = [list(stream) for stream in after]
+            whole = topology.synthesize(text, 7)
+            out[name] = {"kind": topology.stream_kind, "chunks": len(full),
+                         "same_after_cancel": all(np.array_equal(concatenate(a).wav, concatenate(full).wav)
+                                                  for a in again),
+                         "whole_samples": len(whole.wav)}
+    print(json.dumps(out))
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_worker_and_forking_topologies_pass_chunks_over_their_pipe_and_cancel(tiny, tmp_path):
+    names = ["subprocess-worker", "prefork+mmap", "zygote+eager"]
+    script = tmp_path / "stream_topologies.py"
+    script.write_text(SCRIPT)
+    done = subprocess.run([sys.executable, str(script), json.dumps(tiny.to_json()), TEXT, *names],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    for name in names:
+        assert seen[name]["kind"] == "sentence", name
+        assert seen[name]["chunks"] == 3, name
+        assert seen[name]["same_after_cancel"], name
