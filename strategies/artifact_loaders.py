@@ -20,11 +20,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ttsload.strategies import artifact, coqui, pipeline, xtts
+from ttsload.strategies import artifact
 from ttsload.strategies.base import Loader, ModelFiles
-from ttsload.strategies.loaders import CoquiLoader
-from ttsload.strategies.pipeline_loaders import PipelineLoader
-from ttsload.strategies.xtts_loaders import XttsLoader
+from ttsload.strategies.families.coqui import model as coqui
+from ttsload.strategies.families.coqui.loaders import CoquiLoader
+from ttsload.strategies.families.pipeline import model as pipeline
+from ttsload.strategies.families.pipeline.loaders import PipelineLoader
+from ttsload.strategies.families.xtts import model as xtts
+from ttsload.strategies.families.xtts.loaders import XttsLoader
 
 SUMMARY = ("inference artifact (`ttsload models export`): init skipped, weight norm folded in the file and never "
            "registered, training-only modules dropped, aligned safetensors mapped and assigned strictly")

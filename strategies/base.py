@@ -216,7 +216,7 @@ class Loader(abc.ABC):
 
     name: ClassVar[str]
     summary: ClassVar[str]
-    family: ClassVar[str] = "coqui"  # the model family it loads (strategies/families.py)
+    family: ClassVar[str] = "coqui"  # the model family it loads (strategies/families/__init__.py)
     exact: ClassVar[bool] = True  # fp32 weights and compute: output bit-identical to the family's own path
     maps_checkpoint: ClassVar[bool] = False  # weights stay in a file mapping (resident only where touched)
 

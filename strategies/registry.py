@@ -35,8 +35,12 @@ PRESETS: dict[str, tuple[str, str]] = {
 @cache
 def loaders() -> dict[str, dict[str, type[Loader]]]:
     """Loader classes by name, then by family."""
-    from ttsload.strategies import artifact_loaders, kokoro_loaders, onnx_loaders, pipeline_loaders, xtts_loaders
-    from ttsload.strategies import loaders as coqui_loaders
+    from ttsload.strategies import artifact_loaders
+    from ttsload.strategies.families.coqui import loaders as coqui_loaders
+    from ttsload.strategies.families.kokoro import loaders as kokoro_loaders
+    from ttsload.strategies.families.onnx import loaders as onnx_loaders
+    from ttsload.strategies.families.pipeline import loaders as pipeline_loaders
+    from ttsload.strategies.families.xtts import loaders as xtts_loaders
 
     found: dict[str, dict[str, type[Loader]]] = {}
     for cls in [*coqui_loaders.LOADERS, *kokoro_loaders.LOADERS, *onnx_loaders.LOADERS, *pipeline_loaders.LOADERS,

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from ttsload.strategies.base import Loader, ModelFiles, UnknownStrategy
-from ttsload.strategies.loaders import EagerLoader
+from ttsload.strategies.families.coqui.loaders import EagerLoader
 
 
 class SlowEagerLoader(EagerLoader):

@@ -312,7 +312,7 @@ def test_a_checkpoint_truncated_before_it_is_mapped_is_refused_not_a_sigbus(buil
 
 
 def test_kokoros_empty_checkpoint_is_private_and_removed(tmp_path: Path, monkeypatch) -> None:
-    from ttsload.strategies.kokoro_loaders import empty_checkpoint
+    from ttsload.strategies.families.kokoro.loaders import empty_checkpoint
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     with empty_checkpoint() as path:

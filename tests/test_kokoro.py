@@ -74,7 +74,7 @@ def test_kokoro_is_imported_without_its_g2p(kokoro_tiny) -> None:
     import subprocess
     import sys
 
-    code = ("import sys; from ttsload.strategies import kokoro; kokoro.import_runtime(1); "
+    code = ("import sys; from ttsload.strategies.families.kokoro import model as kokoro; kokoro.import_runtime(1); "
             "print('misaki' in sys.modules, 'spacy' in sys.modules, 'kokoro.model' in sys.modules)")
     done = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

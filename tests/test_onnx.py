@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import ttsload
-from ttsload.strategies import families, onnx
+from ttsload.strategies import families
 from ttsload.strategies.base import ModelFiles, StrategyError, null_hook
+from ttsload.strategies.families.onnx import model as onnx
 from ttsload.strategies.registry import make_loader
 
 pytestmark = pytest.mark.integration  # every test here builds a model or starts a ttsload child
@@ -115,7 +116,7 @@ def test_piper_loads_the_voice_and_gives_the_same_audio(voice, model):
 
 def test_onnx_matches_the_torch_vits_it_was_exported_from(voice, model):
     from ttsload.bench.models import build
-    from ttsload.bench.models.onnx import torch_audio
+    from ttsload.strategies.families.onnx.build import torch_audio
 
     assert voice.meta["source"] == {"fixture": "vits-tiny", "seed": 0, "torch_params": 1491720}
     vits = make_loader("eager", "coqui").load(build(voice.meta["source"]["fixture"]), null_hook).model

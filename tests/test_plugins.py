@@ -42,7 +42,7 @@ MODULE = '''
 from typing import Any
 
 from ttsload.strategies.base import ModelFiles, PhasedLoader
-from ttsload.strategies.loaders import MmapLoader
+from ttsload.strategies.families.coqui.loaders import MmapLoader
 from ttsload.strategies.topologies import Resident
 
 
@@ -59,17 +59,17 @@ class AssignLoader(PhasedLoader):
         return MmapLoader().import_runtime(threads)
 
     def construct(self, files: ModelFiles) -> Any:
-        from ttsload.strategies import coqui
+        from ttsload.strategies.families.coqui import model as coqui
         return coqui.construct(coqui.load_coqui_config(files.config), "skip")
 
     def fill(self, model: Any, files: ModelFiles) -> Any:
         from safetensors.torch import load_file
-        from ttsload.strategies import coqui
+        from ttsload.strategies.families.coqui import model as coqui
         model.load_state_dict(load_file(str(files.safetensors)), strict=True, assign=True)
         return coqui.finish_for_inference(model)
 
     def ready(self, model: Any, files: ModelFiles, info: dict):
-        from ttsload.strategies import coqui
+        from ttsload.strategies.families.coqui import model as coqui
         return coqui.CoquiModel(model=model, config=model.config, info=info)
 
 

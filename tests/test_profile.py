@@ -47,7 +47,7 @@ def test_memray_pass_captures_a_positive_peak_with_native_stacks(tiny, tmp_path)
     assert stats.items() <= record["stats"].items()
     assert record["stats"]["peak_at_s"] > 0
     # at the peak, the mapped checkpoint is live: memray counts the mapping, resident or not
-    assert any("fill (strategies/loaders.py" in live["stack"] for live in record["stats"]["live_at_peak"])
+    assert any("fill (coqui/loaders.py" in live["stack"] for live in record["stats"]["live_at_peak"])
     assert any("mmap'd file at its full length" in note for note in record["notes"])
     assert "memray peak heap" in done.stderr and str(out / record["files"]["flamegraph"]) in done.stderr
 

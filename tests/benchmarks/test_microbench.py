@@ -12,7 +12,7 @@ import pytest
 
 from ttsload.bench.scenario import corpus
 from ttsload.strategies.base import null_hook
-from ttsload.strategies.loaders import LOADERS
+from ttsload.strategies.families.coqui.loaders import LOADERS
 from ttsload.strategies.registry import resolve
 
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ttsload.strategies import precision, xtts
+from ttsload.strategies import precision
 from ttsload.strategies.base import Loader, ModelFiles, PhasedLoader, StrategyError
-from ttsload.strategies.coqui import read_safetensors_aligned, read_state, require_weights_only
-from ttsload.strategies.loaders import Converting
+from ttsload.strategies.families.coqui.loaders import Converting
+from ttsload.strategies.families.coqui.model import read_safetensors_aligned, read_state, require_weights_only
+from ttsload.strategies.families.xtts import model as xtts
 
 
 class XttsLoader(PhasedLoader):

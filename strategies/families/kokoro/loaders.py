@@ -19,8 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ttsload.strategies import kokoro, precision
+from ttsload.strategies import precision
 from ttsload.strategies.base import ModelFiles, PhasedLoader
+from ttsload.strategies.families.kokoro import model as kokoro
 
 
 @contextlib.contextmanager

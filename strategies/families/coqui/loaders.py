@@ -12,8 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ttsload.strategies import coqui, precision
+from ttsload.strategies import precision
 from ttsload.strategies.base import Loader, ModelFiles, PhasedLoader, StrategyError
+from ttsload.strategies.families.coqui import model as coqui
 
 
 class CoquiLoader(PhasedLoader):

@@ -13,8 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ttsload.strategies import coqui, int8_storage, pipeline, precision
+from ttsload.strategies import int8_storage, precision
 from ttsload.strategies.base import Loader, ModelFiles, PhasedLoader, tensor_facts
+from ttsload.strategies.families.coqui import model as coqui
+from ttsload.strategies.families.pipeline import model as pipeline
 
 STOP_THRESHOLD = "decoder_stop_threshold"  # manifest key: fixtures with random weights disable the stopnet
 

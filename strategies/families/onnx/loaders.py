@@ -4,7 +4,7 @@
 the memory-pattern cache (the growth a long-running server sees plateaus without them) and pins
 threads; `ort-int8` quantizes the weights at load (ConvInteger: smaller, but slower on CPU: a
 memory/size variant); `ort-optimized` loads the graph ORT optimised once at fixture build, so load
-time excludes graph optimisation. The family's aliases (strategies/families.py) make the presets run:
+time excludes graph optimisation. The family's aliases (strategies/families/__init__.py) make the presets run:
 eager -> ort, mmap -> ort-lean, int8-bf16/int8 -> ort-int8.
 
 Every loader here is torch-free, including set_threads and prepare_fork.
@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ttsload.strategies import onnx
 from ttsload.strategies.base import ModelFiles, PhasedLoader
+from ttsload.strategies.families.onnx import model as onnx
 
 
 class OrtLoader(PhasedLoader):

@@ -50,7 +50,7 @@ def _is_xtts(folder: Path) -> bool:
     """XTTS: a Coqui config.json whose "model" is "xtts", next to a checkpoint.
 
     vocab.json and speakers_xtts.pth are not part of recognising it: a folder missing one is still
-    an XTTS folder, and gets an error naming the missing file (see strategies/xtts.py).
+    an XTTS folder, and gets an error naming the missing file (see strategies/families/xtts/model.py).
     """
     if not any(p.suffix in CHECKPOINT_SUFFIXES for p in folder.iterdir()):
         return False

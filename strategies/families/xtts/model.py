@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ttsload.strategies import coqui
 from ttsload.strategies.base import Audio, ModelFiles, StrategyError
+from ttsload.strategies.families.coqui import model as coqui
 
 # Imported before any load is timed. torch._dynamo: a weight_norm on the meta device imports it on
 # first use (1.7-3.6 s measured); transformers usually has, but construct must measure construction.

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from ttsload.strategies import coqui
 from ttsload.strategies.base import Audio, ModelFiles, StrategyError
+from ttsload.strategies.families.coqui import model as coqui
 
 ACOUSTIC_CONFIG, ACOUSTIC = "config.json", "model.pth"
 VOCODER_CONFIG, VOCODER = "vocoder_config.json", "vocoder.pth"

@@ -1,0 +1,1 @@
+"""The Coqui family: Coqui TTS models (VITS, ...) through Coqui's own classes."""

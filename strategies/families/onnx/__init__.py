@@ -1,0 +1,1 @@
+"""The ONNX family: voices in Piper's format (VITS exported to ONNX) on ONNX Runtime sessions."""
