@@ -155,17 +155,66 @@ def invariant_cells(path: Path) -> list[str]:
     return ["--strategy", ",".join(sorted({s for s, _ in single})), "--model", ",".join(sorted({m for _, m in single}))]
 
 
+# The A/B gate of CI: the weights invariant's two cells, base and head interleaved, 6 pairs each (the fewest
+# whose sign-test interval reaches 95 %): 2 x 2 x 6 = 24 one-repetition cells, against the stored gate's 12.
+AB_CELLS = ["--strategy", "naive,mmap", "--model", "vits"]
+AB_PAIRS = "6"
+
+
+def ab_base(root: Path = ROOT) -> str | None:
+    """What the A/B gate measures the working tree against: TTSLOAD_GATE_BASE, else the merge base with
+    origin/main (or main) when HEAD is not on it, else HEAD~1; None when there is none (a shallow clone)."""
+    import subprocess
+
+    def git(*args: str) -> str | None:
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else None
+
+    if os.environ.get("TTSLOAD_GATE_BASE"):
+        return os.environ["TTSLOAD_GATE_BASE"]
+    head = git("rev-parse", "HEAD")
+    for target in ("origin/main", "main"):
+        found = git("merge-base", "HEAD", target)
+        if found and found != head:
+            return found
+    return git("rev-parse", "--verify", "--quiet", "HEAD~1^{commit}")
+
+
 @nox.session(python="3.11")
 def gate(session: nox.Session) -> None:
+    """The A/B gate: the working tree (this session's venv) against the merge base with main, or HEAD~1
+    (`ab_base`), measured side by side in one run and judged on paired ratios, plus the in-run invariants on
+    the head side's cells. TTSLOAD_GATE=stored (or no base to compare with) runs the stored-baseline gate
+    instead (`stored_gate`), which also judges memory against other days and feeds the trends.
+
+    Extra arguments go to `ttsload gate`. A planted regression in the head side:
+    `nox -s gate -- --b-env TTSLOAD_TEST_STRATEGIES=1 --b-env TTSLOAD_TEST_PLANT=cpu-eager`.
+    """
+    install(session, "test")
+    base = None if os.environ.get("TTSLOAD_GATE") == "stored" else ab_base()
+    if base is None:
+        if os.environ.get("TTSLOAD_GATE") != "stored":
+            session.log("no base commit to measure against (no merge base, no HEAD~1): the stored-baseline gate")
+        stored_gate(session)
+        return
+    session.run("ttsload", "models", "build", *AB_CELLS[AB_CELLS.index("--model") + 1].split(","))
+    out = ROOT / "results" / time.strftime("gate-ab-%Y%m%d-%H%M%S")
+    head = str(Path(session.virtualenv.location) / "bin" / "python")
+    session.log(f"A/B gate: base {base} against this working tree ({head})")
+    session.run("ttsload", "gate", "--ab", base, head, *AB_CELLS, "--pairs", AB_PAIRS, "--out", str(out),
+                "--baselines", str(BASELINES), "--invariants", str(BASELINES / "invariants.toml"),
+                "--json", str(out / "gate.json"), *session.posargs)
+
+
+def stored_gate(session: nox.Session) -> None:
     """Against the baseline of this machine class: the five presets on vits-tiny and vits, compared in absolute
     terms, and the in-run invariants. With no baseline for this class: one line saying so, and a run of only the
     cells the invariants compare (4 of the 10), which hold on any machine.
 
     Extra arguments go to `ttsload gate` (e.g. `-- --fail cold_start_s:median:+20%`); TTSLOAD_BASELINE=FILE
     names a baseline instead of matching one. A planted regression:
-    `TTSLOAD_TEST_STRATEGIES=1 TTSLOAD_TEST_PLANT=cpu-eager nox -s gate`.
+    `TTSLOAD_GATE=stored TTSLOAD_TEST_STRATEGIES=1 TTSLOAD_TEST_PLANT=cpu-eager nox -s gate`.
     """
-    install(session, "test")
     chosen = os.environ.get("TTSLOAD_BASELINE")
     found = chosen or session.run("ttsload", "gate", "--which", "--baselines", str(BASELINES), silent=True,
                                   success_codes=[0, 5]).strip()
@@ -207,6 +256,18 @@ def noise(session: nox.Session) -> None:
     out = ROOT / "results" / time.strftime("noise-%Y%m%d-%H%M%S")
     session.run("ttsload", "noise", *noise_args(session.posargs, save=False), "--out", str(out),
                 "--json", str(out / "noise.json"))
+
+
+@nox.session(name="ab-noise", python="3.11")
+def ab_noise(session: nox.Session) -> None:
+    """The A/B gate's thresholds: 5 A-against-A runs of the CI gate's cells in this environment; `-- NAME` saves
+    them as baselines/ab-noise/NAME.json, which `nox -s gate` then uses on this machine class."""
+    install(session, "test")
+    session.run("ttsload", "models", "build", *AB_CELLS[AB_CELLS.index("--model") + 1].split(","))
+    out = ROOT / "results" / time.strftime("ab-noise-%Y%m%d-%H%M%S")
+    save = ["--save", session.posargs[0]] if session.posargs else []
+    session.run("ttsload", "gate", "--ab-noise", "5", *AB_CELLS, "--pairs", AB_PAIRS, "--out", str(out),
+                "--baselines", str(BASELINES), "--json", str(out / "ab-noise.json"), *save)
 
 
 @nox.session(python="3.11")

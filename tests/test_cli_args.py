@@ -46,7 +46,7 @@ def test_argument_errors_exit_2_with_one_line(args, message):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["gate"], "ttsload gate needs --current DIR (or --which)"),
+    (["gate"], "ttsload gate needs --current DIR (or --ab BASE HEAD, or --which)"),
     (["run", "--scenario", "no-such-scenario"], "unknown scenario 'no-such-scenario'"),
     (["run", "--strategy", "no-such-strategy", "--model", "vits-tiny"], "no-such-strategy"),
     (["run", "--strategy", "resident+no-such-loader", "--model", "vits-tiny"], "no-such-loader"),

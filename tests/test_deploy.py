@@ -84,3 +84,16 @@ def test_merge_job_runs_merge_then_report():
     assert [c[0] for c in found] == ["merge", "report"]
     for argv in found:
         check(argv)
+
+
+def test_ab_workflow_checks_out_base_and_head_and_gates_them_side_by_side():
+    workflow = yaml.safe_load((DEPLOY / "github" / "ttsload-ab-gate.yml").read_text())
+    steps = workflow["jobs"]["ab-gate"]["steps"]
+    checkouts = [s["with"] for s in steps if s.get("uses", "").startswith("actions/checkout")]
+    assert [c["path"] for c in checkouts] == ["base", "head"]
+    assert "base.sha" in checkouts[0]["ref"] and "head.sha" in checkouts[1]["ref"]
+    runs = [c for s in steps for c in commands(re.sub(r"\S+/\.venv/bin/ttsload", "ttsload", s.get("run", "")))]
+    gate = next(c for c in runs if c[0] == "gate")
+    assert gate[gate.index("--ab") + 1:gate.index("--ab") + 3] == ["base/.venv/bin/python", "head/.venv/bin/python"]
+    for argv in runs:
+        check(argv)

@@ -109,6 +109,7 @@ def test_every_strategy_the_large_runs_name_exists(noxfile):
 
 def test_gate_checks_invariants_and_picks_the_machine_class_baseline(noxfile, tmp_path, monkeypatch):
     monkeypatch.delenv("TTSLOAD_BASELINE", raising=False)
+    monkeypatch.setenv("TTSLOAD_GATE", "stored")
     session = Recorder([], tmp_path, output=str(ROOT / "baselines" / "here.json"))
     noxfile.gate(session)
     (which, gate) = [c[2:] for c in session.commands if c[:2] == ["ttsload", "gate"]]
@@ -122,6 +123,7 @@ def test_gate_checks_invariants_and_picks_the_machine_class_baseline(noxfile, tm
 
 def test_gate_with_no_baseline_runs_only_the_cells_the_invariants_compare(noxfile, tmp_path, monkeypatch):
     monkeypatch.delenv("TTSLOAD_BASELINE", raising=False)
+    monkeypatch.setenv("TTSLOAD_GATE", "stored")
     session = Recorder([], tmp_path, output="no baseline for this machine class: X [class 0]; run ...")
     noxfile.gate(session)
     (run,) = runs_of(session)
@@ -130,6 +132,44 @@ def test_gate_with_no_baseline_runs_only_the_cells_the_invariants_compare(noxfil
     assert run[run.index("--requests") + 1] == "1" and run[run.index("--repeat") + 1] == noxfile.GATE_REPEAT
     (build,) = [c for c in session.commands if c[:3] == ["ttsload", "models", "build"]]
     assert build[3:] == ["vits"]
+
+
+def test_gate_measures_the_working_tree_against_its_base_side_by_side(noxfile, tmp_path, monkeypatch):
+    monkeypatch.delenv("TTSLOAD_GATE", raising=False)
+    monkeypatch.setenv("TTSLOAD_GATE_BASE", "abc123")
+    session = Recorder(["--duet"], tmp_path)
+    noxfile.gate(session)
+    assert not runs_of(session)  # no separate `ttsload run`: the A/B gate runs its own cells
+    (gate,) = [c[2:] for c in session.commands if c[:2] == ["ttsload", "gate"]]
+    assert gate[:3] == ["--ab", "abc123", str(tmp_path / "bin" / "python")]
+    assert gate[gate.index("--strategy") + 1] == "naive,mmap" and gate[gate.index("--model") + 1] == "vits"
+    assert gate[gate.index("--pairs") + 1] == noxfile.AB_PAIRS and gate[-1] == "--duet"
+    assert gate[gate.index("--invariants") + 1] == str(ROOT / "baselines" / "invariants.toml")
+    strategies = noxfile.AB_CELLS[1].split(",")
+    assert len(strategies) * 2 * int(noxfile.AB_PAIRS) <= 24  # the CI budget: cells the A/B gate runs
+
+
+def test_the_ab_base_is_the_merge_base_or_the_parent(noxfile, tmp_path, monkeypatch):
+    import subprocess
+
+    monkeypatch.delenv("TTSLOAD_GATE_BASE", raising=False)
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+           "HOME": str(tmp_path)}
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True, text=True,
+                              env=env).stdout.strip()
+
+    git("init", "-q", "-b", "main")
+    git("commit", "-q", "--allow-empty", "-m", "one")
+    assert noxfile.ab_base(tmp_path) is None  # one commit: nothing to compare with
+    git("commit", "-q", "--allow-empty", "-m", "two")
+    assert noxfile.ab_base(tmp_path) == git("rev-parse", "HEAD~1")  # on main itself: the parent
+    fork = git("rev-parse", "HEAD")
+    git("checkout", "-q", "-b", "topic")
+    git("commit", "-q", "--allow-empty", "-m", "three")
+    git("commit", "-q", "--allow-empty", "-m", "four")
+    assert noxfile.ab_base(tmp_path) == fork  # a branch: where it left main
 
 
 def test_baseline_and_noise_run_the_noise_study_over_the_gates_configuration(noxfile, tmp_path):

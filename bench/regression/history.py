@@ -33,9 +33,13 @@ def default_path() -> Path:
 
 def append(folder: Path, path: Path | None = None) -> Path:
     """Append one run (a results folder) to the store; returns the store's path."""
+    return append_result(ResultSet.from_folder(folder), path)
+
+
+def append_result(result: ResultSet, path: Path | None = None, **extra: Any) -> Path:
+    """Append one result set; `extra` goes into its line (an A/B run's `ab`: which sides it measured)."""
     path = path or default_path()
-    result = ResultSet.from_folder(folder)
-    line = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_sha": result.git_sha, **result.to_json()}
+    line = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_sha": result.git_sha, **extra, **result.to_json()}
     path.parent.mkdir(parents=True, exist_ok=True)
     append_line(path, json.dumps(line, separators=(",", ":")))  # locked, fsynced; a torn tail is cut first
     return path
@@ -49,6 +53,7 @@ class Point:
     git_sha: str
     run_id: str
     values: list[float]
+    ab: bool = False  # measured by an A/B run (`ttsload gate --ab`), as its head side
 
     @property
     def median(self) -> float:
@@ -71,7 +76,8 @@ def read(path: Path) -> list[tuple[dict[str, Any], ResultSet]]:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise UsageError(f"{path}:{number} is not valid JSON: {exc}") from None
-        entries.append(({"date": data.get("date", ""), "git_sha": data.get("git_sha") or "unknown"},
+        entries.append(({"date": data.get("date", ""), "git_sha": data.get("git_sha") or "unknown",
+                         "ab": bool(data.get("ab"))},
                         ResultSet.from_json(data, f"{path}:{number}")))
     return sorted(entries, key=lambda entry: entry[0]["date"])
 
@@ -88,7 +94,8 @@ def series(entries: list[tuple[dict[str, Any], ResultSet]], metric: str,
             label = group_label(key)
             if len(configs) > 1:
                 label += " " + ",".join(f"{k}={v}" for k, v in sorted(result.options.items()) if v is not None)
-            found[label].append(Point(header["date"], header["git_sha"], result.run_id, metrics[metric]))
+            found[label].append(Point(header["date"], header["git_sha"], result.run_id, metrics[metric],
+                                      bool(header.get("ab"))))
     return dict(found)
 
 
@@ -119,6 +126,10 @@ def plot(found: dict[str, list[Point]], marks: dict[str, list[tuple[int, gate.Ch
         medians = [p.median for p in points]
         spread = [[p.median - min(p.values) for p in points], [max(p.values) - p.median for p in points]]
         axes.errorbar(xs, medians, yerr=spread, marker="o", capsize=3, label=label)
+        ab = [(x, m) for x, m, p in zip(xs, medians, points, strict=True) if p.ab]
+        if ab:  # an A/B run's head side: a square around its point
+            axes.scatter(*zip(*ab, strict=True), marker="s", s=120, facecolors="none", edgecolors="black",
+                         zorder=4, label=f"{label} (A/B run)")
         for index, check in marks.get(label, []):
             colour = "red" if check.verdict == "REGRESSION" else "green"
             axes.scatter([xs[index]], [medians[index]], s=180, facecolors="none", edgecolors=colour, linewidths=2,
@@ -129,7 +140,7 @@ def plot(found: dict[str, list[Point]], marks: dict[str, list[tuple[int, gate.Ch
     axes.set_xticks(range(len(order)), [sha[:8] for _, sha in order], rotation=45, ha="right", fontsize=8)
     axes.set_xlabel("commit (runs in date order)")
     axes.set_ylabel(f"{metric} (median, bars: min-max over repetitions)")
-    axes.set_title(f"ttsload history: {metric} (circled: significant steps)")
+    axes.set_title(f"ttsload history: {metric} (circled: significant steps; squared: A/B runs)")
     axes.legend(fontsize=7, loc="best")
     figure.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -157,5 +168,6 @@ def show(metric: str, path: Path | None = None, model: str | None = None, thresh
             if index in stepped:
                 check = stepped[index]
                 note = f"  <- step: {check.verdict.lower()} {gate.format_change(check)} (p={check.p_value:.3f})"
-            lines.append(f"  {p.date}  {p.git_sha[:12]:<12}  median {p.median:.4g}  n={len(p.values)}{note}")
+            ab = "  (A/B run)" if p.ab else ""
+            lines.append(f"  {p.date}  {p.git_sha[:12]:<12}  median {p.median:.4g}  n={len(p.values)}{ab}{note}")
     return "\n".join(lines) + f"\nplot: {target}\n"

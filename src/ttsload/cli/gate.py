@@ -1,4 +1,5 @@
-"""`ttsload gate`: absolute comparisons against the baseline of this machine class, and in-run invariants.
+"""`ttsload gate`: absolute comparisons against the baseline of this machine class, and in-run invariants;
+with --ab, base and head measured side by side in one run (cli/gate_ab.py).
 
 The baseline is the one named by --baseline, else the one in --baselines whose fingerprint matches
 the current run's machine class. With none, the absolute comparisons are skipped with one line saying
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ttsload.bench.errors import EXIT_FAILED, EXIT_NO_BASELINE, EXIT_OK, EXIT_UNJUDGED, EXIT_USAGE, UsageError
+from ttsload.cli import gate_ab
 
 INVARIANTS = Path("baselines") / "invariants.toml"  # the committed file (bench/regression/invariants.py)
 # Which verdict the exit code reports when the comparison and the invariants differ: a regression, then a
@@ -44,6 +46,7 @@ def add_parser(sub: Any) -> None:
                         help="only print the baseline in --baselines that matches this machine's class (exit 0), "
                              f"or the no-baseline line (exit {EXIT_NO_BASELINE}); runs nothing")
     parser.add_argument("--json", type=Path, help="also write the verdict as JSON here")
+    gate_ab.add_arguments(parser)
 
 
 def no_baseline_line(print_: dict[str, Any]) -> str:
@@ -59,8 +62,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.which:
         return _which(args.baselines)
+    if args.ab or args.ab_noise is not None:
+        return gate_ab.run(args, SEVERITY)
     if args.current is None:
-        raise UsageError("ttsload gate needs --current DIR (or --which)")
+        raise UsageError("ttsload gate needs --current DIR (or --ab BASE HEAD, or --which)")
     if not (0 < args.alpha < 1):  # NaN fails this too: p <= NaN is never true, so nothing would regress
         raise UsageError(f"--alpha must be a number between 0 and 1, got {args.alpha}")
     if not (math.isfinite(args.host_tolerance) and args.host_tolerance >= 0):
