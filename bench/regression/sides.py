@@ -72,8 +72,11 @@ def _run(command: Sequence[str | Path], **kwargs: object) -> subprocess.Complete
 
 
 def _last_line(done: subprocess.CompletedProcess[str]) -> str:
-    lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
-    return lines[-1].strip() if lines else f"exit code {done.returncode}"
+    """The line that says what went wrong: pip's first error other than its own wrappers, else the last line."""
+    lines = [line.strip() for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower() and "subprocess-exited-with-error" not in line
+              and "see above" not in line.lower()]
+    return (errors or lines or [f"exit code {done.returncode}"])[0 if errors else -1]
 
 
 def repository(start: Path, run: Run = _run) -> Path:
@@ -183,16 +186,14 @@ def site_dirs() -> list[str]:
 def _install(tree: Path, venv: Path, layered: bool, label: str, spec: str, run: Run) -> None:
     """A venv for the tree: layered (ttsload alone, no dependencies) or with the tree's own locked packages."""
     shutil.rmtree(venv, ignore_errors=True)
-    done = run([sys.executable, "-m", "venv", venv])
+    # A layered venv gets no pip nor setuptools of its own: the venv module's bundled ones would shadow the
+    # current environment's; the current interpreter's pip installs into it (`pip --python`).
+    done = run([sys.executable, "-m", "venv", *(["--without-pip"] if layered else []), venv])
     if done.returncode != 0:
         raise SideError(f"side {label}: could not create a venv for {spec}: {_last_line(done)}")
     python = venv / "bin" / "python"
-    if layered:
-        own = run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
-        # addsitedir, not a bare path: the bases' own .pth files (a layered base's layer) are read too
-        lines = [f"import site; site.addsitedir({d!r})" for d in site_dirs()]
-        Path(own, "_ttsload_ab_layer.pth").write_text("\n".join(lines) + "\n")
-        command = [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", tree]
+    if layered:  # the layer is added after the install: its setuptools must not stand in for the build's own
+        command = [sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", tree]
     else:
         pins = ["-c", str(tree / LOCK)] if (tree / LOCK).is_file() else []
         command = [python, "-m", "pip", "install", "-q", tree, *pins]
@@ -202,6 +203,11 @@ def _install(tree: Path, venv: Path, layered: bool, label: str, spec: str, run: 
         raise SideError(f"side {label}: installing {spec} took over {INSTALL_TIMEOUT_S:.0f} s") from None
     if done.returncode != 0:
         raise SideError(f"side {label}: installing {spec} failed: {_last_line(done)}")
+    if layered:
+        own = run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
+        # addsitedir, not a bare path: the bases' own .pth files (a layered base's layer) are read too
+        lines = [f"import site; site.addsitedir({d!r})" for d in site_dirs()]
+        Path(own, "_ttsload_ab_layer.pth").write_text("\n".join(lines) + "\n")
     where = run([python, "-P", "-c", "import ttsload.bench.cell, ttsload; print(ttsload.__file__)"], cwd="/")
     if where.returncode != 0:
         raise SideError(f"side {label}: {spec} installed but cannot import ttsload's harness: {_last_line(where)}")
