@@ -206,3 +206,27 @@ def test_a_git_ref_side_is_built_once_and_a_broken_install_could_not_judge(tmp_p
     _git(repo, "commit", "-q", "-m", "broken")
     with pytest.raises(sides.SideError, match="side B: installing HEAD failed"):
         sides.resolve("HEAD", "B", repo, tmp_path / "cache")
+
+
+def test_cells_that_give_nothing_are_recorded_as_failed_pairs_and_the_run_goes_on(tmp_path):
+    """A side whose every cell run exits without results: each pair says so, ab.json keeps them, and the
+    judgement could not judge (never a pass)."""
+    launched: list[tuple[str, list[str]]] = []
+
+    def launch(side, command, core):
+        launched.append((side.label, command))
+        return subprocess.Popen(["true"], stdout=subprocess.PIPE)
+
+    side = sides.Side("A", sys.executable, "env", Path(sys.executable), tmp_path)
+    plan = ab.AbPlan([("naive", "vits"), ("mmap", "vits")], pairs=2)
+    found = ab.run(side, sides.Side("B", "x", "model", Path(sys.executable), tmp_path, model=tmp_path / "m"),
+                   plan, tmp_path / "out", launch=launch)
+    assert [label for label, _ in launched] == ["A", "B", "B", "A", "A", "B", "B", "A"]
+    b_command = launched[1][1]
+    assert b_command[b_command.index("--model") + 1] == str(tmp_path / "m") and "--no-history" in b_command
+    assert all(set(p.failed) == {"A", "B"} for p in found)
+    _, saved = ab.load(tmp_path / "out")
+    assert len(saved) == 4 and saved[0].failed["A"].startswith("ttsload run exited 0")
+    assert abjudge.exit_code(abjudge.judge_all(saved, {})) == EXIT_UNJUDGED
+    duet = ab.cell_command(side, "naive", "vits", tmp_path, ab.AbPlan([("naive", "vits")], 1, ab.DUET))
+    assert duet[duet.index("--threads") + 1] == "1"
