@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from ttsload.bench.analysis import serving
 from ttsload.bench.cells import plain_or_safe
 from ttsload.bench.errors import UsageError
 from ttsload.bench.results import csv_cell, write_new
@@ -15,6 +16,7 @@ from ttsload.reports import faults, html, machines, plots, tables
 from ttsload.reports.claims import seed_comparison
 from ttsload.reports.claims_worker import worker_comparison
 from ttsload.reports.load import RunData, load_run
+from ttsload.reports.serving_plots import serving_plots
 
 REPORT = "report.html"
 METHODOLOGY = [
@@ -69,8 +71,10 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
     fault_table = faults.faults_table(data)
     fault_claims = faults.claims_table(data, fault_table) if len(fault_table) else pd.DataFrame()
     families = tables.family_table(data)
-    worker = worker_comparison(one)
-    figures = plots.all_plots(one)
+    worker = worker_comparison(one) if len(one.ok) else None
+    figures = plots.all_plots(one) if len(data.cells) else []  # a client-only folder has no cells to draw
+    serving_section = _serving(data, target.parent)
+    figures += serving_section["plots"]
     shown, scope = tables.without_constant_keys(main)
     sections = [(family, tables.without_constant_keys(part)[0]) for family, part in tables.by_family(main, data)]
 
@@ -97,10 +101,22 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
         "coverage_note": tables.coverage_note(long), "failures": failures, "seeds": seeds, "plots": figures,
         "scenario_table": scenario, "phase_table": phases,
         "fault_table": fault_table, "fault_claims": fault_claims, "family_table": families, "worker": worker,
+        "serving": serving_section,
         "environment": _environment(data), "model_rows": _models(data), "options": _options(data),
         "methodology": [p.format(interval=data.run.get("options", {}).get("interval", "?")) for p in METHODOLOGY],
     }).encode("utf-8"))
     return target
+
+
+def _serving(data: RunData, folder: Path) -> dict[str, Any]:
+    """The serving section (`ttsload client` records): capacity and step tables, the decision, its plots."""
+    if not data.serving:
+        return {"capacity": pd.DataFrame(), "steps": pd.DataFrame(), "notes": [], "plots": []}
+    capacity, steps = serving.capacity_table(data.serving), serving.step_table(data.serving)
+    _write_table(folder / "serving-capacity", capacity)
+    _write_table(folder / "serving-steps", steps)
+    return {"capacity": capacity, "steps": steps, "notes": serving.decision(data.serving),
+            "plots": serving_plots(data.serving)}
 
 
 def _write_table(stem: Path, frame: pd.DataFrame, numbers: pd.DataFrame | None = None) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from ttsload.bench.analysis.metrics import COLUMNS, NUMERIC, PHASES
+from ttsload.bench.analysis.serving import ServingData
 from ttsload.bench.cells import SINGLE, CellKey
 from ttsload.bench.errors import UsageError
 from ttsload.bench.results import RESULTS, load_records
@@ -41,6 +42,7 @@ class RunData:
     quality: pd.DataFrame  # records of type "quality", if the run wrote any
     strategies: list[str] = field(default_factory=list)  # in the run's order: fixes each one's colour
     phases: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per load phase of a scenario cell
+    serving: ServingData = field(default_factory=ServingData)  # `ttsload client` records, if any
 
     @property
     def run(self) -> dict[str, Any]:
@@ -99,7 +101,7 @@ def load_run(folder: Path) -> RunData:
     phases = _frame(by_type.get("phase", []), ["cell", "phase", "count", "concurrency", "rate", "ok", "failed",
                                                "latency_p50_s", "latency_p99_s", "throughput_rps"])
     return RunData(folder, runs, cells, _unfinished(runs, cells, events), samples, processes, events, requests,
-                   quality, strategies, phases)
+                   quality, strategies, phases, ServingData.from_records(by_type))
 
 
 def _frame(records: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:

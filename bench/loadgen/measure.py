@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ttsload.bench.analysis.serving import GENERATOR_CPU_GOAL as GENERATOR_CPU_GOAL
 from ttsload.bench.harness.probes import read_tree
 from ttsload.bench.loadgen.api import Api
 from ttsload.bench.loadgen.schedule import Arrivals
@@ -24,7 +25,6 @@ from ttsload.bench.loadgen.sender import StepRun, run_step
 from ttsload.bench.loadgen.sweep import Sweep, Target, run_sweep, summarize
 
 MB, GIB = 1024 * 1024, 1024**3
-GENERATOR_CPU_GOAL = 0.05  # of one core: above it the generator competes with the server it measures
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,8 @@ def _summary(plan: ClientPlan, steps: list[dict[str, Any]], sweep: Sweep | None)
                "step": chosen["step"], "rate": chosen["rate"], **{k: chosen.get(k) for k in keys},
                "generator_cpu_max": max(s["generator_cpu_share"] or 0.0 for s in steps),
                "send_error_p99_max_s": max((s["send_error_p99_s"] or 0.0) for s in steps), "pss_mb": pss,
-               "target": _label(plan.target)}
+               "target": _label(plan.target), "target_bound_s": plan.target.bound_s if plan.target else None,
+               "target_share": plan.target.percentile / 100 if plan.target else None}
     if sweep is not None:
         summary.update(sweep.to_json())
         summary["capacity_per_gib"] = capacity / (pss * MB / GIB) if capacity and pss else None
