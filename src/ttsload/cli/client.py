@@ -10,7 +10,6 @@ cores the server runs on lowers the figure it measures.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -65,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from ttsload.bench.loadgen.api import Api
     from ttsload.bench.loadgen.measure import GENERATOR_CPU_GOAL, ClientPlan, ProbeFailed, measure
     from ttsload.bench.loadgen.sweep import Target
-    from ttsload.bench.results import ResultStore
+    from ttsload.bench.results import ResultStore, new_run_id
     from ttsload.bench.scenario import corpus
     from ttsload.cli import console as ui
 
@@ -79,11 +78,12 @@ def run(args: argparse.Namespace) -> int:
     plan = ClientPlan(config, endpoint, api, corpus.texts(max(args.requests, 1), args.corpus_seed), args.requests,
                       kind, args.concurrency or 1, rates, target, args.gamma_shape, args.seed, args.timeout,
                       args.server_pid)
-    run_id = time.strftime("%Y%m%d-%H%M%S")
+    where = environment.collect(args.machine)
+    run_id = new_run_id(where["machine"])
     out = args.out or Path("results") / f"client-{run_id}"
     store = ResultStore(out)
     options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    store.write_run(run_id, environment.collect(args.machine), {**options, "command": "client", "config": config})
+    store.write_run(run_id, where, {**options, "command": "client", "config": config})
     steps = len(rates) if rates else 1
     ui.console.print(f"ttsload client {run_id}: {endpoint} ({args.api}), {steps} step(s) of {args.requests} "
                      f"request(s), {'target ' + target.label if len(rates) > 1 else kind} -> {out}")
