@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import string
 import time
 from pathlib import Path
 
@@ -345,7 +346,36 @@ def docs(session: nox.Session) -> None:
     session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"), env={"NO_MKDOCS_2_WARNING": "1"})
 
 
+# What the Kubernetes manifests' parameters are set to for the schema check (docs/machines.md, "Kubernetes").
+DEPLOY_EXAMPLE = {"TTSLOAD_IMAGE": "registry.example/ttsload:abc123", "TTSLOAD_STORAGE_CLASS": "nfs-client",
+                  "TTSLOAD_RUN": "r20261203", "TTSLOAD_POOL": "epyc"}
+
+
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
-    session.install("ruff", "-c", str(LOCK))
+    """ruff, then the deploy/ files: actionlint and the workflow schema, the Kubernetes manifests (their
+    parameters set as `envsubst` would) against the Kubernetes schema, and hadolint on the Dockerfile."""
+    import tomllib
+
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["lint"]
+    session.install(*extra, "-c", str(LOCK))
     session.run("ruff", "check", ".")
+    workflows = sorted(str(p) for p in (ROOT / "deploy" / "github").glob("*.yml"))
+    session.run("actionlint", *workflows)
+    session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *workflows)
+    rendered = Path(session.create_tmp()) / "kubernetes"
+    rendered.mkdir(exist_ok=True)
+    for manifest in sorted((ROOT / "deploy" / "kubernetes").glob("*.yaml")):
+        text = string.Template(manifest.read_text()).safe_substitute(DEPLOY_EXAMPLE)  # only TTSLOAD_* names
+        (rendered / manifest.name).write_text(text)
+    session.run("kubernetes-validate", "--strict", "--quiet", *sorted(str(p) for p in rendered.glob("*.yaml")))
+    session.run("hadolint", str(ROOT / "deploy" / "Dockerfile"))
+
+
+@nox.session(python="3.11")
+def install_recipe(session: nox.Session) -> None:
+    """deploy/install.sh, the container image's install steps, in this fresh venv: the image's recipe tested
+    where no container engine runs. Slow (torch and the lock are installed), so never part of `tests`."""
+    session.run("sh", str(ROOT / "deploy" / "install.sh"), str(ROOT), external=True)
+    session.run("ttsload", "run", "--strategy", "naive", "--model", "vits-tiny", "--repeat", "1", "--no-history",
+                "--out", str(Path(session.create_tmp()) / "smoke"))
