@@ -34,18 +34,11 @@ PRESETS: dict[str, tuple[str, str]] = {
 
 @cache
 def loaders() -> dict[str, dict[str, type[Loader]]]:
-    """Loader classes by name, then by family."""
-    from ttsload.strategies import artifact_loaders
-    from ttsload.strategies.families.coqui import loaders as coqui_loaders
-    from ttsload.strategies.families.kokoro import loaders as kokoro_loaders
-    from ttsload.strategies.families.onnx import loaders as onnx_loaders
-    from ttsload.strategies.families.pipeline import loaders as pipeline_loaders
-    from ttsload.strategies.families.xtts import loaders as xtts_loaders
-
+    """Loader classes by name, then by family: each family's own (`Family.loaders`), then the entry points'."""
     found: dict[str, dict[str, type[Loader]]] = {}
-    for cls in [*coqui_loaders.LOADERS, *kokoro_loaders.LOADERS, *onnx_loaders.LOADERS, *pipeline_loaders.LOADERS,
-                *xtts_loaders.LOADERS, *artifact_loaders.LOADERS]:
-        found.setdefault(cls.name, {})[cls.family] = cls
+    for family in FAMILIES.values():
+        for cls in family.loaders():
+            found.setdefault(cls.name, {})[cls.family] = cls
     for entry in entry_points(group="ttsload.loaders"):
         cls = entry.load()
         found.setdefault(entry.name, {})[cls.family] = cls

@@ -52,11 +52,11 @@ def _guard_unit_tier() -> None:
         _refuse(f"builds a model ({name})")
         raise AssertionError  # unreachable: _refuse raises
 
-    def builders() -> dict[str, Any]:
-        _refuse("builds a model")
+    def build_into(fixture: Any, out: Path) -> dict[str, Any]:
+        _refuse(f"builds a model ({fixture.name})")
         return {}
 
-    models.build, models.builders = build, builders  # type: ignore[assignment]
+    models.build, models.build_into = build, build_into  # type: ignore[assignment]
     subprocess.Popen = _GuardedPopen  # type: ignore[misc]
 
 

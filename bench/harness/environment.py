@@ -15,6 +15,7 @@ from typing import Any
 import psutil
 
 from ttsload.bench.harness import cgroup
+from ttsload.strategies import families
 
 # CPU flags that change which kernels torch and oneDNN pick: two machines that differ in one of these
 # can rank strategies differently (bf16 was 2x faster on avx512_bf16, 47 % slower with amx), so they
@@ -134,5 +135,6 @@ def collect(machine: str | None = None) -> dict[str, Any]:
         "packages": {p: _version(p) for p in _PACKAGES},
         "resolved": resolved_versions(),
         "git_sha": _git_sha(),
+        "family_plugin_errors": families.plugin_errors(),  # family plugins left out of this run, and why
         "hostname": platform.node(),
     }

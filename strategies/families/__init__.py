@@ -1,109 +1,183 @@
-"""Model families: which files make a model of each, and which loaders stand for the presets.
+"""Model families: what a model of each is made of, found through the `ttsload.families` entry points.
 
-A family is recognised from a folder's files (`detect`); a folder that matches none gets an error
-naming every family and what each looks for. Loaders are registered per family (`Loader.family`);
-where a family has no loader of a preset's name, `aliases` says which of its own loaders plays
-that role (the ONNX family has no torch `mmap`: its memory-lean session stands in).
+A family lives in one folder (`strategies/families/<family>/`, or a third party's package) whose
+`FAMILY` says how to recognise a user's folder of it (`detect`, `roles`), which loaders load it,
+which fixtures it can build and how (`build`). Built-in families register through the same entry
+points as a plugin's, so the registry knows no family by name. A folder that matches none gets an
+error naming every family and what each looks for. Where a family has no loader of a preset's name,
+`aliases` says which of its own plays that role (the ONNX family has no torch `mmap`: its
+memory-lean session stands in).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cache
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar", ".ckpt")
+from ttsload.strategies.families import folders
+from ttsload.strategies.families.folders import CHECKPOINT_SUFFIXES, FolderError
+
+if TYPE_CHECKING:
+    from ttsload.strategies.base import Loader
+
+__all__ = ["CHECKPOINT_SUFFIXES", "FAMILIES", "GROUP", "BuildRequest", "Family", "Fixture", "FolderError",
+           "detect", "families", "folders", "no_family_message", "plugin_errors"]
+
+GROUP = "ttsload.families"
+
+
+@dataclass(frozen=True)
+class Fixture:
+    """A model a family can build: its architecture, config overrides and the seed of its weights.
+
+    `key_facts`: what else decides the built bytes besides architecture and args (default: the family),
+    part of the cache key, so a fixture is rebuilt when they change.
+    """
+
+    name: str
+    architecture: str
+    summary: str
+    model_args: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    family: str = "coqui"
+    key_facts: dict[str, Any] | None = None
+
+    def key(self) -> str:
+        """The name of its cache folder: name, a digest of what decides the built bytes, and the seed."""
+        facts = self.key_facts if self.key_facts is not None else {"family": self.family}
+        spec = {"arch": self.architecture, "args": self.model_args, **facts}
+        digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+        return f"{self.name}-{digest}-s{self.seed}"
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What a family's builder is handed: the fixture, sample sentences (e.g. to train a tokenizer on; the
+    bench passes its request corpus, which this layer may not import) and, for a family whose fixtures
+    are exported from another family's (`Family.exports_from`), that fixture's name."""
+
+    fixture: Fixture
+    texts: tuple[str, ...] = ()
+    source: str | None = None
 
 
 @dataclass(frozen=True)
 class Family:
+    """One model family. `detect(folder)` says whether a folder holds one; `roles(folder, chosen)` names the
+    file playing each role (config, checkpoint, extras) or raises FolderError; `loaders()` returns its
+    Loader classes (imported only when called); `build(request, out)` writes a fixture into `out` and
+    returns the manifest's facts (params, roles). `specificity`: families are tried from the highest, so a
+    catch-all (Coqui: any config.json beside a checkpoint) comes last."""
+
     name: str
     summary: str
     looks_for: str  # for error messages: the files that make a model of this family
+    detect: Callable[[Path], bool]
+    roles: Callable[[Path, Path | None], dict[str, Path]]
+    loaders: Callable[[], list[type[Loader]]]
+    build: Callable[[BuildRequest, Path], dict[str, Any]] | None = None
+    fixtures: tuple[Fixture, ...] = ()
     aliases: dict[str, str] = field(default_factory=dict)  # preset loader name -> this family's loader
+    specificity: int = 50
+    exports_from: str | None = None  # the family whose fixture (same architecture, args, seed) this one exports
 
-    def detect(self, folder: Path) -> bool:
-        return DETECTORS[self.name](folder)
 
+class _Registry:
+    """Families by name, read once from the entry points. ttsload's own come first, then other distributions
+    by name: a family that fails to import, is not a `Family`, or claims a family or fixture name already
+    taken is left out with a one-line reason (`plugin_errors`), so one broken plugin never stops a run."""
 
-def _config_json(folder: Path) -> dict | None:
-    """The folder's config.json as a dict, or None (absent, unreadable, not a JSON object)."""
-    import json
+    def __init__(self) -> None:
+        self.families: dict[str, Family] = {}
+        self.errors: list[str] = []
+        self.fixtures: dict[str, str] = {}  # fixture name -> family
+        found = sorted(entry_points(group=GROUP), key=_order)
+        if not any(_dist(entry) == "ttsload" for entry in found):
+            self.errors.append("ttsload's own families are not registered: the installed ttsload's metadata "
+                               "has no ttsload.families entry points (reinstall it: pip install -e .)")
+        for entry in found:
+            where = f"{entry.value} (distribution {_dist(entry)})"
+            try:
+                family = entry.load()
+            except Exception as exc:  # noqa: BLE001 - whatever a plugin raises on import is reported, not fatal
+                self.errors.append(f"family plugin '{entry.name}' = {where} failed to load: "
+                                   f"{type(exc).__name__}: {exc}")
+                continue
+            if reason := self._refusal(entry.name, family):
+                self.errors.append(f"family plugin '{entry.name}' = {where} refused: {reason}")
+                continue
+            self.families[family.name] = family
+            self.fixtures |= {fixture.name: family.name for fixture in family.fixtures}
 
-    if not (folder / "config.json").is_file():  # a FIFO or device named config.json is never opened
+    def _refusal(self, entry_name: str, family: object) -> str | None:
+        if not isinstance(family, Family):
+            return f"it is a {type(family).__name__}, not a ttsload.strategies.families.Family"
+        if family.name != entry_name:
+            return f"the entry point's name must be the family's name ('{family.name}')"
+        if family.name in self.families:
+            return f"family name '{family.name}' is already taken"
+        if taken := [f"{f.name} (of {self.fixtures[f.name]})" for f in family.fixtures if f.name in self.fixtures]:
+            return f"fixture names already taken: {', '.join(taken)}"
+        if wrong := [f.name for f in family.fixtures if f.family != family.name]:
+            return f"fixtures of another family: {', '.join(wrong)}"
         return None
-    try:
-        data = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
-def _is_kokoro(folder: Path) -> bool:
-    """Kokoro: its config names an iSTFTNet decoder and an ALBERT (plbert), next to a checkpoint."""
-    if not any(folder.glob("*.pth")):
-        return False
-    data = _config_json(folder)
-    return data is not None and "istftnet" in data and "plbert" in data
+def _dist(entry: EntryPoint) -> str:
+    return entry.dist.name if entry.dist is not None else "unknown"
 
 
-def _is_xtts(folder: Path) -> bool:
-    """XTTS: a Coqui config.json whose "model" is "xtts", next to a checkpoint.
-
-    vocab.json and speakers_xtts.pth are not part of recognising it: a folder missing one is still
-    an XTTS folder, and gets an error naming the missing file (see strategies/families/xtts/model.py).
-    """
-    if not any(p.suffix in CHECKPOINT_SUFFIXES for p in folder.iterdir()):
-        return False
-    data = _config_json(folder)
-    return data is not None and data.get("model") == "xtts"
+def _order(entry: EntryPoint) -> tuple[bool, str, str]:
+    """ttsload's built-in families first, so a plugin can never take a built-in's name."""
+    return (_dist(entry) != "ttsload", _dist(entry), entry.name)
 
 
-def _is_onnx(folder: Path) -> bool:
-    """Piper's voice format: model.onnx next to model.onnx.json."""
-    return any(path.with_name(path.name + ".json").is_file() for path in folder.glob("*.onnx"))
+@cache
+def _registry() -> _Registry:
+    return _Registry()
 
 
-def _is_coqui_pipeline(folder: Path) -> bool:
-    """Coqui acoustic model + vocoder: config.json and model.pth next to vocoder_config.json and vocoder.pth."""
-    return all((folder / name).is_file() for name in ("config.json", "model.pth", "vocoder_config.json", "vocoder.pth"))
+def families() -> dict[str, Family]:
+    """Every registered family by name."""
+    return _registry().families
 
 
-def _is_coqui(folder: Path) -> bool:
-    """Coqui: config.json next to a checkpoint, and not a Kokoro config or a pipeline."""
-    return ((folder / "config.json").is_file() and any(p.suffix in CHECKPOINT_SUFFIXES for p in folder.iterdir())
-            and not _is_kokoro(folder) and not _is_coqui_pipeline(folder))
+def plugin_errors() -> list[str]:
+    """One line per family entry point that was left out, and why."""
+    return list(_registry().errors)
 
 
-DETECTORS = {"kokoro": _is_kokoro, "onnx": _is_onnx, "xtts": _is_xtts, "coqui-pipeline": _is_coqui_pipeline,
-             "coqui": _is_coqui}
-FAMILIES: dict[str, Family] = {
-    family.name: family
-    for family in (
-        Family("coqui", "Coqui TTS models through Coqui's own classes (VITS, ...)",
-               "config.json (a Coqui config) and a checkpoint (.pth/.pt/.tar/.ckpt)"),
-        Family("kokoro", "Kokoro-82M and other StyleTTS2-family models through kokoro's KModel",
-               "config.json with 'istftnet' and 'plbert' sections, a .pth checkpoint and a voice pack (.pt)",
-               aliases={"int8-bf16": "int8"}),
-        Family("onnx", "ONNX Runtime sessions of voices in Piper's format",
-               "model.onnx and model.onnx.json (Piper's voice config)",
-               aliases={"eager": "ort", "mmap": "ort-lean", "int8-bf16": "ort-int8", "int8": "ort-int8"}),
-        Family("coqui-pipeline", "a Coqui acoustic model and a Coqui vocoder served as one (Tacotron2 + HiFi-GAN)",
-               "config.json + model.pth (acoustic model) and vocoder_config.json + vocoder.pth (vocoder)"),
-        Family("xtts", "Coqui XTTS (GPT-2 + HiFi-GAN decoder) through Coqui's own Xtts class",
-               "config.json with \"model\": \"xtts\", a checkpoint (model.pth), vocab.json (its BPE tokenizer) "
-               "and speakers_xtts.pth (speaker latents)"),
-    )
-}
+class _Families(Mapping[str, Family]):
+    """`FAMILIES`: a read-only view of the registry, read from the entry points on first use (not at import:
+    a family's own module imports this one)."""
+
+    def __getitem__(self, name: str) -> Family:
+        return families()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(families())
+
+    def __len__(self) -> int:
+        return len(families())
+
+
+FAMILIES: Mapping[str, Family] = _Families()
 
 
 def detect(folder: Path) -> Family | None:
-    """The family whose files the folder holds (first match in FAMILIES' order of specificity)."""
-    for name in ("onnx", "kokoro", "xtts", "coqui-pipeline", "coqui"):
-        if FAMILIES[name].detect(folder):
-            return FAMILIES[name]
+    """The family whose files the folder holds: the most specific that recognises it."""
+    for family in sorted(families().values(), key=lambda f: (-f.specificity, f.name)):
+        if family.detect(folder):
+            return family
     return None
 
 
 def no_family_message(folder: Path) -> str:
-    tried = "; ".join(f"{f.name}: {f.looks_for}" for f in FAMILIES.values())
+    tried = "; ".join(f"{f.name}: {f.looks_for}" for f in families().values())
     return f"no model family recognises the files in {folder} (tried {tried})"

@@ -288,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
     # run the way Ctrl-C does: the cell under way is killed with its process group, finished ones are kept.
     signal.signal(signal.SIGTERM, _interrupt)
     args = parser().parse_args(argv)
+    from ttsload.strategies import families
+
+    for line in families.plugin_errors():  # a left-out family plugin is named, and the command goes on
+        print(f"ttsload: warning: {line}", file=sys.stderr)
     handlers = {"doctor": cmd_doctor, "run": cmd_run, "report": cmd_report, "profile": cmd_profile,
                 "models": cmd_models, "strategies": cmd_strategies, "scenarios": cmd_scenarios, "gate": cmd_gate,
                 "noise": cmd_noise, "baseline": cmd_baseline, "history": cmd_history, "fuzz-http": fuzz_http.run,

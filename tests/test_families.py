@@ -1,0 +1,102 @@
+"""Model families as entry points: the built-ins register like a plugin, and a third party's family
+(docs/examples/tone-family, the walk-through's own files) installed as its own distribution is found,
+recognises its folders, builds its fixture and runs; a family claiming a taken name, or failing to
+import, is left out with one line and the run goes on."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ttsload
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "docs" / "examples" / "tone-family"
+# Two more entry points beside the example's own: one claims a built-in's name, one cannot be imported.
+BAD_ENTRIES = '''
+coqui = "ttsload_tone.impostor:FAMILY"
+broken = "ttsload_tone_missing:FAMILY"
+'''
+IMPOSTOR = '''
+import dataclasses
+
+from ttsload_tone import FAMILY as TONE
+
+FAMILY = dataclasses.replace(TONE, name="coqui", fixtures=())
+'''
+
+
+def test_built_in_families_come_from_the_entry_points() -> None:
+    from importlib.metadata import entry_points
+
+    from ttsload.strategies import families
+
+    names = {entry.name for entry in entry_points(group=families.GROUP) if entry.dist and entry.dist.name == "ttsload"}
+    assert names == {"coqui", "coqui-pipeline", "kokoro", "onnx", "xtts"} == set(families.families())
+    assert families.plugin_errors() == []
+
+
+@pytest.fixture(scope="module")
+def tone_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example family with the two bad entries added, built and installed with pip --target."""
+    source = tmp_path_factory.mktemp("tone-src") / "tone-family"
+    shutil.copytree(EXAMPLE, source)
+    (source / "ttsload_tone" / "impostor.py").write_text(IMPOSTOR)
+    pyproject = source / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('tone = "ttsload_tone:FAMILY"\n',
+                                                       'tone = "ttsload_tone:FAMILY"' + BAD_ENTRIES))
+    target = tmp_path_factory.mktemp("tone-site")
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                           "--no-index", "--target", str(target), str(source)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return target
+
+
+def with_site(path: Path) -> dict[str, str]:
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(path), os.environ.get("PYTHONPATH", "")]))}
+
+
+@pytest.mark.integration
+def test_plugin_family_is_found_and_a_taken_name_refused(tone_site: Path) -> None:
+    listed = ttsload("strategies", env=with_site(tone_site))
+    assert listed.returncode == 0, listed.stderr
+    assert "loaders for tone (toy: one stored waveform period, repeated per character):" in listed.stdout
+    assert "tone-npy" in listed.stdout
+    warnings = [line for line in listed.stderr.splitlines() if line.startswith("ttsload: warning: family plugin")]
+    assert len(warnings) == 2, listed.stderr
+    assert any("'coqui'" in w and "refused: family name 'coqui' is already taken" in w for w in warnings)
+    assert any("'broken'" in w and "ModuleNotFoundError" in w for w in warnings)
+    # the built-in Coqui family is still the one its name means
+    assert "loaders for coqui (Coqui TTS models through Coqui's own classes" in listed.stdout
+
+
+@pytest.mark.integration
+def test_plugin_family_builds_recognises_and_runs(tone_site: Path, ttsload_home: Path, tmp_path: Path) -> None:
+    env = with_site(tone_site)
+    models = ttsload("models", "list", env=env)
+    assert models.returncode == 0 and "tone-tiny" in models.stdout, models.stderr
+    out = tmp_path / "out"
+    done = ttsload("run", "--strategy", "singleton,naive", "--model", "tone-tiny", "--requests", "2", "--repeat", "1",
+                   "--out", str(out), "--no-history", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert {r["status"] for r in rows} == {"ok"} and len(rows) == 2
+    assert len({r["output_digest"] for r in rows}) == 1  # the same audio through both strategies
+    [run] = [r for r in map(json.loads, (out / "results.jsonl").open()) if r.get("type") == "run"]
+    assert len(run["environment"]["family_plugin_errors"]) == 2  # the left-out plugins are on record
+    # a user's folder of the family: a copy of the built fixture, recognised by its files
+    built = next((ttsload_home / "models").glob("tone-tiny-*"))
+    folder = tmp_path / "my-tone"
+    folder.mkdir()
+    for name in ("tone.json", "tone.npy"):
+        shutil.copy(built / name, folder / name)
+    done = ttsload("run", "--strategy", "singleton", "--model", str(folder), "--requests", "1", "--repeat", "1",
+                   "--out", str(tmp_path / "out2"), "--no-history", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
