@@ -152,16 +152,18 @@ def test_layering_needs_the_same_lock_and_dependency_lists():
 
 
 def test_history_marks_the_lines_of_ab_runs(tmp_path):
-    from ttsload.bench.regression.resultset import ResultSet
-
     folder = RESULTS / "gate" / "same1"
     store = tmp_path / "history.jsonl"
     history.append(folder, store)
-    history.append_result(ResultSet.from_folder(folder), store, ab={"base": "abc", "head": "def"})
+    import shutil
+
+    shutil.copytree(folder, tmp_path / "B" / "pair000-00")
+    abresults.append_history(tmp_path / "B", {"base": "abc", "head": "def"}, store, commit="def")
     metric = "cold_start_s"
     series = history.series(history.read(store), metric)
     assert series and all([p.ab for p in points] == [False, True] for points in series.values())
     assert "(A/B run)" in history.show(metric, store, out=tmp_path / "h.png")
+    assert [header["git_sha"] for header, _ in history.read(store)][-1] == "def"  # the ref's, not the tree's
 
 
 def test_pooled_side_sums_its_cell_folders(tmp_path):

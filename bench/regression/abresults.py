@@ -28,6 +28,8 @@ def pooled(folder: Path) -> ResultSet:
     return result
 
 
-def append_history(folder: Path, sides: dict[str, str], path: Path | None = None) -> Path:
-    """The side's pooled cells as one history line, with `ab` naming both sides; returns the store's path."""
-    return history.append_result(pooled(folder), path, ab=sides)
+def append_history(folder: Path, sides: dict[str, str], path: Path | None = None, commit: str | None = None) -> Path:
+    """The side's pooled cells as one history line, with `ab` naming both sides; returns the store's path.
+
+    `commit`: the side's git commit when it is a ref, whose exported tree has no .git for the run to read."""
+    return history.append_result(pooled(folder), path, ab=sides, **({"git_sha": commit} if commit else {}))

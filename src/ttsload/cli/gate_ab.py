@@ -15,10 +15,14 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ttsload.bench import bounds
 from ttsload.bench.errors import EXIT_OK, EXIT_UNJUDGED, UsageError
+
+if TYPE_CHECKING:
+    from ttsload.bench.regression.ab import AbPlan, Pair
+    from ttsload.bench.regression.sides import Side
 
 DEFAULT_STRATEGIES, DEFAULT_MODELS = "naive,mmap", "vits"  # the weights invariant's cells (baselines/invariants.toml)
 DEFAULT_PAIRS = 6  # the fewest pairs whose sign-test interval reaches 95 %
@@ -65,7 +69,7 @@ def _env(items: list[str], flag: str) -> dict[str, str]:
     return found
 
 
-def _plan(args: argparse.Namespace) -> Any:
+def _plan(args: argparse.Namespace) -> AbPlan:
     from ttsload.bench.regression.ab import DUET, SEQUENTIAL, AbPlan
 
     if not 0.5 <= args.confidence < 1:  # NaN fails this too
@@ -77,7 +81,7 @@ def _plan(args: argparse.Namespace) -> Any:
                   ["--requests", str(args.requests), "--cache", args.cache])
 
 
-def _sides(args: argparse.Namespace, specs: list[str]) -> tuple[Any, Any] | str:
+def _sides(args: argparse.Namespace, specs: list[str]) -> tuple[Side, Side] | str:
     """Both sides, built; or the one line saying why one could not be (the gate then could not judge)."""
     from ttsload.bench.models import home
     from ttsload.bench.regression import sides
@@ -112,7 +116,7 @@ def _thresholds(args: argparse.Namespace) -> tuple[dict[str, float], str]:
     return found, f"thresholds: A-against-A study {path} (fallbacks for metrics it lacks)"
 
 
-def _progress(pair: Any) -> None:
+def _progress(pair: Pair) -> None:
     said = ", ".join(f"{label} failed: {why}" for label, why in pair.failed.items()) or "ok"
     print(f"ttsload gate --ab: pair {pair.index + 1} {pair.cell} ({pair.order}): {said}", file=sys.stderr, flush=True)
 
@@ -167,13 +171,13 @@ def _invariants(args: argparse.Namespace, folder: Path, verdict: dict[str, Any])
     return invariants.exit_code(found)
 
 
-def _history(args: argparse.Namespace, out: Path, a: Any, b: Any) -> None:
+def _history(args: argparse.Namespace, out: Path, a: Side, b: Side) -> None:
     """The head side's cells as one history line marked as an A/B run (the history plot marks it)."""
     from ttsload.bench.regression import abresults
 
     if getattr(args, "no_history", False) or not any((out / "B").glob("*/results.jsonl")):
         return
-    abresults.append_history(out / "B", {"base": a.commit or a.spec, "head": b.commit or b.spec})
+    abresults.append_history(out / "B", {"base": a.commit or a.spec, "head": b.commit or b.spec}, commit=b.commit)
 
 
 def _write_json(args: argparse.Namespace, verdict: dict[str, Any]) -> None:
