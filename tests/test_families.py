@@ -43,6 +43,19 @@ def test_built_in_families_come_from_the_entry_points() -> None:
     assert families.plugin_errors() == []
 
 
+def test_a_stale_install_says_to_reinstall(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An install whose metadata predates the entry points finds no family: every message says why."""
+    from ttsload.strategies import families
+
+    monkeypatch.setattr(families, "entry_points", lambda group: [])
+    families._registry.cache_clear()
+    try:
+        assert families.families() == {} and families.plugin_errors() == [families.STALE]
+        assert families.no_family_message(tmp_path).endswith("(reinstall it: pip install -e .)")
+    finally:
+        families._registry.cache_clear()
+
+
 @pytest.fixture(scope="module")
 def tone_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example family with the two bad entries added, built and installed with pip --target."""

@@ -30,6 +30,9 @@ __all__ = ["CHECKPOINT_SUFFIXES", "FAMILIES", "GROUP", "BuildRequest", "Family",
            "detect", "families", "folders", "no_family_message", "plugin_errors"]
 
 GROUP = "ttsload.families"
+# An install made before families were entry points (an editable one keeps its old metadata) has none.
+STALE = ("ttsload's own families are not registered: the installed ttsload's metadata has no ttsload.families "
+         "entry points (reinstall it: pip install -e .)")
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,7 @@ class _Registry:
         self.fixtures: dict[str, str] = {}  # fixture name -> family
         found = sorted(entry_points(group=GROUP), key=_order)
         if not any(_dist(entry) == "ttsload" for entry in found):
-            self.errors.append("ttsload's own families are not registered: the installed ttsload's metadata "
-                               "has no ttsload.families entry points (reinstall it: pip install -e .)")
+            self.errors.append(STALE)
         for entry in found:
             where = f"{entry.value} (distribution {_dist(entry)})"
             try:
@@ -179,5 +181,7 @@ def detect(folder: Path) -> Family | None:
 
 
 def no_family_message(folder: Path) -> str:
+    if STALE in plugin_errors():
+        return f"no model family recognises the files in {folder}: {STALE}"
     tried = "; ".join(f"{f.name}: {f.looks_for}" for f in families().values())
     return f"no model family recognises the files in {folder} (tried {tried})"
