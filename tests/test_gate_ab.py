@@ -149,6 +149,7 @@ def test_layering_needs_the_same_lock_and_dependency_lists():
     assert sides.dependencies("a==1\n", project) != sides.dependencies("a==2\n", project)
     assert sides.dependencies("a==1\n", project) != sides.dependencies("a==1\n", project.replace("numpy", "torch"))
     assert sides.cache_key("abc", "a==1") != sides.cache_key("abc", "a==2")
+    assert sides.torch_pin("# lock\nnumpy==2\ntorch==2.13.0\n") == "torch==2.13.0" and sides.torch_pin("a==1") is None
 
 
 def test_history_marks_the_lines_of_ab_runs(tmp_path):

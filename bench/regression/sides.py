@@ -174,6 +174,20 @@ def _export(repo: Path, commit: str, tree: Path, label: str, spec: str, run: Run
     partial.rename(tree)  # whole or absent: a killed export is never taken for a tree
 
 
+def torch_pin(lock: str) -> str | None:
+    """The lock's `torch==X` line, if it pins torch."""
+    return next((line.strip() for line in lock.splitlines() if line.strip().lower().startswith("torch==")), None)
+
+
+def _pip(run: Run, command: list[str | Path], label: str, spec: str) -> None:
+    try:
+        done = run(command, timeout=INSTALL_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise SideError(f"side {label}: installing {spec} took over {INSTALL_TIMEOUT_S:.0f} s") from None
+    if done.returncode != 0:
+        raise SideError(f"side {label}: installing {spec} failed: {_last_line(done)}")
+
+
 def site_dirs() -> list[str]:
     """The current environment's package folders, in import order (a layered venv's own, then its bases)."""
     import site
@@ -192,17 +206,16 @@ def _install(tree: Path, venv: Path, layered: bool, label: str, spec: str, run: 
     if done.returncode != 0:
         raise SideError(f"side {label}: could not create a venv for {spec}: {_last_line(done)}")
     python = venv / "bin" / "python"
+    command: list[str | Path]
     if layered:  # the layer is added after the install: its setuptools must not stand in for the build's own
         command = [sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", tree]
     else:
         pins = ["-c", str(tree / LOCK)] if (tree / LOCK).is_file() else []
         command = [python, "-m", "pip", "install", "-q", tree, *pins]
-    try:
-        done = run(command, timeout=INSTALL_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise SideError(f"side {label}: installing {spec} took over {INSTALL_TIMEOUT_S:.0f} s") from None
-    if done.returncode != 0:
-        raise SideError(f"side {label}: installing {spec} failed: {_last_line(done)}")
+        torch = torch_pin((tree / LOCK).read_text() if (tree / LOCK).is_file() else "")
+        if torch:  # first and alone, as noxfile.py does: the pinned CPU build, not a resolver's multi-GB CUDA one
+            _pip(run, [python, "-m", "pip", "install", "-q", torch], label, spec)
+    _pip(run, command, label, spec)
     if layered:
         own = run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
         # addsitedir, not a bare path: the bases' own .pth files (a layered base's layer) are read too
