@@ -96,6 +96,27 @@ class StrategySpec:
         """What the harness asks about a topology: its capabilities, never its name."""
         return topologies()[self.topology]
 
+    def to_json(self) -> dict[str, object]:
+        """What a cell process receives: the strategy already resolved, so the cell never parses a name again."""
+        return {"name": self.name, "topology": self.topology, "loader": self.loader,
+                "options": [[key, value] for key, value in self.options]}
+
+    @classmethod
+    def from_json(cls, data: object) -> StrategySpec:
+        """The inverse of to_json; ValueError naming the field on a malformed message (no name is resolved)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"strategy: expected an object, got {type(data).__name__}")
+        if unknown := sorted(set(data) - {"name", "topology", "loader", "options"}):
+            raise ValueError(f"strategy: unknown field(s) {', '.join(unknown)}")
+        for key in ("name", "topology", "loader"):
+            if not isinstance(data.get(key), str) or not data[key]:
+                raise ValueError(f"strategy.{key}: expected a non-empty string, got {data.get(key)!r}")
+        options = data.get("options", [])
+        if not isinstance(options, list) or not all(
+                isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str) for pair in options):
+            raise ValueError(f"strategy.options: expected [[key, value], ...], got {options!r}")
+        return cls(data["name"], data["topology"], data["loader"], tuple((k, v) for k, v in options))
+
     def build(self, files: ModelFiles, hook: Hook, threads: int | None = None, workers: int = 1) -> Topology:
         options = self.option_map
         fallback = make_loader(str(options["fallback"]), files.family) if "fallback" in options else None

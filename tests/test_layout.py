@@ -16,6 +16,7 @@ OLD_NAMES = {"bench", "strategies", "reports", "scenarios"}  # top-level import 
 # Code that runs inside a measured cell process (or the server it starts) may import only these.
 CELL_SIDE = ("ttsload.bench.cell", "ttsload.bench.serving")
 CELL_SIDE_MAY_IMPORT = ("ttsload.bench.cell", "ttsload.bench.serving", "ttsload.bench.plan", "ttsload.bench.procs",
+                        "ttsload.bench.cellspec",
                         "ttsload.bench.http_limits",
                         "ttsload.bench.errors", "ttsload.strategies")
 # Reports read result files: they may use the analysis and the shared types, never the harness's moving parts.
@@ -119,7 +120,7 @@ def test_the_rules_see_the_code() -> None:
     """Guards the test itself: it found the modules and the imports it judges."""
     assert {"ttsload.bench.cell.entry", "ttsload.strategies.base", "ttsload.reports.build"} <= set(MODULES)
     entry = {name for name, _ in GRAPH["ttsload.bench.cell.entry"]}
-    assert {"ttsload.bench.plan", "ttsload.strategies.registry"} <= entry
+    assert {"ttsload.bench.cellspec", "ttsload.strategies.base"} <= entry
 
 
 def test_every_package_ships_in_the_wheel() -> None:

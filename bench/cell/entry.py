@@ -28,7 +28,7 @@ from typing import Any, TextIO
 
 from ttsload.bench.cell.cputime import tree_cpu_s
 from ttsload.bench.cell.kinds import steady_then_trimmed
-from ttsload.bench.plan import Plan
+from ttsload.bench.cellspec import CellSpec, read_limits
 from ttsload.bench.procs import read_spec
 
 
@@ -69,15 +69,13 @@ def save_audio(folder: Path, index: int, wav: Any) -> None:
     np.save(folder / f"{index:04d}.npy", wav)
 
 
-def serve(spec: dict[str, Any], hook: EventPipe) -> None:
-    from ttsload.strategies.base import ModelFiles, request_seed
-    from ttsload.strategies.registry import resolve
+def serve(spec: CellSpec, hook: EventPipe) -> None:
+    from ttsload.strategies.base import request_seed
 
-    strategy = resolve(spec["strategy"])
-    topology = strategy.build(ModelFiles.from_json(spec["model"]), hook, spec.get("threads"))
+    topology = spec.strategy.build(spec.model, hook, spec.threads)
     topology.start()
     hook("ready")
-    for index, text in enumerate(spec["texts"]):
+    for index, text in enumerate(spec.texts):
         hook("request_start", index=index)
         cpu, start = tree_cpu_s(), time.monotonic()
         audio = topology.synthesize(text, request_seed(text))
@@ -93,8 +91,8 @@ def serve(spec: dict[str, Any], hook: EventPipe) -> None:
         )
         if index == 0:
             hook("first_audio")
-        if spec.get("audio_dir"):  # after the timed part: kept for the quality comparison
-            save_audio(Path(spec["audio_dir"]), index, audio.wav)
+        if spec.audio_dir:  # after the timed part: kept for the quality comparison
+            save_audio(Path(spec.audio_dir), index, audio.wav)
     steady_then_trimmed(hook, topology.trim)
     topology.close()
 
@@ -125,27 +123,28 @@ def main(argv: list[str]) -> int:
     events_fd = int(argv[2])
     watch_runner(events_fd)
     hook = EventPipe(os.fdopen(events_fd, "w", buffering=1))
-    spec = read_spec(int(argv[1]))
+    message = read_spec(int(argv[1]))
     hook("started")
     try:
-        if spec.get("limits"):  # before any import of the strategy: stdlib only
+        if probe := read_limits(message):  # before any import of the strategy: stdlib only
             from ttsload.bench.cell.limits import measure
 
-            measure(spec["limits"], hook)
-        plan = Plan.from_json(spec.get("plan"))
-        if plan.kind != "single":
+            measure(probe, hook)
+        spec = CellSpec.from_json(message)  # imports the strategy and model types (numpy): after the probe
+        if spec.plan.kind != "single":
             from ttsload.bench.cell.kinds import run_plan
 
-            run_plan(spec, plan, hook)
+            run_plan(spec, hook)
         else:
             serve(spec, hook)
         from ttsload.strategies.allocator import in_effect  # after the timed work: it imports numpy
 
         hook("runtime_controls", **in_effect())  # what this process really ran with (allocator, arenas, ...)
     except BaseException as exc:
+        from ttsload.bench.cellspec import SpecError
         from ttsload.strategies.base import StrategyError
 
-        reason = str(exc) if isinstance(exc, StrategyError) else f"{type(exc).__name__}: {exc}"
+        reason = str(exc) if isinstance(exc, (StrategyError, SpecError)) else f"{type(exc).__name__}: {exc}"
         traceback.print_exc()
         hook("error", reason=reason.splitlines()[0] if reason else type(exc).__name__)
         return 1

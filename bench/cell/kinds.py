@@ -1,6 +1,6 @@
 """Inside a scenario's cell process: run its plan (a pool of workers, a model switcher, an HTTP server).
 
-`ttsload.bench.cell` hands over here when the spec carries a plan whose kind is not "single". Each kind
+`ttsload.bench.cell` hands over here when the spec's plan is of a kind other than "single". Each kind
 reports through the same hook (events to the runner) and ends with `requests_done`, after which it
 waits on stdin while the runner reads the steady-state memory.
 """
@@ -9,23 +9,25 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Sequence
 from typing import Any
 
+from ttsload.bench.cellspec import CellSpec
 from ttsload.bench.plan import TRIMMED_STEADY, Plan
 
-KINDS = {  # kind -> "module:function(spec, plan, hook)"
+KINDS = {  # kind -> "module:function(spec, hook)"
     "pool": "ttsload.bench.cell.pool_kind:run_pool",
     "switch": "ttsload.bench.cell.switch_kind:run_switch",
     "http": "ttsload.bench.serving.http_kind:run_http",
 }
 
 
-def run_plan(spec: dict[str, Any], plan: Plan, hook: Any) -> None:
-    module, _, function = KINDS[plan.kind].partition(":")
-    getattr(importlib.import_module(module), function)(spec, plan, hook)
+def run_plan(spec: CellSpec, hook: Any) -> None:
+    module, _, function = KINDS[spec.plan.kind].partition(":")
+    getattr(importlib.import_module(module), function)(spec, hook)
 
 
-def request_texts(texts: list[str], plan: Plan) -> Any:
+def request_texts(texts: Sequence[str], plan: Plan) -> Any:
     """`text(index)` for the scenario's requests, drawn from the spec's distinct texts.
 
     "cycle" takes them in order, again and again; "random" draws one per request from a seeded

@@ -18,7 +18,12 @@ import mmap
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ttsload.bench.cellspec import LimitProbe
+
+if TYPE_CHECKING:  # strategies.base imports numpy, which this probe must run before
+    from ttsload.strategies.base import Hook
 
 MEMCPY_BYTES = 256 * 2**20  # far above any last-level cache, so the copy runs at DRAM speed
 MEMCPY_PASSES = 3  # timed passes after one untimed pass that faults the pages in
@@ -94,16 +99,15 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def measure(settings: dict[str, Any], hook: Any) -> None:
+def measure(probe: LimitProbe, hook: Hook) -> None:
     """Run the probe the runner asked for and emit one `limits` event (its fields, or the error)."""
     start = time.monotonic()
     found: dict[str, Any] = {}
     try:
-        found.update(memcpy_bandwidth(int(settings.get("memcpy_bytes") or MEMCPY_BYTES)))
-        if settings.get("read_file"):
-            model_file = settings.get("model_file")
-            found.update(read_bandwidth(Path(settings["read_file"]), model_file=Path(model_file) if model_file
-                                        else None))
+        found.update(memcpy_bandwidth(probe.memcpy_bytes or MEMCPY_BYTES))
+        if probe.read_file:
+            found.update(read_bandwidth(Path(probe.read_file),
+                                        model_file=Path(probe.model_file) if probe.model_file else None))
     except (OSError, MemoryError, ValueError) as exc:  # the cell still runs: its limit columns stay empty
         found["limits_error"] = f"{type(exc).__name__}: {exc}"
     found["peak_rss_reset"] = _reset_peak_rss()

@@ -20,18 +20,19 @@ from typing import Any
 from ttsload.bench.cell import drive, faults
 from ttsload.bench.cell.kinds import RequestReporter, request_texts, steady_then_trimmed
 from ttsload.bench.cell.pool import Pool
-from ttsload.bench.plan import Phase, Plan
-from ttsload.strategies.base import ModelFiles, request_seed
-from ttsload.strategies.registry import resolve
+from ttsload.bench.cellspec import CellSpec
+from ttsload.bench.plan import Phase
+from ttsload.strategies.base import request_seed
 
 
-def run_pool(spec: dict[str, Any], plan: Plan, hook: Any) -> None:
-    files, scratch = ModelFiles.from_json(spec["model"]), None
+def run_pool(spec: CellSpec, hook: Any) -> None:
+    plan = spec.plan
+    files, scratch = spec.model, None
     if plan.fault in faults.CHECKPOINT_DRILLS:  # the drill damages a copy, never the model home's files
         files, scratch = faults.private_copy(files)
-    pool = Pool(resolve(spec["strategy"]), files, hook, plan.threads)
+    pool = Pool(spec.strategy, files, hook, plan.threads)
     drill = faults.Drill(plan, pool, files, hook)
-    reporter = RequestReporter(hook, request_texts(spec["texts"], plan))
+    reporter = RequestReporter(hook, request_texts(spec.texts, plan))
     try:
         if plan.fault == "oom":
             hook("fault", fault="oom", memory_limit_mb=plan.memory_limit_mb)

@@ -15,9 +15,10 @@ from collections import OrderedDict
 from typing import Any
 
 from ttsload.bench.cell.kinds import RequestReporter, request_texts, steady_then_trimmed
+from ttsload.bench.cellspec import CellSpec
 from ttsload.bench.plan import Plan
 from ttsload.strategies.base import LoadedModel, ModelFiles, StrategyError, malloc_trim, request_seed, serve_request
-from ttsload.strategies.registry import make_loader, resolve
+from ttsload.strategies.registry import make_loader
 
 
 def model_pattern(plan: Plan, count: int) -> list[int]:
@@ -29,15 +30,15 @@ def model_pattern(plan: Plan, count: int) -> list[int]:
     return [rng.randrange(models) for _ in range(count)]
 
 
-def run_switch(spec: dict[str, Any], plan: Plan, hook: Any) -> None:
-    strategy = resolve(spec["strategy"])
+def run_switch(spec: CellSpec, hook: Any) -> None:
+    strategy, plan = spec.strategy, spec.plan
     if not strategy.topology_class.serves_from_resident_model:
         raise StrategyError(f"the switch scenario keeps its models in one resident process: strategy "
                             f"'{strategy.name}' has topology '{strategy.topology}', which does not serve from a "
                             f"resident model (use singleton, mmap, quantized or resident+LOADER)")
     models = [ModelFiles.from_json(m) for m in plan.models]
     loaders = {m.name: make_loader(strategy.loader, m.family) for m in models}
-    reporter = RequestReporter(hook, request_texts(spec["texts"], plan))
+    reporter = RequestReporter(hook, request_texts(spec.texts, plan))
     runtimes = {}  # one import phase per family the switch serves
     for model in models:
         if model.family not in runtimes:

@@ -22,10 +22,12 @@ from ttsload.bench import procs
 from ttsload.bench.analysis.scenario_summary import phase_records
 from ttsload.bench.analysis.summary import summarize
 from ttsload.bench.cells import Cell, CellOutcome, file_safe
+from ttsload.bench.cellspec import CellSpec, LimitProbe
 from ttsload.bench.harness import cgroup, hostspeed, pagecache
 from ttsload.bench.harness.memlimit import MemoryLimit
 from ttsload.bench.harness.probes import TreeSampler, read_tree
 from ttsload.strategies.base import ModelFiles
+from ttsload.strategies.registry import StrategySpec, resolve
 
 CELL_MODULE = "ttsload.bench.cell"  # its __main__ runs one measured cell
 # Load events after which the sampler takes a full (PSS) reading: the peak during load sits around them.
@@ -54,21 +56,25 @@ class CellOptions:
 
 
 def run_cell(cell: Cell, options: CellOptions, log_path: Path,
-             on_event: Callable[[dict[str, Any]], None] = lambda e: None) -> CellOutcome:
-    """Run one cell in a new process group; never raises for a failing strategy, only records it."""
+             on_event: Callable[[dict[str, Any]], None] = lambda e: None,
+             strategy: StrategySpec | None = None) -> CellOutcome:
+    """Run one cell in a new process group; never raises for a failing strategy, only records it.
+
+    `strategy` is the cell's strategy resolved (by the caller, once; else here): the cell receives it resolved.
+    """
+    strategy = strategy or resolve(cell.strategy)
     switched = [ModelFiles.from_json(m) for m in cell.plan.models]  # a switch cell reads them all
     pagecache.prepare([f for m in [cell.model, *switched] for f in m.files()], options.cache)
     audio = options.audio_dir(cell) if options.audio_dir else None
     # no --threads: as many as a container's CPU quota pays for (None, torch's own default, without one)
     threads = options.threads or cgroup.limits().cores()
-    spec = {"strategy": cell.strategy, "model": cell.model.to_json(), "texts": options.texts,
-            "threads": threads, "audio_dir": str(audio) if audio else None, "plan": cell.plan.to_json(),
-            "limits": _limits(cell, options)}
+    spec = CellSpec(strategy, cell.model, tuple(options.texts), cell.plan, threads,
+                    str(audio) if audio else None, _limits(cell, options))
     log_path.parent.mkdir(parents=True, exist_ok=True)
     limit = MemoryLimit(cell.plan.memory_limit_mb, file_safe(cell.id)) if cell.plan.memory_limit_mb else None
     log = open(log_path, "wb")  # an unwritable results folder stops the run (cmd_run), not this cell
     read_fd, write_fd = os.pipe()
-    spec_fd = procs.spec_fd(spec)
+    spec_fd = procs.spec_fd(spec.to_json())
     try:
         t0 = time.monotonic()
         # The log path is in the command line only so that `ps` tells which run a cell belongs to.
@@ -77,7 +83,7 @@ def run_cell(cell: Cell, options: CellOptions, log_path: Path,
         proc = subprocess.Popen(
             [*options.command_prefix, *command],
             pass_fds=(spec_fd, write_fd), stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, env=_cell_environment(cell.strategy),
+            start_new_session=True, env=_cell_environment(strategy),
             preexec_fn=limit.preexec if limit else None,
         )
     except OSError as exc:  # the process never started (argument list too long, a missing profiler, ...)
@@ -127,14 +133,14 @@ def _not_started(cell: Cell, exc: OSError) -> CellOutcome:
     return outcome
 
 
-def _limits(cell: Cell, options: CellOptions) -> dict[str, Any] | None:
+def _limits(cell: Cell, options: CellOptions) -> LimitProbe | None:
     """What the cell's limit probe measures: memcpy, plus the cold read when the page cache is cold."""
     if not options.limits:
         return None
     cold = options.cache == "cold" and options.scratch_dir is not None
     memcpy_mib = os.environ.get("TTSLOAD_MEMCPY_MIB")  # the test suite's smaller copy (recorded as memcpy_bytes)
-    return {"read_file": str(pagecache.scratch_file(options.scratch_dir)) if cold else None,
-            "model_file": str(cell.model.checkpoint), "memcpy_bytes": int(memcpy_mib) * 2**20 if memcpy_mib else None}
+    return LimitProbe(str(pagecache.scratch_file(options.scratch_dir)) if cold else None, str(cell.model.checkpoint),
+                      int(memcpy_mib) * 2**20 if memcpy_mib else None)
 
 
 def _follow(proc: subprocess.Popen, fd: int, outcome: CellOutcome, deadline: float,
@@ -220,20 +226,17 @@ def _tail(path: Path, lines: int = 20) -> str:
         return ""
 
 
-def _cell_environment(strategy: str) -> dict[str, str] | None:
+def _cell_environment(strategy: StrategySpec) -> dict[str, str] | None:
     """The environment of the cell process when its strategy's options need one (allocator, oneDNN):
     set before the process starts, as the C libraries read it then; every worker inherits it."""
     from ttsload.strategies.allocator import process_environment
-    from ttsload.strategies.registry import resolve
 
-    return process_environment(resolve(strategy).option_map)
+    return process_environment(strategy.option_map)
 
 
-def _options_of(strategy: str) -> dict[str, Any]:
+def _options_of(strategy: StrategySpec) -> dict[str, Any]:
     """The strategy's options (`name:key=value`), recorded with every row so a table can group by them."""
-    from ttsload.strategies.registry import resolve
-
-    options = resolve(strategy).option_map
+    options = strategy.option_map
     return {k: v if isinstance(v, (int, float, str, bool)) or v is None else str(v) for k, v in options.items()}
 
 
@@ -249,10 +252,11 @@ def run_cells(cells: list[Cell], options: CellOptions, store: Any, run_id: str,
     for cell in cells:
         log_path = store.out / "logs" / f"{file_safe(cell.id)}__{run_id}.log"
         speed = hostspeed.measure()  # while no cell runs: the host's speed around this cell, for the gate
-        outcome = run_cell(cell, options, log_path, lambda event, cell=cell: on_event(cell, event))
+        strategy = resolve(cell.strategy)
+        outcome = run_cell(cell, options, log_path, lambda event, cell=cell: on_event(cell, event), strategy)
         outcome.host_speed = speed
         row = summarize(outcome, run_id, options.cache)
-        row["strategy_options"] = _options_of(cell.strategy)
+        row["strategy_options"] = _options_of(strategy)
         row.update(stamp or {})
         store.write_cell(outcome.records(run_id) + phase_records(outcome, run_id), row)
         rows.append(row)

@@ -74,9 +74,9 @@ class _Preloaded:
 def preload(config: dict[str, Any]) -> _Preloaded:
     """Load once in the master: one torch thread, then gc.freeze() so the workers share pages."""
     from ttsload.strategies.base import ModelFiles, StrategyError
-    from ttsload.strategies.registry import make_loader, resolve
+    from ttsload.strategies.registry import StrategySpec, make_loader
 
-    spec = resolve(config["strategy"])
+    spec = StrategySpec.from_json(config["strategy"])  # resolved by the runner: the app never parses a name
     if not spec.topology_class.serves_from_resident_model:
         raise StrategyError(f"http --preload needs a topology that serves from a resident model: strategy "
                             f"'{spec.name}' is {spec.topology}")
@@ -96,9 +96,10 @@ def preload(config: dict[str, Any]) -> _Preloaded:
 def build(config: dict[str, Any]) -> Any:
     """Without preload: this worker builds and starts the strategy's topology, whatever it is."""
     from ttsload.strategies.base import ModelFiles
-    from ttsload.strategies.registry import resolve
+    from ttsload.strategies.registry import StrategySpec
 
-    topology = resolve(config["strategy"]).build(ModelFiles.from_json(config["model"]), fd_hook, config.get("threads"))
+    strategy = StrategySpec.from_json(config["strategy"])
+    topology = strategy.build(ModelFiles.from_json(config["model"]), fd_hook, config.get("threads"))
     topology.start()
     return topology
 

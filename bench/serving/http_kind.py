@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from ttsload.bench.cell.drive import LoadShape
+from ttsload.bench.cellspec import CellSpec
 from ttsload.bench.http_limits import HttpLimits
 from ttsload.bench.plan import Plan
 from ttsload.bench.procs import python_module, spec_fd
@@ -23,12 +24,10 @@ from ttsload.bench.serving import server as server_tree
 from ttsload.strategies.base import StrategyError
 
 
-def run_http(spec: dict[str, Any], plan: Plan, hook: Any) -> None:
+def run_http(spec: CellSpec, hook: Any) -> None:
+    plan, strategy = spec.plan, spec.strategy
     workers = plan.workers
     if plan.preload:
-        from ttsload.strategies.registry import resolve
-
-        strategy = resolve(spec["strategy"])
         if not strategy.topology_class.serves_from_resident_model:  # fail before any server starts
             raise StrategyError(f"http --preload needs a topology that serves from a resident model: strategy "
                                 f"'{strategy.name}' is {strategy.topology}")
@@ -37,7 +36,7 @@ def run_http(spec: dict[str, Any], plan: Plan, hook: Any) -> None:
     port = listener.getsockname()[1]
     status_read, status_write = os.pipe()
     events_fd = hook.stream.fileno() if hasattr(hook, "stream") else int(sys.argv[2])
-    config = {"strategy": spec["strategy"], "model": spec["model"], "threads": plan.threads,
+    config = {"strategy": strategy.to_json(), "model": spec.model.to_json(), "threads": plan.threads,
               "preload": bool(plan.preload), "events_fd": events_fd, "status_fd": status_write}
     # stdout/stderr inherited: gunicorn's log lands in the cell's log, which the runner keeps.
     server = server_tree.start(config, workers, limits, listener.fileno())
@@ -63,7 +62,7 @@ def run_http(spec: dict[str, Any], plan: Plan, hook: Any) -> None:
         os.close(status_read)  # after the stop: a worker respawned meanwhile must not hit a closed pipe
 
 
-def _run_phase(spec: dict[str, Any], plan: Plan, shape: LoadShape, first_index: int, port: int,
+def _run_phase(spec: CellSpec, plan: Plan, shape: LoadShape, first_index: int, port: int,
                hook: Any, first_audio: bool, label: str = "") -> bool:
     """One load phase through a separate loadgen process; returns whether first_audio was sent."""
     label = label or shape.label
@@ -71,7 +70,7 @@ def _run_phase(spec: dict[str, Any], plan: Plan, shape: LoadShape, first_index: 
          first_index=first_index)
     job = {"port": port, "phase": {"count": shape.count, "concurrency": shape.concurrency, "rate": shape.rate,
                                    "seed": shape.seed},
-           "first_index": first_index, "texts": spec["texts"],
+           "first_index": first_index, "texts": list(spec.texts),
            "plan": plan.to_json()}
     job_fd = spec_fd(job)  # the texts may be many: by descriptor, never in argv
     try:

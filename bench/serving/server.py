@@ -38,6 +38,7 @@ import psutil
 from ttsload.bench.http_limits import HttpLimits
 from ttsload.bench.procs import package_root, python_module
 from ttsload.strategies.base import ModelFiles, StrategyError
+from ttsload.strategies.registry import StrategySpec, resolve
 
 APP = "ttsload.bench.serving.app"
 READY_TIMEOUT_S = 600.0  # every worker holds its model by then, or the start fails
@@ -152,15 +153,19 @@ class LiveServer:
 
 
 @contextmanager
-def serving(strategy: str, model: ModelFiles, workers: int = 1, limits: HttpLimits | None = None,
+def serving(strategy: StrategySpec | str, model: ModelFiles, workers: int = 1, limits: HttpLimits | None = None,
             threads: int | None = 1, preload: bool = False) -> Iterator[LiveServer]:
-    """The http scenario's server on loopback, ready, stopped (whole tree) on leaving; phase events dropped."""
+    """The http scenario's server on loopback, ready, stopped (whole tree) on leaving; phase events dropped.
+
+    `strategy` resolved, or a name (resolved here: the app receives it resolved, as a cell does)."""
+    if isinstance(strategy, str):
+        strategy = resolve(strategy)
     limits = limits or HttpLimits()
     listener = listen_loopback(limits.read_timeout_s)
     port = listener.getsockname()[1]
     status_read, status_write = os.pipe()
     events = os.open(os.devnull, os.O_WRONLY)
-    config = {"strategy": strategy, "model": model.to_json(), "threads": threads, "preload": preload,
+    config = {"strategy": strategy.to_json(), "model": model.to_json(), "threads": threads, "preload": preload,
               "events_fd": events, "status_fd": status_write}
     process = start(config, workers, limits, listener.fileno())
     listener.close()
