@@ -34,8 +34,8 @@ def test_bad_values_and_a_missing_jemalloc_are_one_line_errors(monkeypatch):
 
 @needs_jemalloc
 def test_the_cell_environment_carries_every_option():
-    assert _cell_environment("singleton") is None  # no options: the cell inherits the runner's environment
-    env = _cell_environment(f"prefork+mmap:{ALL}")
+    assert _cell_environment(resolve("singleton")) is None  # no options: the cell inherits the runner's environment
+    env = _cell_environment(resolve(f"prefork+mmap:{ALL}"))
     assert env["MALLOC_ARENA_MAX"] == "2" and env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "16"
     assert env[allocator.TRIM_EVERY] == "3" and str(allocator.jemalloc_path()) in env["LD_PRELOAD"].split()
 
