@@ -375,7 +375,8 @@ def lint(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def install_recipe(session: nox.Session) -> None:
     """deploy/install.sh, the container image's install steps, in this fresh venv: the image's recipe tested
-    where no container engine runs. Slow (torch and the lock are installed), so never part of `tests`."""
+    where no container engine runs. Slow (torch and the lock are installed), so never part of `tests`. torch
+    comes from the PyTorch CPU index unless TORCH_INDEX_URL says otherwise (empty: pip's configured indexes)."""
     session.run("sh", str(ROOT / "deploy" / "install.sh"), str(ROOT), external=True)
     session.run("ttsload", "run", "--strategy", "naive", "--model", "vits-tiny", "--repeat", "1", "--no-history",
                 "--out", str(Path(session.create_tmp()) / "smoke"))

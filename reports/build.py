@@ -151,12 +151,19 @@ def _environment(data: RunData) -> list[tuple[str, Any]]:
     threads = sorted({int(t) for t in data.cells["torch_threads"].dropna()})
     caches = sorted(set(data.cells["cache"].dropna())) or [data.run.get("options", {}).get("cache", "?")]
     packages = ", ".join(f"{k} {v}" for k, v in env.get("packages", {}).items() if v)
-    return [("run ids", ", ".join(r.get("run_id", "?") for r in data.runs)), ("git sha", env.get("git_sha")),
+    limits = env.get("cgroup_limits") or {}
+    memory = limits.get("memory_bytes")
+    memory_limit = f"{memory / 2**30:.1f} GiB memory" if memory else "no memory limit"
+    return [("run ids", ", ".join(r.get("run_id", "?") for r in data.runs)),
+            # classes are the recorded fingerprints, never the names machines were given (a CI runner label)
+            ("machine classes (by fingerprint)", "; ".join(machines.class_labels(data).values()) or "-"),
+            ("git sha", env.get("git_sha")),
             ("python", env.get("python")), ("packages", packages), ("platform", env.get("platform")),
             ("CPU", env.get("cpu")),
             ("cores (logical / physical)", f"{env.get('cores_logical')} / {env.get('cores_physical')}"),
             ("torch threads per process", ", ".join(map(str, threads)) or "-"),
             ("memory total", f"{env.get('memory_total_mb', 0) / 1024:.1f} GiB"),
+            ("container limits (cgroup)", f"{limits.get('cpus') or 'no'} CPU quota, {memory_limit}"),
             ("load average at start", ", ".join(f"{x:.2f}" for x in env.get("load_average", []))),
             ("page cache", ", ".join(caches))]
 

@@ -204,6 +204,7 @@ def test_a_report_over_two_machine_classes_compares_them_side_by_side(shards, tm
     assert done.returncode == 0, done.stderr[-2000:]
     page = (tmp_path / "both" / "report" / "report.html").read_text()
     assert "Across machine classes" in page and "cold start (s) A" in page and "cold start (s) B" in page
+    assert "machine classes (by fingerprint)" in page and "B = bbbbbbbbbbbb (box-b" in page
     assert "the ranking differs between machine classes" in page and "bbbbbbbbbbbb: memory:" in page
     gate = cli("gate", "--baseline", str(tmp_path / "both"), "--current", str(tmp_path / "a"))
     assert gate.returncode == 2 and "2 machine classes" in gate.stderr
