@@ -233,3 +233,8 @@ def test_cells_that_give_nothing_are_recorded_as_failed_pairs_and_the_run_goes_o
     assert abjudge.exit_code(abjudge.judge_all(saved, {})) == EXIT_UNJUDGED
     duet = ab.cell_command(side, "naive", "vits", tmp_path, ab.AbPlan([("naive", "vits")], 1, ab.DUET))
     assert duet[duet.index("--threads") + 1] == "1"
+
+
+def test_fail_with_ab_takes_median_ratio_thresholds_only(tmp_path):
+    done = cli("gate", "--ab", "HEAD", "HEAD", "--fail", "weights_cpu_s:max:+5%", "--out", str(tmp_path))
+    assert done.returncode == EXIT_USAGE and "METRIC:median:+X%" in done.stderr

@@ -109,6 +109,15 @@ def _thresholds(args: argparse.Namespace) -> tuple[dict[str, float], str]:
         data = json.loads(args.ab_thresholds.read_text())
         found = {str(k): float(v) for k, v in (data.get("thresholds_pct") or {}).items()}
         return found, f"thresholds: {args.ab_thresholds}"
+    if args.fail:  # METRIC:median:+X% items: these metrics only, at these thresholds
+        from ttsload.bench.regression.gate import parse_spec
+
+        rules = parse_spec(args.fail)
+        odd = [str(r) for r in rules if r.statistic != "median" or not r.relative or not r.higher_is_worse]
+        if odd:
+            raise UsageError(f"--fail with --ab takes METRIC:median:+X% items (a ratio of medians), "
+                             f"got {', '.join(odd)}")
+        return {r.metric: r.threshold for r in rules}, "thresholds: --fail"
     path, found = abnoise.find(args.baselines, fingerprint())
     if path is None:
         return {}, (f"thresholds: the code's fallbacks (no A-against-A study in {args.baselines / abnoise.FOLDER} "
@@ -139,7 +148,8 @@ def run(args: argparse.Namespace, severity: tuple[int, ...]) -> int:
     for side in (a, b):
         print(f"ttsload gate --ab: {side.describe()}", file=sys.stderr)
     pairs = ab.run(a, b, plan, out, on_pair=_progress)
-    checks = abjudge.judge_all(pairs, thresholds, confidence=args.confidence)
+    metrics = tuple(thresholds) if args.fail else abjudge.METRICS
+    checks = abjudge.judge_all(pairs, thresholds, metrics, confidence=args.confidence)
     header = [f"A `{a.spec}` against B `{b.spec}`: {len(plan.cells)} cell(s) x {plan.pairs} pairs, {plan.mode}, "
               f"in `{out}`", "", origin, "", ab.host_line(pairs), ""]
     print(abjudge.markdown(checks, header, args.confidence), end="")
