@@ -1,6 +1,6 @@
 """Sessions: tests (the CI command, both tiers), unit (the fast tier alone), test-data (re-records the runs
 the fast tier reads), gate (the CI regression gate), bench (the main job), bench-large (the large-model
-cells; never part of tests), baseline and noise (per machine class), microbench, lint, docs (the
+cells; never part of tests), baseline and noise (per machine class), microbench, lint (ruff and mypy), docs (the
 documentation site), and latest (the newest versions pyproject.toml allows, without the lock).
 
 torch is installed first and pinned, so pip takes the CPU wheel instead of a multi-GB CUDA build. Every
@@ -353,13 +353,21 @@ DEPLOY_EXAMPLE = {"TTSLOAD_IMAGE": "registry.example/ttsload:abc123", "TTSLOAD_S
 
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
-    """ruff, then the deploy/ files: actionlint and the workflow schema, the Kubernetes manifests (their
-    parameters set as `envsubst` would) against the Kubernetes schema, and hadolint on the Dockerfile."""
+    """ruff; mypy on the package as installed (tests/typecheck.py: strict on the modules pyproject.toml's
+    [[tool.mypy.overrides]] lists) and the count of parameters typed `Any` (tests/any_params.py); then the
+    deploy/ files: actionlint and the workflow schema, the Kubernetes manifests (their parameters set as
+    `envsubst` would) against the Kubernetes schema, and hadolint on the Dockerfile.
+
+    No torch and no ttsload install: mypy reads the code through a tree of links, and numpy and scipy, whose
+    types the strict modules use, come from the lock.
+    """
     import tomllib
 
     extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["lint"]
-    session.install(*extra, "-c", str(LOCK))
+    session.install(*extra, "numpy", "scipy", "-c", str(LOCK))
     session.run("ruff", "check", ".")
+    session.run("python", "tests/typecheck.py")
+    session.run("python", "tests/any_params.py", "--total")
     workflows = sorted(str(p) for p in (ROOT / "deploy" / "github").glob("*.yml"))
     session.run("actionlint", *workflows)
     session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *workflows)

@@ -79,7 +79,7 @@ class CellView:
         """CPU seconds at the process start, moved on by what the limit probe spent (as `start` is for wall)."""
         if not self.limits or "cpu" not in self.limits:
             return 0.0
-        return self.limits["cpu"] - self.cpu_at.get("started", 0.0)
+        return float(self.limits["cpu"]) - self.cpu_at.get("started", 0.0)
 
     def cpu_span(self, start: str | None, end: str) -> float | None:
         """CPU seconds of the whole tree from event `start` (None: the process start) to event `end`."""

@@ -10,7 +10,9 @@ RECOVERED = ("worker_ready", "load_recovered")  # the pool is whole again / the 
 
 def facts(events: list[dict[str, Any]], status: str) -> dict[str, Any]:
     """Per cell: the drill's outcome (empty values when the cell ran no drill)."""
-    named = lambda name: [e for e in events if e["event"] == name]  # noqa: E731
+    def named(name: str) -> list[dict[str, Any]]:
+        return [e for e in events if e["event"] == name]
+
     fault = next(iter(named("fault")), None)
     failed, retried = named("request_failed"), named("request_retried")
     out: dict[str, Any] = {

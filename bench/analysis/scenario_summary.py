@@ -7,6 +7,7 @@ The metric registry (metrics.py) reads the first two; phase records go to result
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from ttsload.bench.analysis import leak as leak_fit
@@ -41,7 +42,7 @@ def scale_out(events: list[dict[str, Any]]) -> dict[str, Any]:
 LEAK_METRIC = "pss_anon"  # anonymous memory: USS also counts private file pages (code faulted in), not leaks
 
 
-def _trims(outcome: CellOutcome) -> list[tuple[int, float, float]]:
+def _trims(outcome: CellOutcome) -> list[tuple[int | None, float, float]]:
     """(requests served, anonymous memory before, after) for every trim of the cell (bytes, tree total)."""
     before = [(e.get("requests"), r.total[LEAK_METRIC]) for e, r in outcome.marks if e.get("label") == "before_trim"]
     after = [r.total[LEAK_METRIC] for e, r in outcome.marks if e.get("label") == "after_trim"]
@@ -54,8 +55,9 @@ def leak(outcome: CellOutcome, settings: LeakSettings) -> dict[str, Any]:
     trims = _trims(outcome)
     found = leak_fit.fit([(served, left) for served, _, left in trims if served is not None],
                          settings.warmup, settings.threshold_mb_per_1k, settings.confidence)
-    rates = [(used - trims[k - 1][2]) / (served - trims[k - 1][0]) * 1000 / MB
-             for k, (served, used, _) in enumerate(trims) if k and served and served > trims[k - 1][0]]
+    rates = [(used - before_left) / (served - before) * 1000 / MB
+             for (before, _, before_left), (served, used, _) in pairwise(trims)
+             if served and before is not None and served > before]
     row = {"trim_returned_mb": (trims[-1][1] - trims[-1][2]) / MB if trims else None,
            "growth_mb_per_1k": stats.median(rates), "trims": len(trims)}
     if found is None:

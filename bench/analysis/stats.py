@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +54,7 @@ def _order_statistic(n: int, level: float) -> tuple[int, float]:
 # --- comparing repetitions: what the gate, baselines and history share -----------------------------
 
 MIN_REPETITIONS = 3  # below this a rank test cannot reach significance: say so instead of guessing
-STATISTICS = {"median": np.median, "mean": np.mean, "min": np.min, "max": np.max}
+STATISTICS: dict[str, Callable[..., Any]] = {"median": np.median, "mean": np.mean, "min": np.min, "max": np.max}
 
 
 def statistic(values: Sequence[float], name: str) -> float:

@@ -94,8 +94,8 @@ def rules_for(baseline: ResultSet, spec: str = DEFAULT_SPEC) -> tuple[list[Rule]
     if not used:
         return rules, "thresholds: the code's fallbacks (this baseline has no noise study)"
     study = baseline.noise
-    per_model = " per model" if any(r.per_model for r in rules) else ""
-    return rules, (f"thresholds measured{per_model} on this machine class by a noise study ({study.get('runs')} "
+    by_model_note = " per model" if any(r.per_model for r in rules) else ""
+    return rules, (f"thresholds measured{by_model_note} on this machine class by a noise study ({study.get('runs')} "
                    f"runs, {study.get('source', '?')}) for {', '.join(used)}; fallbacks for the rest")
 
 

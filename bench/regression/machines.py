@@ -20,8 +20,8 @@ FIELDS = ("cpu", "cores_logical", "memory_gb", "isa", "python", "torch", "coqui-
 
 def fingerprint_of(environment: dict[str, Any]) -> dict[str, Any]:
     """The fingerprint a run (or baseline) recorded, else what its environment says (None where it says nothing)."""
-    if isinstance(environment.get("fingerprint"), dict):
-        return environment["fingerprint"]
+    if isinstance(recorded := environment.get("fingerprint"), dict):
+        return recorded
     packages = environment.get("packages") or {}
     python = environment.get("python")
     memory = environment.get("memory_total_mb")

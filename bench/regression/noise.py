@@ -57,7 +57,8 @@ def _u_tail(n_cur: int, n_base: int) -> np.ndarray:
             out[:len(ways[m][n - 1])] += ways[m][n - 1]
             ways[m][n] = out
     counts = ways[n_cur][n_base]
-    return np.cumsum(counts[::-1])[::-1] / counts.sum()
+    tail: np.ndarray = np.cumsum(counts[::-1])[::-1] / counts.sum()
+    return tail
 
 
 def min_p(baseline_n: int, gate_n: int) -> float:

@@ -1,0 +1,55 @@
+"""The type check of `nox -s lint` sees the code under the names it is installed by.
+
+pyproject's package-dir maps bench/ to `ttsload.bench` (and so on); tests/typecheck.py lays that out as
+links for mypy. A type error planted in a strict module of a small project with this repository's
+pyproject.toml must fail the check and be reported at the folder's own path: a checker blinded by the
+mapping would find nothing and pass.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("mypy")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+import typecheck  # noqa: E402  (a developer script beside the tests, not a package module)
+
+PLANTED = "def planted(n: int) -> str:\n    return n  # the plant: an int where a str is promised\n"
+
+
+def small_project(root: Path, plan: str) -> Path:
+    """This repository's pyproject.toml over empty strict packages and a bench/plan.py holding `plan`."""
+    root.mkdir()
+    shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
+    for package in ("src/ttsload", "bench", "bench/analysis", "bench/regression", "strategies", "reports", "scenarios"):
+        (root / package).mkdir(parents=True, exist_ok=True)
+        (root / package / "__init__.py").write_text("")
+    (root / "strategies" / "base.py").write_text("")
+    (root / "bench" / "plan.py").write_text(plan)
+    return root
+
+
+def test_a_planted_type_error_in_a_strict_module_fails_the_check(tmp_path):
+    project = small_project(tmp_path / "project", PLANTED)
+    result = typecheck.run(project, tmp_path / "tree")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "ttsload/bench/plan.py:2: error: Incompatible return value type" in result.stdout, result.stdout
+
+
+def test_strictness_reaches_the_mapped_modules(tmp_path):
+    """An unannotated function is an error only under strict: the override reaches `ttsload.bench.plan`."""
+    project = small_project(tmp_path / "project", "def untyped(n):\n    return n\n")
+    result = typecheck.run(project, tmp_path / "tree")
+    assert "ttsload/bench/plan.py:1: error: Function is missing a type annotation" in result.stdout, result.stdout
+
+
+def test_errors_name_the_repository_folder_not_the_link():
+    tree = ".mypy_cache/installed-layout/ttsload/"
+    text = f"{tree}bench/plan.py:3: error: x\n{tree}cli/run.py:1: error: y\n{tree}strategies/base.py:2: note: z\n"
+    assert typecheck.unlink_paths(text, tree).splitlines() == [
+        "bench/plan.py:3: error: x", "src/ttsload/cli/run.py:1: error: y", "strategies/base.py:2: note: z"]
