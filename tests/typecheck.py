@@ -56,11 +56,12 @@ def relink(link: Path, source: Path) -> None:
 
 
 def strict_modules(root: Path) -> list[str]:
-    """mypy's selection of the strict modules: `-p PACKAGE` for `PACKAGE.*`, `-m MODULE` otherwise."""
+    """mypy's selection of the strict modules: `--package=PACKAGE` for `PACKAGE.*`, `--module=MODULE` otherwise
+    (one argument each: `-m ttsload...` would read as starting ttsload to the unit tier's guard)."""
     overrides = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["mypy"]["overrides"]
     modules = [m for o in overrides if o.get("strict") for m in ([o["module"]] if isinstance(o["module"], str)
                                                                  else o["module"])]
-    return [arg for m in modules for arg in (("-p", m[:-2]) if m.endswith(".*") else ("-m", m))]
+    return [f"--package={m[:-2]}" if m.endswith(".*") else f"--module={m}" for m in modules]
 
 
 def run(root: Path = ROOT, tree: Path = TREE, extra: list[str] | None = None) -> subprocess.CompletedProcess[str]:
