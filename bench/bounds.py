@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
-from typing import Any
 
 MAX_SECONDS = 7 * 24 * 3600.0  # deadlines and timeouts: a week
 MAX_INTERVAL_S = 60.0  # memory sampling interval
@@ -28,11 +27,11 @@ MAX_BODY_BYTES = 64 << 20  # http request body
 MAX_SEED = 2**63  # seeds stay 64-bit integers (the results' CSV and JSON readers hold them exactly)
 
 
-def whole(value: Any, minimum: int, maximum: int) -> bool:
+def whole(value: object, minimum: int, maximum: int) -> bool:  # value: untrusted input
     return isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= maximum
 
 
-def real(value: Any, minimum: float, maximum: float, above: bool = False) -> bool:
+def real(value: object, minimum: float, maximum: float, above: bool = False) -> bool:
     """A finite int or float in [minimum, maximum] (or (minimum, maximum] when `above`)."""
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         return False

@@ -35,7 +35,7 @@ def package_root() -> Path:
     return Path(ttsload.__file__).resolve().parent.parent
 
 
-def spec_fd(data: Any) -> int:
+def spec_fd(data: dict[str, Any]) -> int:
     """A descriptor of an anonymous file holding `data` as JSON, for a child to read (pass_fds) at start.
 
     A spec (the request texts included) is unbounded, and Linux caps one argv string at 128 KiB: a spec

@@ -113,7 +113,7 @@ def write_new(path: Path, data: bytes) -> None:
         handle.write(data)
 
 
-def csv_cell(value: Any) -> Any:
+def csv_cell(value: object) -> object:  # a row field of any type; only text is changed
     """A value as a CSV cell a spreadsheet will not run: text that starts a formula gets a leading quote
     (a signed number written as text, `-1.5` or `+12 %`, or a lone `-` for missing, is left as it is)."""
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") and not _SIGNED.fullmatch(value):

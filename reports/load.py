@@ -8,6 +8,7 @@ cells that were planned but have no cell record yet are listed as
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from itertools import product
@@ -143,12 +144,12 @@ def _samples(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]
     return _frame(rows, columns), _frame(per_process, ["cell", "t_rel", "steady", "pid", "pss_mb", "uss_mb"])
 
 
-def _mib(reading: dict[str, Any], keys: Any) -> dict[str, float]:
+def _mib(reading: dict[str, Any], keys: Iterable[str]) -> dict[str, float]:
     """Byte counts as MiB columns; a value that is not a number (missing, NaN read as None) is left out."""
     return {f"{k}_mb": reading[k] / MB for k in keys if _is_number(reading.get(k))}
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: object) -> bool:  # a value read from a results file: anything
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -167,7 +168,9 @@ def _planned_cells(options: dict[str, Any]) -> list[str]:
             for model, strategy in product(models, strategies)]
 
 
-def _is_cell_id(value: Any) -> bool:
+def _is_cell_id(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
     try:
         CellKey.parse(value)
     except (ValueError, AttributeError):

@@ -24,7 +24,13 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from ttsload.strategies.base import ModelFiles
 
 ARTIFACT_FILE = "inference.safetensors"
 ROLE = "artifact"  # ModelFiles.extras role of the artifact's weights; its manifest section is meta["artifact"]
@@ -67,11 +73,13 @@ def _patched() -> Iterator[None]:
 
     register, remove = parametrize.register_parametrization, parametrize.remove_parametrizations
 
-    def skip_register(module: Any, *args: Any, **kwargs: Any) -> Any:
+    # The signatures of torch.nn.utils.parametrize's register_parametrization and remove_parametrizations.
+    def skip_register(module: nn.Module, tensor_name: str, parametrization: nn.Module, *,
+                      unsafe: bool = False) -> nn.Module:
         return module
 
-    def tolerant_remove(module: Any, name: str, *args: Any, **kwargs: Any) -> Any:
-        return remove(module, name, *args, **kwargs) if parametrize.is_parametrized(module, name) else module
+    def tolerant_remove(module: nn.Module, name: str, leave_parametrized: bool = True) -> nn.Module:
+        return remove(module, name, leave_parametrized) if parametrize.is_parametrized(module, name) else module
 
     bound = [vars(m) for m in list(sys.modules.values())
              if m is not None and vars(m).get("remove_parametrizations") is remove]
@@ -86,7 +94,7 @@ def _patched() -> Iterator[None]:
             namespace["remove_parametrizations"] = remove
 
 
-def fold_parametrizations(module: Any) -> int:
+def fold_parametrizations(module: nn.Module) -> int:
     """Replace every parametrization (and old-style weight-norm hook) by its current value; return how many."""
     import torch
     from torch.nn.utils import parametrize
@@ -104,7 +112,7 @@ def fold_parametrizations(module: Any) -> int:
     return folded
 
 
-def drop_training_only(module: Any, names: list[str] | None = None) -> list[str]:
+def drop_training_only(module: nn.Module, names: list[str] | None = None) -> list[str]:
     """Delete the root's training-only submodules (dotted `names`, else TRAINING_ONLY by class); return those
     dropped (absent ones are skipped: a VITS without stochastic duration predictor has no post_* modules)."""
     wanted = names if names is not None else TRAINING_ONLY.get(type(module).__name__, ())
@@ -151,7 +159,7 @@ def write_aligned(state: dict[str, Any], path: Path, metadata: dict[str, str] | 
     return padding
 
 
-def _tensor_bytes(tensor: Any) -> bytes:
+def _tensor_bytes(tensor: torch.Tensor) -> bytes:
     import torch
 
     flat = tensor.detach().contiguous().cpu().reshape(-1)
@@ -160,7 +168,7 @@ def _tensor_bytes(tensor: Any) -> bytes:
     return flat.numpy().tobytes()
 
 
-def assign_strict(module: Any, state: dict[str, Any]) -> None:
+def assign_strict(module: nn.Module, state: dict[str, Any]) -> None:
     """`load_state_dict(state, strict=True, assign=True)` in one pass over the keys.
 
     torch's version visits every module and scans every key for its prefix (modules x keys string
@@ -228,7 +236,7 @@ def read(path: Path) -> tuple[dict[str, Any], int]:
     return state, realigned
 
 
-def section(files: Any) -> dict[str, Any]:
+def section(files: ModelFiles) -> dict[str, Any]:
     """The artifact section of a model's manifest (what was folded and dropped), or a one-line error."""
     from ttsload.strategies.base import StrategyError
 

@@ -18,7 +18,7 @@ folds the weight-norm arithmetic into constants when it optimises the graph).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ttsload.strategies import artifact
 from ttsload.strategies.base import Loader, ModelFiles
@@ -28,6 +28,12 @@ from ttsload.strategies.families.pipeline import model as pipeline
 from ttsload.strategies.families.pipeline.loaders import PipelineLoader
 from ttsload.strategies.families.xtts import model as xtts
 from ttsload.strategies.families.xtts.loaders import XttsLoader
+
+if TYPE_CHECKING:
+    from torch import nn
+    from TTS.tts.models.base_tts import BaseTTS
+
+ModuleT = TypeVar("ModuleT", bound="nn.Module")  # prepare() hands back the module it was given
 
 SUMMARY = ("inference artifact (`ttsload models export`): init skipped, weight norm folded in the file and never "
            "registered, training-only modules dropped, aligned safetensors mapped and assigned strictly")
@@ -41,7 +47,7 @@ class ArtifactFacts:
     maps_checkpoint = True
     facts: dict[str, Any]
 
-    def prepare(self, module: Any, names: list[str]) -> Any:
+    def prepare(self, module: ModuleT, names: list[str]) -> ModuleT:
         """The inference-only tree: the training-only modules the manifest names dropped (a parametrization
         left by other means makes the strict load fail, naming its keys)."""
         self.facts["dropped"] = [*self.facts.get("dropped", []), *artifact.drop_training_only(module, names)]
@@ -59,21 +65,21 @@ class CoquiArtifactLoader(ArtifactFacts, CoquiLoader):
         artifact.section(files)
         return [files.extras[artifact.ROLE]]
 
-    def construct(self, files: ModelFiles) -> Any:
+    def construct(self, files: ModelFiles) -> BaseTTS:
         self.facts = {}
         with artifact.without_parametrizations():
             model = super().construct(files)
         return self.prepare(model, artifact.section(files).get("dropped", []))
 
-    def fill(self, model: Any, files: ModelFiles) -> Any:
+    def fill(self, model: BaseTTS, files: ModelFiles) -> BaseTTS:
         artifact.assign_strict(model, self.read_artifact(files))
         return coqui.finish_for_inference(model)
 
-    def convert(self, model: Any) -> dict[str, Any]:
+    def convert(self, model: BaseTTS) -> dict[str, Any]:
         return dict(self.facts)
 
     @staticmethod
-    def inference_state(loaded: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    def inference_state(loaded: coqui.CoquiModel) -> tuple[dict[str, Any], dict[str, Any]]:
         module = loaded.model
         folded = artifact.fold_parametrizations(module)
         dropped = artifact.drop_training_only(module)
@@ -140,7 +146,7 @@ class XttsArtifactLoader(ArtifactFacts, XttsLoader):
         return self.read_artifact(files)
 
     @staticmethod
-    def inference_state(loaded: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    def inference_state(loaded: coqui.CoquiModel) -> tuple[dict[str, Any], dict[str, Any]]:
         module = loaded.model
         folded = artifact.fold_parametrizations(module)
         dropped = artifact.drop_training_only(module)

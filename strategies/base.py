@@ -14,10 +14,10 @@ import ctypes
 import os
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 # Defined in audio.py (no torch, no contracts), re-exported here beside the contracts that use them.
 from ttsload.strategies.audio import STREAM_KINDS as STREAM_KINDS
@@ -38,10 +38,11 @@ class Hook(Protocol):
     from another process, so the harness keeps the time it really happened.
     """
 
-    def __call__(self, event: str, t: float | None = None, **fields: Any) -> None: ...
+    # Fields are written to the event log as they are (numbers, strings, dicts of them): the hook reads none.
+    def __call__(self, event: str, t: float | None = None, **fields: object) -> None: ...
 
 
-def null_hook(event: str, t: float | None = None, **fields: Any) -> None:
+def null_hook(event: str, t: float | None = None, **fields: object) -> None:
     """A hook for callers that do not measure (tests, library use)."""
 
 
@@ -202,7 +203,22 @@ def after_request() -> bool:
     return malloc_trim() if due else False
 
 
-def tensor_facts(module: Any) -> dict[str, Any]:
+class Tensor(Protocol):
+    """What tensor_facts reads of a parameter (a torch tensor has it; base.py imports no torch)."""
+
+    dtype: object
+
+    def numel(self) -> int: ...
+
+
+@runtime_checkable
+class HasParameters(Protocol):
+    """A model whose weights are parameters: a torch module."""
+
+    def parameters(self) -> Iterable[Tensor]: ...
+
+
+def tensor_facts(module: HasParameters) -> dict[str, Any]:
     """Parameter count and dtype mix of a torch module (buffers left out: they are not weights)."""
     dtypes: dict[str, int] = {}
     for parameter in module.parameters():
@@ -252,7 +268,10 @@ class Loader(abc.ABC):
         """Verify, construct and fill a model, emitting the phase events."""
 
 
-class PhasedLoader(Loader):
+Model = TypeVar("Model")  # what a loader's construct() builds and fill() fills: a torch module for most families
+
+
+class PhasedLoader(Loader, Generic[Model]):
     """The phase template: verify (sha256) → construct → fill → convert, one event after each.
 
     Subclasses implement `construct` and `fill`, and `ready` to wrap the filled model; `weight_files`
@@ -287,7 +306,7 @@ class PhasedLoader(Loader):
         side_files.check(files)
         return seen
 
-    def construct_phase(self, files: ModelFiles) -> Any:
+    def construct_phase(self, files: ModelFiles) -> Model:
         try:
             return self.construct(files)
         except StrategyError:
@@ -295,7 +314,7 @@ class PhasedLoader(Loader):
         except Exception as exc:
             raise StrategyError(f"cannot construct the model of {files.config}: {type(exc).__name__}: {exc}") from exc
 
-    def weights_phase(self, model: Any, files: ModelFiles) -> Any:
+    def weights_phase(self, model: Model, files: ModelFiles) -> Model:
         try:
             return self.fill(model, files)
         except StrategyError:
@@ -305,30 +324,33 @@ class PhasedLoader(Loader):
 
             raise StrategyError(load_errors.describe(self.weight_files(files)[0], exc)) from exc
 
-    def convert_phase(self, model: Any) -> dict[str, Any]:
+    def convert_phase(self, model: Model) -> dict[str, Any]:
         return self.convert(model)
 
     @abc.abstractmethod
-    def construct(self, files: ModelFiles) -> Any:
+    def construct(self, files: ModelFiles) -> Model:
         """Build the model object (no weights read yet)."""
 
     @abc.abstractmethod
-    def fill(self, model: Any, files: ModelFiles) -> Any:
+    def fill(self, model: Model, files: ModelFiles) -> Model:
         """Put the checkpoint's weights into the model; return the model ready for inference."""
 
     @abc.abstractmethod
-    def ready(self, model: Any, files: ModelFiles, info: dict[str, Any]) -> LoadedModel:
+    def ready(self, model: Model, files: ModelFiles, info: dict[str, Any]) -> LoadedModel:
         """Wrap the filled model as a LoadedModel."""
 
     def construct_facts(self) -> dict[str, Any]:
         """Fields of the construct_done event (e.g. how the model was constructed)."""
         return {}
 
-    def describe(self, model: Any) -> dict[str, Any]:
-        """Parameter count and dtype mix of the filled model (torch modules by default)."""
+    def describe(self, model: Model) -> dict[str, Any]:
+        """Parameter count and dtype mix of the filled model (torch modules by default; a family whose model
+        has no parameters() overrides this)."""
+        if not isinstance(model, HasParameters):
+            raise TypeError(f"{type(self).__name__}.describe: a {type(model).__name__} has no parameters()")
         return tensor_facts(model)
 
-    def convert(self, model: Any) -> dict[str, Any]:
+    def convert(self, model: Model) -> dict[str, Any]:
         """Post-load conversion (precision); returns facts for the results."""
         return {}
 

@@ -18,22 +18,31 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
 
 from ttsload.strategies import pipe_stream
 from ttsload.strategies.base import Audio, AudioStream, Hook, ModelFiles, StrategyError, malloc_trim
-from ttsload.strategies.pipe_stream import Served
+from ttsload.strategies.pipe_stream import Pipe, Served
+
+if TYPE_CHECKING:
+    from ttsload.strategies.base import Topology
+
+
+Synthesize = Callable[[str, int], Audio]  # (text, seed) -> audio
+Build = Callable[[ModelFiles, Hook, "int | None"], "Topology"]  # (files, hook, threads) -> a topology to start
+ServeWith = Callable[[Hook], "Served | Synthesize | None"]  # a forked child's set-up: (hook) -> how it serves
 
 
 class LockedConn:
     """A pipe end two threads may send on (the serve loop and the heartbeat), one message at a time."""
 
-    def __init__(self, conn: Any):
+    def __init__(self, conn: Pipe):
         self.conn, self._lock = conn, threading.Lock()
 
-    def send(self, message: Any) -> None:
+    def send(self, obj: object) -> None:
         with self._lock:
-            self.conn.send(message)
+            self.conn.send(obj)
 
     def recv(self) -> Any:
         return self.conn.recv()
@@ -58,7 +67,7 @@ def start_heartbeat(conn: LockedConn, liveness_s: float | None) -> None:
     threading.Thread(target=beat, name="ttsload-heartbeat", daemon=True).start()
 
 
-def serve_loop(served: Served | Callable[[str, int], Audio], conn: Any, trim: Any = malloc_trim) -> None:
+def serve_loop(served: Served | Synthesize, conn: Pipe, trim: Callable[[], bool] = malloc_trim) -> None:
     """Answer tasks until told to stop; `served` (or a bare `synthesize(text, seed) -> Audio`) makes the
     audio, `trim()` frees retained heap."""
     if not isinstance(served, Served):
@@ -83,10 +92,10 @@ def serve_loop(served: Served | Callable[[str, int], Audio], conn: Any, trim: An
             conn.send(("error", request_id, f"{type(exc).__name__}: {exc}"))
 
 
-def pipe_hook(conn: Any, worker: int | None = None) -> Hook:
+def pipe_hook(conn: Pipe, worker: int | None = None) -> Hook:
     """A hook that sends events to the parent, stamped with this process's pid and time."""
 
-    def hook(event: str, t: float | None = None, **fields: Any) -> None:
+    def hook(event: str, t: float | None = None, **fields: object) -> None:
         fields.setdefault("pid", os.getpid())
         if worker is not None:
             fields.setdefault("worker", worker)
@@ -95,14 +104,14 @@ def pipe_hook(conn: Any, worker: int | None = None) -> Hook:
     return hook
 
 
-def serve_topology(build: Any, files_json: dict[str, Any], threads: int | None, conn: Any,
+def serve_topology(build: Build, files_json: dict[str, Any], threads: int | None, pipe: Connection,
                    worker: int | None = None, liveness_s: float | None = None) -> None:
     """Body of a spawned host: `build(files, hook, threads)` makes a topology; start it and serve.
 
     `build` reaches the child by pickle (a module-level function or class, found by its module path),
     so this module needs no registry of strategies.
     """
-    conn = LockedConn(conn)
+    conn = LockedConn(pipe)
     start_heartbeat(conn, liveness_s)  # beats while loading too; the parent checks them from readiness on
     hook = pipe_hook(conn, worker)
     try:
@@ -115,13 +124,13 @@ def serve_topology(build: Any, files_json: dict[str, Any], threads: int | None, 
     topology.close()
 
 
-def report_failure(conn: Any, exc: Exception) -> None:
+def report_failure(conn: Pipe, exc: Exception) -> None:
     """Tell the parent why this host could not start (its wait for "ready" raises the reason)."""
     reason = str(exc) if isinstance(exc, StrategyError) else f"{type(exc).__name__}: {exc}"
     conn.send(("failed", None, reason))
 
 
-def _child_setup(serve_with: Any, conn: Any, worker: int) -> Any:
+def _child_setup(serve_with: ServeWith, conn: Pipe, worker: int) -> Served | Synthesize | None:
     """Run a forked child's set-up; on failure tell the parent why and return None."""
     try:
         return serve_with(pipe_hook(conn, worker))
@@ -135,7 +144,8 @@ class PipeClient:
 
     poll_s = 0.5
 
-    def __init__(self, conn: Any, pid: int, hook: Hook, worker: int | None = None, liveness_s: float | None = None):
+    def __init__(self, conn: Connection, pid: int, hook: Hook, worker: int | None = None,
+                 liveness_s: float | None = None):
         self.conn, self.pid, self.hook, self.worker = conn, pid, hook, worker
         self.liveness_s = liveness_s
         self.last_request: int | None = None  # index of the last request it answered (set by its caller)
@@ -199,7 +209,7 @@ class PipeClient:
         raise StrategyError(f"worker {self.pid} hung: no heartbeat for {silent_s:.1f} s "
                             f"(liveness {self.liveness_s:g} s); killed")
 
-    def _send(self, message: Any) -> None:
+    def _send(self, message: tuple[object, ...]) -> None:
         try:
             self.conn.send(message)
         except OSError:
@@ -209,7 +219,7 @@ class PipeClient:
         request_id, self._next_id = self._next_id, self._next_id + 1
         return request_id
 
-    def send_message(self, message: Any) -> None:
+    def send_message(self, message: tuple[object, ...]) -> None:
         self._send(message)
 
     def synthesize(self, text: str, seed: int) -> Audio:
@@ -231,7 +241,7 @@ class PipeClient:
 class SpawnedHost(PipeClient):
     """A fresh interpreter (multiprocessing spawn) hosting a whole strategy."""
 
-    def __init__(self, build: Any, files: ModelFiles, hook: Hook, threads: int | None, worker: int | None = None,
+    def __init__(self, build: Build, files: ModelFiles, hook: Hook, threads: int | None, worker: int | None = None,
                  daemon: bool = True, liveness_s: float | None = None):
         import multiprocessing
 
@@ -273,7 +283,7 @@ class ForkedHost(PipeClient):
     `liveness_s`, the child then sends a heartbeat every liveness_s / 4 while it serves.
     """
 
-    def __init__(self, serve_with: Any, hook: Hook, worker: int, liveness_s: float | None = None):
+    def __init__(self, serve_with: ServeWith, hook: Hook, worker: int, liveness_s: float | None = None):
         import multiprocessing
 
         conn, child_conn = multiprocessing.Pipe(duplex=True)
@@ -330,7 +340,8 @@ class Dispatcher:
     does the request fail.
     """
 
-    def __init__(self, hosts: list[PipeClient], on_death: Any = None, on_retry: Any = None):
+    def __init__(self, hosts: list[PipeClient], on_death: Callable[[PipeClient], None] | None = None,
+                 on_retry: Callable[[PipeClient, str], None] | None = None):
         self.hosts: list[PipeClient] = []
         self.pending = 0  # replacements on their way: a request waits for one rather than fail
         self._idle: queue.Queue[PipeClient] = queue.Queue()

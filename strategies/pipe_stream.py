@@ -15,10 +15,54 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from ttsload.strategies.audio import Audio, AudioStream
 from ttsload.strategies.integrity import StrategyError
+
+
+class Pipe(Protocol):
+    """One end of the pipe between a host and its parent: a multiprocessing Connection, or a hosts.LockedConn
+    around one. Messages are the protocol's tuples (pickled, so any picklable value goes)."""
+
+    def send(self, obj: object) -> None: ...
+
+    def recv(self) -> Any: ...
+
+    def poll(self, timeout: float = ...) -> bool: ...
+
+
+class StreamClient(Protocol):
+    """The parent's side of one host as a stream needs it (hosts.PipeClient; this module imports no hosts)."""
+
+    stream_kind: str
+
+    def next_id(self) -> int: ...
+
+    def send_message(self, message: tuple[object, ...]) -> None: ...
+
+    def wait_for(self, kind: str, request_id: int | None) -> Any: ...
+
+    def wait_for_any(self, kinds: tuple[str, ...], request_id: int | None) -> tuple[str, Any]: ...
+
+
+class StreamHost(Protocol):
+    def alive(self) -> bool: ...
+
+    def synthesize_stream(self, text: str, seed: int) -> AudioStream: ...
+
+
+Host = TypeVar("Host", bound=StreamHost)
+
+
+class HostPool(Protocol[Host]):
+    """Idle hosts to take one from (hosts.Dispatcher): released when its stream ends, dropped when it died."""
+
+    def take(self) -> Host: ...
+
+    def release(self, host: Host) -> None: ...
+
+    def drop(self, host: Host, retry_reason: str | None = None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -39,14 +83,14 @@ class Served:
 class Pending:
     """Messages the child read while it streamed that were not its cancel: the serve loop handles them next."""
 
-    def __init__(self, conn: Any):
+    def __init__(self, conn: Pipe):
         self.conn, self.queue = conn, deque()  # type: ignore[var-annotated]
 
     def recv(self) -> Any:
         return self.queue.popleft() if self.queue else self.conn.recv()
 
 
-def serve_stream_task(stream: Callable[[str, int], AudioStream], conn: Any, pending: Pending,
+def serve_stream_task(stream: Callable[[str, int], AudioStream], conn: Pipe, pending: Pending,
                       request_id: int, text: str, seed: int) -> None:
     """The child's side of one ("stream", ...) task: send each chunk, stop early on ("cancel", request_id)."""
     sent, cancelled = 0, False
@@ -68,7 +112,7 @@ def serve_stream_task(stream: Callable[[str, int], AudioStream], conn: Any, pend
     conn.send(("end", request_id, {"kind": kind, "chunks": sent, "cancelled": cancelled}))
 
 
-def _cancel_asked(conn: Any, pending: Pending, request_id: int) -> bool:
+def _cancel_asked(conn: Pipe, pending: Pending, request_id: int) -> bool:
     """Read what arrived meanwhile (never blocking): True if it holds this request's cancel."""
     asked = False
     while conn.poll(0):
@@ -80,9 +124,9 @@ def _cancel_asked(conn: Any, pending: Pending, request_id: int) -> bool:
     return asked
 
 
-def client_stream(client: Any, text: str, seed: int) -> AudioStream:
+def client_stream(client: StreamClient, text: str, seed: int) -> AudioStream:
     """The parent's side: an AudioStream of the child's chunks; closing it early cancels the synthesis
-    and waits for the child to stop. `client` is a hosts.PipeClient (its `kind` from the ready message)."""
+    and waits for the child to stop. `client` is a hosts.PipeClient (its `stream_kind` from the ready message)."""
     request_id = client.next_id()
     client.send_message(("stream", request_id, text, seed))
 
@@ -107,7 +151,7 @@ def client_stream(client: Any, text: str, seed: int) -> AudioStream:
     return AudioStream(chunks(), client.stream_kind)
 
 
-def _cancel(client: Any, request_id: int) -> None:
+def _cancel(client: StreamClient, request_id: int) -> None:
     try:
         client.send_message(("cancel", request_id))
         client.wait_for("end", request_id)
@@ -115,7 +159,7 @@ def _cancel(client: Any, request_id: int) -> None:
         pass
 
 
-def dispatch_stream(dispatcher: Any, text: str, seed: int) -> AudioStream:
+def dispatch_stream(dispatcher: HostPool[Host], text: str, seed: int) -> AudioStream:
     """A hosts.Dispatcher's streamed request on the first idle host, which stays taken until the stream
     ends or is closed (a cancel waits for the host to stop). A host that dies before its first chunk is
     replaced as in `Dispatcher.serve`; once audio went out, its death fails the request."""
@@ -133,7 +177,7 @@ def dispatch_stream(dispatcher: Any, text: str, seed: int) -> AudioStream:
         return AudioStream(_held(dispatcher, host, stream, first), stream.kind)
 
 
-def _held(dispatcher: Any, host: Any, stream: AudioStream, first: Audio | None) -> Iterator[Audio]:
+def _held(dispatcher: HostPool[Host], host: Host, stream: AudioStream, first: Audio | None) -> Iterator[Audio]:
     """The stream's chunks; its host goes back to the pool once the stream has ended or was cancelled."""
     try:
         if first is not None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
-def _count(module: Any) -> int:
+def _count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def to_int8_dynamic(model: Any) -> dict[str, Any]:
+def to_int8_dynamic(model: nn.Module) -> dict[str, Any]:
     """Quantize Linear/LSTM/LSTMCell layers to int8 in place; report the fraction of parameters they held.
 
     transformers' GPT-2 `Conv1D` layers (XTTS's GPT) are Linear layers stored transposed, which
@@ -42,7 +46,7 @@ def to_int8_dynamic(model: Any) -> dict[str, Any]:
             "conv1d_to_linear": conv1d, "collected": gc.collect() if layers else 0}
 
 
-def conv1d_to_linear(model: Any) -> int:
+def conv1d_to_linear(model: nn.Module) -> int:
     """Replace every transformers `Conv1D` by the nn.Linear that computes the same (weight transposed).
 
     Conv1D computes addmm(bias, x, W) with W stored [in, out]; nn.Linear stores [out, in]. A module
@@ -70,7 +74,7 @@ def conv1d_to_linear(model: Any) -> int:
     return len(done)
 
 
-def to_bf16(model: Any) -> dict[str, Any]:
+def to_bf16(model: nn.Module) -> dict[str, Any]:
     """Cast float parameters and buffers to bfloat16; outputs of `inference` go back to float32."""
     import torch
 
@@ -91,7 +95,7 @@ def to_bf16(model: Any) -> dict[str, Any]:
     return {"bf16_fraction": (before - after) / total if total else 0.0}
 
 
-def _return_float32(model: Any) -> None:
+def _return_float32(model: nn.Module) -> None:
     """Wrap `model.inference` so floating outputs come back as float32 (numpy has no bf16).
 
     Models without an `inference` method (Kokoro's KModel) cast their own output in `synthesize`.
@@ -102,7 +106,7 @@ def _return_float32(model: Any) -> None:
     if inner is None:
         return
 
-    def to_float(value: Any) -> Any:
+    def to_float(value: object) -> object:  # any output structure: tensors inside are found by isinstance
         if isinstance(value, torch.Tensor) and value.is_floating_point():
             return value.float()
         if isinstance(value, dict):
@@ -117,7 +121,7 @@ def _return_float32(model: Any) -> None:
     model.inference = inference
 
 
-def _wrap_float32_islands(model: Any) -> None:
+def _wrap_float32_islands(model: nn.Module) -> None:
     """Dynamic-quantized layers take float32 input: cast around them if the rest turns bf16."""
     import torch
     from torch import nn
@@ -129,7 +133,7 @@ def _wrap_float32_islands(model: Any) -> None:
             super().__init__()
             self.inner = inner
 
-        def forward(self, *args: Any) -> Any:
+        def forward(self, *args: object) -> object:  # tensors, or tuples of them (an LSTM state)
             dtypes = {a.dtype for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()}
             out = self.inner(*(_cast_floats(a, torch.float32) for a in args))
             return _cast_floats(out, dtypes.pop() if len(dtypes) == 1 else torch.float32)
@@ -141,7 +145,7 @@ def _wrap_float32_islands(model: Any) -> None:
                 setattr(parent, child_name, Float32Island(child))
 
 
-def _cast_floats(value: Any, dtype: Any) -> Any:
+def _cast_floats(value: object, dtype: torch.dtype) -> object:
     """Floating tensors, also inside tuples (an LSTMCell's (h, c) state), cast to `dtype`."""
     import torch
 

@@ -15,10 +15,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ttsload.strategies.base import Audio, Hook, LoadedModel, Loader, ModelFiles, StrategyError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+Result = TypeVar("Result")  # what cuda_to_cpu's call returns, on either device
 
 
 def _positive_int(text: str) -> int:
@@ -155,7 +161,7 @@ def wrap(loader: Loader, option_map: dict[str, Any], fallback: Loader | None = N
                           float(option_map.get("backoff", DEFAULT_BACKOFF_S)), fallback)
 
 
-def cuda_to_cpu(module: Any, call: Any, hook: Hook) -> Any:
+def cuda_to_cpu(module: nn.Module, call: Callable[[], Result], hook: Hook) -> Result:
     """Run `call()` on a CUDA module; on CUDA out-of-memory move the module to the CPU and run it again.
 
     The seed document's GPU → CPU fallback: the same `fallback` idea, for a device instead of a loader.

@@ -56,7 +56,7 @@ def kind_of(key: str) -> str:
     return OPENED.get(key) or OPENED.get(key.rsplit(".", 1)[-1], "bytes")
 
 
-def _walk(data: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
+def _walk(data: object, prefix: str = "") -> Iterator[tuple[str, str]]:  # parsed JSON: any shape
     """(dotted key, string value) of every path-like key, list values included (`d_vector_file` may be a list)."""
     if isinstance(data, dict):
         for key, value in data.items():
@@ -72,7 +72,7 @@ def _walk(data: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
             yield from _walk(item, f"{prefix}{index}.")
 
 
-def named_files(config: Path, data: Any) -> list[tuple[str, Path]]:
+def named_files(config: Path, data: object) -> list[tuple[str, Path]]:
     """(config key, path) of every file the config names that is part of the model; URLs refused."""
     found = []
     for key, value in _walk(data):

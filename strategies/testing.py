@@ -11,10 +11,13 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
-from ttsload.strategies.base import Loader, ModelFiles, UnknownStrategy
+from ttsload.strategies.base import Audio, Hook, LoadedModel, Loader, ModelFiles, UnknownStrategy
 from ttsload.strategies.families.coqui.loaders import EagerLoader
+
+if TYPE_CHECKING:
+    from TTS.tts.models.base_tts import BaseTTS
 
 
 class SlowEagerLoader(EagerLoader):
@@ -23,7 +26,7 @@ class SlowEagerLoader(EagerLoader):
     name = "slow-eager"
     summary = "TEST ONLY: eager + a fixed sleep while loading weights"
 
-    def fill(self, model: Any, files: ModelFiles) -> Any:
+    def fill(self, model: BaseTTS, files: ModelFiles) -> BaseTTS:
         time.sleep(float(os.environ.get("TTSLOAD_TEST_SLEEP_S", "2")))
         return super().fill(model, files)
 
@@ -34,7 +37,7 @@ class CopyEagerLoader(EagerLoader):
     name = "copy-eager"
     summary = "TEST ONLY: eager + one extra copy of the weights kept alive"
 
-    def fill(self, model: Any, files: ModelFiles) -> Any:
+    def fill(self, model: BaseTTS, files: ModelFiles) -> BaseTTS:
         import torch
 
         model = super().fill(model, files)
@@ -53,7 +56,7 @@ class HangEagerLoader(EagerLoader):
     name = "hang-eager"
     summary = "TEST ONLY: constructs the model, then blocks forever in the weights phase"
 
-    def fill(self, model: Any, files: Any) -> Any:
+    def fill(self, model: BaseTTS, files: ModelFiles) -> BaseTTS:
         threading.Event().wait()  # blocks in Python, so a stack dump shows exactly where
         return model
 
@@ -64,13 +67,13 @@ class LeakEagerLoader(EagerLoader):
     name = "leak-eager"
     summary = "TEST ONLY: eager + a fixed amount of memory kept per request (a real leak)"
 
-    def load(self, files: ModelFiles, hook: Any) -> Any:
+    def load(self, files: ModelFiles, hook: Hook) -> LoadedModel:
         loaded = super().load(files, hook)
         size = int(float(os.environ.get("TTSLOAD_TEST_LEAK_KB", "64")) * 1024)
         kept: list[bytes] = []
         synthesize = loaded.synthesize
 
-        def leaking(text: str, seed: int) -> Any:
+        def leaking(text: str, seed: int) -> Audio:
             kept.append(b"\x01" * size)  # written bytes: resident, not a lazily mapped zero page
             return synthesize(text, seed)
 
@@ -88,7 +91,7 @@ class CpuEagerLoader(EagerLoader):
     name = "cpu-eager"
     summary = "TEST ONLY: eager + busy CPU work worth a fixed fraction of the weights phase's CPU time"
 
-    def fill(self, model: Any, files: ModelFiles) -> Any:
+    def fill(self, model: BaseTTS, files: ModelFiles) -> BaseTTS:
         start = time.process_time()
         model = super().fill(model, files)
         until = time.process_time() + (time.process_time() - start) * float(
@@ -105,7 +108,7 @@ class AnonEagerLoader(EagerLoader):
     name = "anon-eager"
     summary = "TEST ONLY: eager + extra anonymous memory worth a fixed fraction of the loaded process's"
 
-    def fill(self, model: Any, files: ModelFiles) -> Any:
+    def fill(self, model: BaseTTS, files: ModelFiles) -> BaseTTS:
         model = super().fill(model, files)
         size = int(_pss_anon_bytes() * float(os.environ.get("TTSLOAD_TEST_ANON_PCT", "10")) / 100)
         object.__setattr__(model, "_ttsload_planted_anon", b"\x01" * size)  # written: resident
@@ -127,7 +130,7 @@ class HogEagerLoader(EagerLoader):
     name = "hog-eager"
     summary = "TEST ONLY: eager + a fixed amount of written memory kept with the model (a heavy loader)"
 
-    def fill(self, model: Any, files: ModelFiles) -> Any:
+    def fill(self, model: BaseTTS, files: ModelFiles) -> BaseTTS:
         model = super().fill(model, files)
         size = int(float(os.environ.get("TTSLOAD_TEST_HOG_MB", "600")) * 2**20)
         object.__setattr__(model, "_ttsload_planted_hog", bytearray(b"\x01") * size)  # written: resident

@@ -10,6 +10,7 @@ A URL with a path is taken as the endpoint itself; a bare `http://host:port` get
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,7 +51,7 @@ class Api:
         return {"model": self.model, "input": text, "voice": self.voice, "response_format": self.response_format,
                 "stream": self.stream}
 
-    def counter(self, headers: Any) -> AudioCounter:
+    def counter(self, headers: Mapping[str, str]) -> AudioCounter:
         """The audio reader for one response, given its headers; NotAudio if they already say it is not audio."""
         kind = headers.get("content-type", "").split(";")[0].strip().lower()
         if kind.startswith(NOT_AUDIO_TYPES):

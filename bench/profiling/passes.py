@@ -21,6 +21,7 @@ from ttsload.bench.harness import runner
 from ttsload.bench.profiling import memray_pass as profile_memray
 from ttsload.bench.profiling import pyspy_pass as profile_pyspy
 from ttsload.bench.profiling.job import ProfilePass
+from ttsload.bench.results import ResultStore
 from ttsload.strategies.base import ModelFiles
 from ttsload.strategies.registry import StrategySpec
 
@@ -79,7 +80,7 @@ def profile_cell(tool: str, spec: StrategySpec, model: ModelFiles, scenario: str
 
 
 def profile_cells(tools: list[str], specs: list[StrategySpec], models: list[ModelFiles], scenario: str, out: Path,
-                  run_id: str, options: runner.CellOptions, store: Any,
+                  run_id: str, options: runner.CellOptions, store: ResultStore,
                   on_record: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
     """Every (tool, strategy, model) pass one after another; each record is stored as it ends.
 

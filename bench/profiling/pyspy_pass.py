@@ -13,12 +13,15 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ttsload.bench.errors import ProfilerUnavailable
 from ttsload.bench.harness.probes import tree_pids
 from ttsload.bench.profiling import coldstart
 from ttsload.bench.profiling.job import ProfilePass
+
+if TYPE_CHECKING:
+    from ttsload.bench.cells import CellOutcome
 
 NAME = "py-spy"
 INSTALL = "pip install py-spy"
@@ -115,6 +118,6 @@ def profile(job: ProfilePass) -> dict[str, Any]:
             "under_profiler_cold_start_s": cold_starts}
 
 
-def _cold_start(outcome: Any) -> float | None:
+def _cold_start(outcome: CellOutcome) -> float | None:
     first = next((e["t"] for e in outcome.events if e["event"] == "first_audio"), None)
     return round(first - outcome.t0, 3) if first is not None else None

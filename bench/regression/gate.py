@@ -99,11 +99,11 @@ def rules_for(baseline: ResultSet, spec: str = DEFAULT_SPEC) -> tuple[list[Rule]
                    f"runs, {study.get('source', '?')}) for {', '.join(used)}; fallbacks for the rest")
 
 
-def _mapping(value: Any) -> dict[str, Any]:
+def _mapping(value: object) -> dict[str, Any]:  # a section of a baseline file: anything
     return value if isinstance(value, dict) else {}
 
 
-def _threshold_value(value: Any) -> float:
+def _threshold_value(value: object) -> float:
     """A stored threshold; anything but a real number is NaN, so its checks are COULD NOT JUDGE, never passed."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 

@@ -23,6 +23,7 @@ estimate one cell's spread too roughly to trust alone.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -140,7 +141,7 @@ def study(result: ResultSet, metrics: list[str] | None = None, baseline_n: int =
             "thresholds_by_model": by_model, "cells": cells}
 
 
-def _worst(cells: Any, metric: str) -> dict[str, Any] | None:
+def _worst(cells: Iterable[dict[str, Any]], metric: str) -> dict[str, Any] | None:
     """One metric over some cells: CV median and max, and the worst cell's threshold and detectable change."""
     found = [c[metric] for c in cells if metric in c and c[metric]["cv_pct"] is not None]
     if not found:

@@ -151,7 +151,7 @@ def save(folder: Path, name: str, directory: Path = Path("baselines")) -> Path:
     return target
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: object) -> bool:  # a field of a results line: anything
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 

@@ -34,7 +34,7 @@ def _number(maximum: float, positive: bool = True) -> tuple[Check, str]:
             f"a finite number {'>' if positive else '>='} 0 and <= {maximum:g}")
 
 
-def _choice(*options: Any) -> tuple[Check, str]:
+def _choice(*options: str) -> tuple[Check, str]:
     return (lambda v: v in options), "one of " + ", ".join(repr(o) for o in options)
 
 
@@ -116,7 +116,7 @@ def validate(data: dict[str, Any], path: Path) -> dict[str, Any]:
     return data
 
 
-def _check(rule: tuple[Check, str], value: Any, key: str, fail: Callable[[str, str], ScenarioError]) -> None:
+def _check(rule: tuple[Check, str], value: object, key: str, fail: Callable[[str, str], ScenarioError]) -> None:
     check, what = rule
     if not check(value):
         raise fail(key, f"expected {what}, got {value!r}")
@@ -131,7 +131,7 @@ def _check_table(rules: dict[str, tuple[Check, str]], table: dict[str, Any], pre
         _check(rules[key], value, f"{prefix}.{key}", fail)
 
 
-def _check_phases(phases: Any, fail: Callable[[str, str], ScenarioError]) -> None:
+def _check_phases(phases: object, fail: Callable[[str, str], ScenarioError]) -> None:
     if not isinstance(phases, list) or not phases:
         raise fail("phase", "expected one or more [[phase]] tables")
     for number, phase in enumerate(phases):

@@ -24,10 +24,17 @@ import gc
 import json
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ttsload.bench.http_limits import HttpLimits
 from ttsload.bench.procs import die_with_parent
+
+if TYPE_CHECKING:  # the server's imports stay inside the functions that run in it
+    from flask import Flask
+    from gunicorn.arbiter import Arbiter
+    from gunicorn.workers.base import Worker
+
+    from ttsload.strategies.base import Audio, LoadedModel
 from ttsload.bench.serving.guard import Admission, Rejected, check_content_type, parse_tts
 
 ENV = "TTSLOAD_HTTP"
@@ -48,13 +55,13 @@ def _write_line(fd: int, record: dict[str, Any]) -> None:
     os.write(fd, line)
 
 
-def fd_hook(event: str, t: float | None = None, **fields: Any) -> None:
+def fd_hook(event: str, t: float | None = None, **fields: object) -> None:
     """The Hook strategies call inside server processes: same JSON lines as bench.cell.EventPipe."""
     fields.setdefault("pid", os.getpid())
     _write_line(settings()["events_fd"], {"event": event, "t": t if t is not None else time.monotonic(), **fields})
 
 
-def _status(**record: Any) -> None:
+def _status(**record: object) -> None:  # written as JSON as it is
     """Tell the cell (not the runner) about readiness or a failure to start."""
     _write_line(settings()["status_fd"], {"pid": os.getpid(), **record})
 
@@ -62,10 +69,10 @@ def _status(**record: Any) -> None:
 class _Preloaded:
     """A resident model loaded in the master before fork; workers only synthesize with it."""
 
-    def __init__(self, model: Any):
+    def __init__(self, model: LoadedModel):
         self.model = model
 
-    def synthesize(self, text: str, seed: int) -> Any:
+    def synthesize(self, text: str, seed: int) -> Audio:
         from ttsload.strategies.base import serve_request
 
         return serve_request(self.model, text, seed)
@@ -121,7 +128,7 @@ def create_app() -> Any:
     return app
 
 
-def _routes(app: Any, limits: HttpLimits, admission: Admission) -> None:
+def _routes(app: Flask, limits: HttpLimits, admission: Admission) -> None:
     """GET /ready and POST /tts; every refusal is JSON {"error": ...}. A body left unread (413, 415) is
     gunicorn's to drop (27 drains at most 64 KiB of it, else closes the connection)."""
     from flask import Response, jsonify, request
@@ -184,7 +191,7 @@ if ENV in os.environ and os.getppid() == settings().get("parent_pid"):
     die_with_parent(settings()["parent_pid"])
 
 
-def post_fork(server: Any, worker: Any) -> None:
+def post_fork(server: Arbiter, worker: Worker) -> None:
     """In each worker, right after the fork: it dies with its master, and sets its own torch thread count
     (the master ran with one)."""
     die_with_parent(worker.ppid)
@@ -193,7 +200,7 @@ def post_fork(server: Any, worker: Any) -> None:
         _state["loader"].set_threads(_state["child_threads"])
 
 
-def post_worker_init(worker: Any) -> None:
+def post_worker_init(worker: Worker) -> None:
     """The app is loaded in this worker (or inherited from the master): it is ready to serve."""
     fd_hook("worker_ready", worker_pid=os.getpid(), worker=worker.age)
     _status(ready=os.getpid(), worker=worker.age)

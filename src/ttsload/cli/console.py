@@ -94,7 +94,7 @@ def phase_table(phases: list[dict[str, Any]]) -> Table:
     return table
 
 
-def _fmt(value: Any, fmt: str) -> str:
+def _fmt(value: float | str | None, fmt: str) -> str:
     number = _number(value)
     return fmt.format(number) if number is not None else "-"
 
@@ -114,7 +114,7 @@ def _db(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def _number(value: Any) -> float | None:
+def _number(value: float | str | None) -> float | None:
     try:
         return float(value) if value not in (None, "") else None
     except (TypeError, ValueError):

@@ -24,7 +24,7 @@ INVARIANTS = Path("baselines") / "invariants.toml"  # the committed file (bench/
 SEVERITY = (EXIT_FAILED, EXIT_UNJUDGED, EXIT_USAGE)
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("gate", help="compare a run with the baseline of its machine class and check the "
                                          "in-run invariants; exit 1 on a significant regression or a broken one")
     parser.add_argument("--current", type=Path, help="results folder or saved baseline .json (required unless --which)")

@@ -13,14 +13,17 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ttsload.bench.errors import UsageError
+
+if TYPE_CHECKING:
+    from ttsload.bench.regression.resultset import ResultSet
 
 GATE_REPEAT = 3  # what `nox -s gate` runs (noxfile.GATE_REPEAT)
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("noise", help="run one configuration k times (cells interleaved): per metric the CV and "
                                           "the smallest change the gate detects; optionally save it as a baseline")
     parser.add_argument("--from", dest="source", type=Path, metavar="DIR",
@@ -75,7 +78,7 @@ def default_name(environment: dict[str, Any]) -> str:
     return f"{'-'.join(words[:2]) or 'cpu'}-{print_.get('cores_logical')}cpu-{machine_class(print_)}"
 
 
-def save(result: Any, found: dict[str, Any], name: str, directory: Path) -> Path:
+def save(result: ResultSet, found: dict[str, Any], name: str, directory: Path) -> Path:
     """Write the run as `directory/NAME.json` with the study in it; refuse to overwrite another machine class's."""
     from ttsload.bench.regression import machines
 

@@ -10,14 +10,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ttsload.strategies import precision
 from ttsload.strategies.base import Loader, ModelFiles, PhasedLoader, StrategyError
 from ttsload.strategies.families.coqui import model as coqui
 
+if TYPE_CHECKING:
+    from torch import nn
+    from TTS.tts.models.base_tts import BaseTTS  # Coqui's model class: an nn.Module that keeps its .config
 
-class CoquiLoader(PhasedLoader):
+
+class CoquiLoader(PhasedLoader["BaseTTS"]):
     """The Coqui family on the public phase template: Coqui's config, construction modes and model class."""
 
     construct_mode: ClassVar[str] = "init"
@@ -25,14 +29,14 @@ class CoquiLoader(PhasedLoader):
     def import_runtime(self, threads: int | None) -> dict[str, Any]:
         return coqui.import_runtime(threads)
 
-    def construct(self, files: ModelFiles) -> Any:
+    def construct(self, files: ModelFiles) -> BaseTTS:
         config = coqui.load_coqui_config(files.config)
         return coqui.construct(config, self.construct_mode)  # Coqui models keep their config as .config
 
     def construct_facts(self) -> dict[str, Any]:
         return {"mode": self.construct_mode}
 
-    def ready(self, model: Any, files: ModelFiles, info: dict[str, Any]) -> coqui.CoquiModel:
+    def ready(self, model: BaseTTS, files: ModelFiles, info: dict[str, Any]) -> coqui.CoquiModel:
         return coqui.CoquiModel(model=model, config=model.config, info=info)
 
 
@@ -42,7 +46,7 @@ class EagerLoader(CoquiLoader):
     name = "eager"
     summary = "Coqui's load_checkpoint: random init, read whole file, copy into parameters"
 
-    def fill(self, model: Any, files: ModelFiles) -> Any:
+    def fill(self, model: BaseTTS, files: ModelFiles) -> BaseTTS:
         coqui.require_weights_only()
         model.load_checkpoint(model.config, str(files.checkpoint), eval=True)
         return model
@@ -56,7 +60,7 @@ class MmapLoader(CoquiLoader):
     construct_mode = "skip"
     maps_checkpoint = True
 
-    def fill(self, model: Any, files: ModelFiles) -> Any:
+    def fill(self, model: BaseTTS, files: ModelFiles) -> BaseTTS:
         state = coqui.read_state(files.checkpoint)
         model.load_state_dict(coqui.coqui_state_fixups(model, state), strict=True, assign=True)
         return coqui.finish_for_inference(model)
@@ -82,7 +86,7 @@ class SafetensorsLoader(CoquiLoader):
             raise StrategyError(f"model '{files.name}' has no safetensors file next to {files.checkpoint}")
         return [files.safetensors]
 
-    def fill(self, model: Any, files: ModelFiles) -> Any:
+    def fill(self, model: BaseTTS, files: ModelFiles) -> BaseTTS:
         from safetensors.torch import load_file
 
         state = load_file(str(files.safetensors), device="cpu")
@@ -93,10 +97,10 @@ class SafetensorsLoader(CoquiLoader):
 class Converting:
     """Mixin: a family's own load followed by precision conversions; each reports what it converted."""
 
-    conversions: ClassVar[tuple[Callable[[Any], dict[str, Any]], ...]] = ()
+    conversions: ClassVar[tuple[Callable[[nn.Module], dict[str, Any]], ...]] = ()
     exact = False
 
-    def convert(self, model: Any) -> dict[str, Any]:
+    def convert(self, model: nn.Module) -> dict[str, Any]:
         start = time.monotonic()
         info: dict[str, Any] = {}
         for conversion in self.conversions:
