@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import pandas as pd
 
@@ -127,21 +127,21 @@ def _capacity(s: dict[str, Any]) -> str:
     return f"{low:g} (misses at {high:g})" if _number(high) else f"≥ {low:g} (not reached)"
 
 
-def _number(value: Any) -> bool:
+def _number(value: object) -> TypeGuard[float]:  # a field of a results line: anything
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
 
 
-def _scaled(value: Any, factor: float) -> float | None:
+def _scaled(value: object, factor: float) -> float | None:
     return value * factor if _number(value) else None
 
 
-def _fmt(value: Any, pattern: str = "{:.3g}") -> str:
+def _fmt(value: object, pattern: str = "{:.3g}") -> str:
     return pattern.format(value) if _number(value) else "-"
 
 
-def _int(value: Any) -> str:
+def _int(value: object) -> str:
     return str(int(value)) if _number(value) else "-"
 
 
-def _cpu(value: Any) -> str:
+def _cpu(value: object) -> str:
     return _fmt(value, "{:.1%}") + (" (above 5 %)" if _number(value) and value > GENERATOR_CPU_GOAL else "")

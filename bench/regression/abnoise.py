@@ -109,6 +109,6 @@ def find(directory: Path, fingerprint: dict[str, Any]) -> tuple[Path | None, dic
     return path, {str(k): _number(v) for k, v in thresholds.items()} if isinstance(thresholds, dict) else {}
 
 
-def _number(value: Any) -> float:
+def _number(value: object) -> float:
     """A stored threshold; anything but a real number is NaN, so its checks are COULD NOT JUDGE."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan

@@ -128,7 +128,8 @@ def plot(found: dict[str, list[Point]], marks: dict[str, list[tuple[int, gate.Ch
         axes.errorbar(xs, medians, yerr=spread, marker="o", capsize=3, label=label)
         ab = [(x, m) for x, m, p in zip(xs, medians, points, strict=True) if p.ab]
         if ab:  # an A/B run's head side: a square around its point
-            axes.scatter(*zip(*ab, strict=True), marker="s", s=120, facecolors="none", edgecolors="black",
+            ab_x, ab_median = zip(*ab, strict=True)
+            axes.scatter(ab_x, ab_median, marker="s", s=120, facecolors="none", edgecolors="black",
                          zorder=4, label=f"{label} (A/B run)")
         for index, check in marks.get(label, []):
             colour = "red" if check.verdict == "REGRESSION" else "green"
