@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import tomllib
 
 pytest.importorskip("mypy")
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,13 +24,24 @@ PLANTED = "def planted(n: int) -> str:\n    return n  # the plant: an int where 
 
 
 def small_project(root: Path, plan: str) -> Path:
-    """This repository's pyproject.toml over empty strict packages and a bench/plan.py holding `plan`."""
+    """This repository's pyproject.toml over an empty file for each strict module (an empty package for each
+    strict package), and a bench/plan.py holding `plan`."""
     root.mkdir()
     shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
-    for package in ("src/ttsload", "bench", "bench/analysis", "bench/regression", "strategies", "reports", "scenarios"):
-        (root / package).mkdir(parents=True, exist_ok=True)
-        (root / package / "__init__.py").write_text("")
-    (root / "strategies" / "base.py").write_text("")
+    folders = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    for folder in folders.values():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / folder / "__init__.py").write_text("")
+    for selection in typecheck.strict_modules(ROOT):
+        name = selection.split("=", 1)[1]
+        top = max((n for n in folders if name == n or name.startswith(n + ".")), key=len)
+        path = root / folders[top] / name.removeprefix(top).lstrip(".").replace(".", "/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if selection.startswith("--package="):
+            path.mkdir(exist_ok=True)
+            (path / "__init__.py").write_text("")
+        else:
+            path.with_suffix(".py").write_text("")
     (root / "bench" / "plan.py").write_text(plan)
     return root
 
