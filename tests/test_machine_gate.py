@@ -7,6 +7,7 @@ either side, so the inputs are written by hand with the repetitions each case ne
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -182,7 +183,7 @@ def test_the_host_calibration_reads_three_parts_and_pools_them_over_cells():
     from ttsload.bench.harness import hostspeed
 
     reading = hostspeed.measure(repeats=1)
-    assert set(reading) == set(hostspeed.PARTS) and all(0 < v < 5 for v in reading.values())
+    assert set(reading) == set(hostspeed.PARTS) and all(math.isfinite(v) and v > 0 for v in reading.values())
     pooled = hostspeed.of_cells([{"host_python_s": [1.0, 3.0]}, {"host_python_s": [2.0], "host_matmul_s": [0.5]}])
     assert pooled == {"python_s": [1.0, 3.0, 2.0], "matmul_s": [0.5]}
 
