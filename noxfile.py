@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import string
 import time
 from pathlib import Path
@@ -35,6 +36,9 @@ def install(session: nox.Session, extras: str, locked: bool = True) -> None:
     through torchcodec and FFmpeg, onnxruntime; it repairs the known failures first): `nox -s tests
     --install-only && nox -s tests` works, and a broken venv is never stamped.
     """
+    if session.venv_backend == "none":  # `nox --no-venv`: the caller's environment, e.g. CI's tests venv on PATH
+        session.log("--no-venv: using the environment on PATH as it is (no install)")
+        return
     key = hashlib.sha256((TORCH + extras + (ROOT / "pyproject.toml").read_text() + LOCK.read_text()).encode())
     key = key.hexdigest() if locked else "unlocked: always upgraded"
     stamp = Path(session.virtualenv.location) / ".ttsload-installed"
@@ -200,11 +204,18 @@ def gate(session: nox.Session) -> None:
         return
     session.run("ttsload", "models", "build", *AB_CELLS[AB_CELLS.index("--model") + 1].split(","))
     out = ROOT / "results" / time.strftime("gate-ab-%Y%m%d-%H%M%S")
-    head = str(Path(session.virtualenv.location) / "bin" / "python")
+    head = session_python(session)
     session.log(f"A/B gate: base {base} against this working tree ({head})")
     session.run("ttsload", "gate", "--ab", base, head, *AB_CELLS, "--pairs", AB_PAIRS, "--out", str(out),
                 "--baselines", str(BASELINES), "--invariants", str(BASELINES / "invariants.toml"),
                 "--json", str(out / "gate.json"), *session.posargs)
+
+
+def session_python(session: nox.Session) -> str:
+    """The interpreter the session's commands run with: its venv's, or under `--no-venv` the first on PATH."""
+    if session.venv_backend == "none":
+        return shutil.which("python") or "python"
+    return str(Path(session.virtualenv.location) / "bin" / "python")
 
 
 def stored_gate(session: nox.Session) -> None:

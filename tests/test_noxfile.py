@@ -23,6 +23,7 @@ class Recorder:
         self.posargs, self.commands, self.output = posargs, [], output
         self.environments: list[object] = []  # each command's env= (None: nox's own)
         self.virtualenv = SimpleNamespace(location=str(venv))
+        self.venv_backend = "virtualenv"
 
     def run(self, *args: str, **kwargs: object) -> str:
         self.commands.append(list(args))
@@ -210,3 +211,16 @@ def test_docs_checks_the_generated_pages_before_a_strict_build(noxfile, tmp_path
     check = session.commands.index(["python", "docs/gen_reference.py", "--check"])
     (build,) = [c for c in session.commands if c[:2] == ["mkdocs", "build"]]
     assert "--strict" in build and session.commands.index(build) > check
+
+
+def test_under_no_venv_nothing_is_installed_and_commands_use_the_python_on_path(noxfile, tmp_path):
+    """`.ci/run` runs the gate with `nox --no-venv` and the tests venv on PATH: no second torch install."""
+    import shutil
+
+    session = Recorder([], tmp_path / "venv")
+    session.venv_backend = "none"
+    noxfile.install(session, "test")
+    assert session.commands == []
+    assert noxfile.session_python(session) == shutil.which("python")
+    session.venv_backend = "virtualenv"
+    assert noxfile.session_python(session) == str(tmp_path / "venv" / "bin" / "python")
