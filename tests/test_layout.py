@@ -18,6 +18,9 @@ CELL_SIDE = ("ttsload.bench.cell", "ttsload.bench.serving")
 CELL_SIDE_MAY_IMPORT = ("ttsload.bench.cell", "ttsload.bench.serving", "ttsload.bench.plan", "ttsload.bench.procs",
                         "ttsload.bench.cellspec",
                         "ttsload.bench.http_limits",
+                        # the http cell's load generator is the client's sender, timed with the one streaming metric
+                        "ttsload.bench.analysis.streaming", "ttsload.bench.loadgen.audio", "ttsload.bench.loadgen.api",
+                        "ttsload.bench.loadgen.schedule", "ttsload.bench.loadgen.sender",
                         "ttsload.bench.errors", "ttsload.strategies")
 # Reports read result files: they may use the analysis and the shared types, never the harness's moving parts.
 REPORTS_MAY_IMPORT = ("ttsload.reports", "ttsload.bench.analysis", "ttsload.bench.cells", "ttsload.bench.plan",

@@ -174,3 +174,18 @@ def test_real_sweep_against_a_streaming_server_stops_or_runs_through():
         loose = Target.parse("ttfa_p95=60s")
         sweep = run_sweep([5.0, 10.0], loose, stepper(url, loose))
         assert sweep.capacity_rps == 10.0 and sweep.to_json()["reached"] is False
+
+
+def test_digest_is_the_sha256_of_the_audio_after_the_header_when_asked():
+    import hashlib
+
+    from tests.streaming_server import RATE
+
+    api = Api("openai")
+    audio = bytes(int(RATE * 2 * CHUNK_S)) * CHUNKS
+    with streaming_server() as url:
+        plain = _step(url, Arrivals("closed", 1))[0]
+        digested = asyncio.run(run_step(api.endpoint(url), api, Arrivals("closed", 1), ["hi"], 30,
+                                        digest=True)).records[0]
+    assert "audio_sha256" not in plain
+    assert digested["audio_sha256"] == hashlib.sha256(audio).hexdigest()

@@ -11,6 +11,7 @@ connection cut mid-stream) is recorded with its error kind and reason; the step 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,23 +41,36 @@ class StepRun:
         return self.cpu_s / self.wall_s if self.wall_s > 0 else 0.0
 
 
-async def send(client: httpx.AsyncClient, endpoint: str, api: Api, text: str, due: float) -> dict[str, Any]:
-    """One request due at monotonic time `due`; the record's times are seconds since `due`."""
+async def send(client: httpx.AsyncClient, endpoint: str, api: Api, text: str, due: float,
+               digest: bool = False) -> dict[str, Any]:
+    """One request due at monotonic time `due`; the record's times are seconds since `due`. With `digest`, the
+    record also carries the sha256 of the audio bytes (after any WAV header: the http scenario compares it
+    across strategies and stacks; it costs the generator CPU, so a plain client run leaves it out)."""
     record: dict[str, Any] = {"chars": len(text), "send_error_s": time.monotonic() - due, "ok": False}
     chunks: list[tuple[float, float]] = []
+    body = hashlib.sha256() if digest else None
     try:
         async with client.stream("POST", endpoint, json=api.body(text)) as response:
             record["status"] = response.status_code
             if response.status_code != 200:
                 reason = (await response.aread())[:ERROR_BODY_BYTES].decode(errors="replace")
                 return _failed(record, due, f"http_{response.status_code}", reason.strip())
-            counter = api.counter(response.headers)
+            if (worker := response.headers.get("x-worker-pid", "")).isdigit():
+                record["worker_pid"] = int(worker)  # the Flask app says which worker served the request
+            if kind := response.headers.get("x-stream-kind"):
+                record["stream_kind"] = kind  # a server that says how it streams (native, sentence, none)
+            counter, received = api.counter(response.headers), 0
             async for data in response.aiter_raw():
                 chunks.append((time.monotonic() - due, counter.feed(data)))
+                received += len(data)
+                if body is not None and counter.format is not None:  # the audio bytes only, not a WAV header
+                    body.update(data[max(0, counter.header_bytes - received + len(data)):])
         metrics = stream_metrics(chunks, time.monotonic() - due)
         if metrics.ttfa_s is None:
             return _failed(record, due, "not_audio", "response had no audio")
         record.update(ok=True, **metrics.to_json())
+        if body is not None:
+            record["audio_sha256"] = body.hexdigest()
     except NotAudio as exc:
         return _failed(record, due, "not_audio", str(exc))
     except httpx.ConnectError as exc:
@@ -75,15 +89,17 @@ def _failed(record: dict[str, Any], due: float, kind: str, reason: str) -> dict[
 
 
 async def run_step(endpoint: str, api: Api, arrivals: Arrivals, texts: Sequence[str], timeout_s: float,
-                   on_done: Callable[[dict[str, Any]], None] = lambda record: None) -> StepRun:
-    """Send `arrivals.count` requests (texts taken in turn) and wait for all of them."""
+                   on_done: Callable[[dict[str, Any]], None] = lambda record: None,
+                   digest: bool = False) -> StepRun:
+    """Send `arrivals.count` requests (texts taken in turn) and wait for all of them; `on_done` sees each
+    record as its request ends."""
     if not texts:
         raise ValueError("run_step needs at least one text")
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
     async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s), limits=limits) as client:
 
         async def one(index: int, due: float) -> dict[str, Any]:
-            record = {"index": index, **await send(client, endpoint, api, texts[index % len(texts)], due)}
+            record = {"index": index, **await send(client, endpoint, api, texts[index % len(texts)], due, digest)}
             on_done(record)
             return record
 

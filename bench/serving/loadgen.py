@@ -2,27 +2,28 @@
 
 Started by the http cell as `python -P -m ttsload.bench.serving.loadgen JOB_FD`, JOB_FD a descriptor holding
 JSON (port, one load phase, the texts and the plan's order, the first request index). It drives the
-load with `drive.run`, the same closed/open loops the in-process scenarios use, POSTs each request to 127.0.0.1 with
-http.client, and prints one JSON line per finished request as soon as it finishes. Latency is
-client side, from the request's scheduled arrival to the last byte of audio. torch is never
-imported here: `request_seed` and `request_texts` live in modules that do not pull it in.
+load with the async sender of `ttsload client` (bench.loadgen), so the http cell and a client run time requests
+the same way (TTFA, gaps, underruns, the send error), POSTs each request to 127.0.0.1, and prints one JSON line
+per finished request as soon as it finishes. Latency is client side, from the request's scheduled arrival to
+the last byte of audio. torch is never imported here: `request_seed` and `request_texts` live in modules that
+do not pull it in. `post_tts` is the one-shot synchronous request the fuzz test and its figures use.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import http.client
 import json
 import sys
-import threading
-import time
 from typing import Any
 
-from ttsload.bench.cell.drive import LoadShape, run
+from ttsload.bench.cell.drive import LoadShape
 from ttsload.bench.cell.kinds import request_texts
+from ttsload.bench.loadgen.api import Api
+from ttsload.bench.loadgen.schedule import Arrivals
+from ttsload.bench.loadgen.sender import run_step
 from ttsload.bench.plan import Plan
 from ttsload.bench.procs import read_spec
-from ttsload.strategies.base import request_seed
 
 TIMEOUT_S = 900.0
 
@@ -55,30 +56,24 @@ def main(argv: list[str]) -> int:
     job = read_spec(int(argv[1]))
     text = request_texts(job["texts"], Plan.from_json(job["plan"]))
     shape = LoadShape.from_json(job["phase"])
-    lock = threading.Lock()
+    first = int(job["first_index"])
+    # The same arrivals as the in-process loops (bench.cell.drive): C clients, or Poisson gaps drawn from
+    # random.Random(seed) with the first request due at once, so both sides see one schedule.
+    arrivals = Arrivals("poisson" if shape.rate else "closed", shape.count, rate=shape.rate,
+                        concurrency=shape.concurrency, seed=shape.seed)
+    api = Api("ttsload")
 
     def emit(record: dict[str, Any]) -> None:
-        with lock:
-            sys.stdout.write(json.dumps(record) + "\n")
-            sys.stdout.flush()
+        """One JSON line per finished request, as it finishes: the runner reads memory right after each."""
+        record = {**record, "index": first + record["index"], "latency_s": record.get("total_s")}
+        if not record["ok"]:
+            record["error"] = f"{record.get('error_kind')}: {record.get('error')}"
+        sys.stdout.write(json.dumps(record) + "\n")
+        sys.stdout.flush()
 
-    def call(index: int, arrival: float) -> dict[str, Any]:
-        request_text = text(index)
-        record: dict[str, Any] = {"index": index, "chars": len(request_text)}
-        try:
-            data, headers = post_tts(job["port"], request_text, request_seed(request_text))
-            latency = time.monotonic() - arrival
-            rate = int(headers["x-sample-rate"])
-            record.update(ok=True, latency_s=latency, audio_s=len(data) / 4 / rate,
-                          audio_sha256=hashlib.sha256(data).hexdigest(), worker_pid=int(headers["x-worker-pid"]))
-        except Exception as exc:  # noqa: BLE001 - a failed request is that request's record
-            record.update(ok=False, error=f"{type(exc).__name__}: {exc}", latency_s=time.monotonic() - arrival,
-                          status=getattr(exc, "status", None))
-        emit(record)  # as it finishes, so the runner reads memory right after each request
-        return record
-
-    records = run(shape, int(job["first_index"]), call)
-    return 0 if len(records) == shape.count else 1
+    run = asyncio.run(run_step(api.endpoint(f"http://127.0.0.1:{job['port']}"), api, arrivals,
+                               [text(first + i) for i in range(shape.count)], TIMEOUT_S, emit, digest=True))
+    return 0 if len(run.records) == shape.count else 1
 
 
 if __name__ == "__main__":
