@@ -81,6 +81,8 @@ def test_every_request_answered_by_the_server_tree(runs, kind):
     assert not [e for e in outcome.events if e["event"] == "request_failed"]
     assert [e["phase"] for e in done] == ["c2"] * 6 + ["rate4"] * 6
     assert all(e["audio_s"] > 0 and e["latency_s"] > 0 for e in done)
+    # timed by the client's sender: the Flask app answers with the whole clip, so its first audio is no stream
+    assert all(0 < e["ttfa_s"] <= e["latency_s"] and e["streaming"] is False and e["send_error_s"] >= 0 for e in done)
     names = [e["event"] for e in outcome.events]
     assert names.count("worker_ready") == WORKERS and names.count("first_audio") == 1
     assert names.index("ready") < names.index("first_audio") < names.index("requests_done")

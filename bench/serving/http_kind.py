@@ -23,6 +23,10 @@ from ttsload.bench.procs import python_module, spec_fd
 from ttsload.bench.serving import server as server_tree
 from ttsload.strategies.base import StrategyError
 
+# What the load generator's sender adds to each answered request: time to first audio, the longest gap,
+# underruns, whether it streamed, and how late the generator sent it.
+STREAM_FIELDS = ("ttfa_s", "max_gap_s", "underruns", "streaming", "send_error_s")
+
 
 def run_http(spec: CellSpec, hook: Any) -> None:
     plan, strategy = spec.plan, spec.strategy
@@ -82,9 +86,10 @@ def _run_phase(spec: CellSpec, plan: Plan, shape: LoadShape, first_index: int, p
         for line in loadgen.stdout:
             record = json.loads(line)
             if record.get("ok"):
+                streamed = {key: record.get(key) for key in STREAM_FIELDS}  # bench/analysis/streaming.py
                 hook("request_end", index=record["index"], chars=record["chars"], latency_s=record["latency_s"],
                      audio_s=record["audio_s"], audio_sha256=record["audio_sha256"],
-                     worker_pid=record["worker_pid"], phase=label)
+                     worker_pid=record["worker_pid"], phase=label, **streamed)
                 if not first_audio:
                     hook("first_audio")
                     first_audio = True
