@@ -12,6 +12,8 @@ from typing import Any
 from ttsload.bench.http_limits import HttpLimits
 
 KINDS = ("single", "pool", "switch", "http")
+# The http kind's server stacks (bench/serving/stacks.py): gunicorn + Flask, and the asgi ones.
+STACKS = ("flask", "uvicorn", "gunicorn-uvicorn", "loop-threads", "loop-workers")
 PHASE_ACTIONS = ("requests", "trim", "kill_worker")
 ORDERS = ("cycle", "random")
 PATTERNS = ("round-robin", "random")
@@ -81,6 +83,7 @@ class Plan:
     pattern: str = "round-robin"  # switch: which model each request asks for
     pattern_seed: int = 0
     preload: bool | None = None  # http: gunicorn --preload (None: not an http plan)
+    stack: str | None = None  # http: the server stack (None: flask, and left out of the plan's JSON and hash)
     http_limits: HttpLimits | None = None  # http: the app's limits (None: HttpLimits' defaults)
     leak: LeakSettings = field(default_factory=LeakSettings)
     fault: str | None = None  # a fault drill (bench/cell/faults.py), fired once `fault_after` requests are answered
@@ -98,6 +101,7 @@ class Plan:
                   (self.kind != "switch" or (self.lru or 0) >= 1, "lru", "at least 1 for a switch plan", self.lru),
                   (self.kind != "switch" or len(self.models) >= 2, "models", "at least 2 for a switch plan",
                    len(self.models)),
+                  (self.stack is None or self.stack in STACKS, "stack", f"one of {', '.join(STACKS)}", self.stack),
                   (self.fault is None or self.fault in FAULTS, "fault", f"one of {', '.join(FAULTS)}", self.fault),
                   (self.memory_limit_mb is None or self.memory_limit_mb >= 16, "memory_limit_mb", "at least 16",
                    self.memory_limit_mb))
@@ -114,7 +118,10 @@ class Plan:
         return sum(p.add_workers for p in self.phases)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if data["stack"] is None:  # plans made before stacks existed keep their JSON, so their ids
+            del data["stack"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> Plan:

@@ -62,13 +62,14 @@ class Scenario:
         lru = self.data.get("switch", {}).get("lru", [1]) if self.kind == "switch" else [None]
         modes = self.data.get("sampler", {}).get("modes", [None])
         preload = self.data.get("http", {}).get("preload", [False]) if self.kind == "http" else [None]
+        stacks = self.data.get("http", {}).get("stack", [None]) if self.kind == "http" else [None]
         drills = self.data.get("faults", {}).get("drills", [None]) if self.kind == "pool" else [None]
         out = []
-        for n, k, mode, pre, drill in product(workers, lru, modes, preload, drills):
+        for n, k, mode, stack, pre, drill in product(workers, lru, modes, stacks, preload, drills):
             parts = [f"n{n}" if n is not None else "", f"k{k}" if k is not None else "",
-                     f"sampler-{mode}" if mode else "", ("preload" if pre else "no-preload") if pre is not None else "",
-                     drill or ""]
-            fields = {"workers": n, "lru": k, "sampler": mode, "preload": pre, "fault": drill}
+                     f"sampler-{mode}" if mode else "", stack or "",
+                     ("preload" if pre else "no-preload") if pre is not None else "", drill or ""]
+            fields = {"workers": n, "lru": k, "sampler": mode, "stack": stack, "preload": pre, "fault": drill}
             label = "-".join(p for p in parts if p)
             given = {key: value for key, value in fields.items() if value is not None}
             out.append((f"{self.name}@{label}" if label else self.name, given))
@@ -89,7 +90,7 @@ class Scenario:
             kind=self.kind, phases=tuple(phases), workers=workers, threads=threads or self._threads(peak),
             sampler=sampler, timeout_s=timeout_s or self.data.get("timeout_s"),
             order=texts.get("order", "cycle"), order_seed=texts.get("seed", 0),
-            lru=fields.get("lru"), preload=fields.get("preload"),
+            lru=fields.get("lru"), preload=fields.get("preload"), stack=fields.get("stack"),
             http_limits=HttpLimits.from_json(self.data.get("http")) if self.kind == "http" else None,
             models=tuple(m.to_json() for m in models) if is_switch else (),
             model_label="+".join(m.name for m in models) if is_switch else None,
@@ -138,6 +139,11 @@ class Scenario:
         """Why a variant cannot run a strategy at all (then it is skipped, and the run says so), or None."""
         from ttsload.strategies.registry import resolve
 
+        if fields.get("stack"):
+            from ttsload.bench.serving.stacks import unfit
+
+            if reason := unfit(fields["stack"], resolve(strategy), bool(fields.get("preload"))):
+                return reason
         if fields.get("preload") and not resolve(strategy).topology_class.serves_from_resident_model:
             return "gunicorn --preload loads one resident model in the master: this topology does not serve from one"
         if fields.get("fault"):

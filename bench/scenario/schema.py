@@ -14,7 +14,7 @@ from typing import Any
 
 from ttsload.bench import bounds
 from ttsload.bench.errors import UsageError
-from ttsload.bench.plan import FAULTS
+from ttsload.bench.plan import FAULTS, STACKS
 
 KINDS = ("single", "pool", "switch", "http")
 Check = Callable[[Any], bool]
@@ -71,7 +71,7 @@ TABLES: dict[str, dict[str, tuple[Check, str]]] = {
              "threshold_mb_per_1k": _number(bounds.MAX_MEMORY_MB, positive=False),
              "confidence": ((lambda v: isinstance(v, float) and 0 < v < 1), "a number between 0 and 1")},
     "sampler": {"modes": _list(_choice("on", "off"))},
-    "http": {"preload": _list(BOOL), "max_text_chars": _int(1, bounds.MAX_TEXT_CHARS),
+    "http": {"preload": _list(BOOL), "stack": _list(_choice(*STACKS)), "max_text_chars": _int(1, bounds.MAX_TEXT_CHARS),
              "max_body_bytes": _int(1, bounds.MAX_BODY_BYTES), "queue": _int(1, bounds.MAX_QUEUE),
              "request_timeout_s": _number(bounds.MAX_SECONDS), "read_timeout_s": _number(bounds.MAX_SECONDS)},
     "faults": {"drills": _list(_choice(*FAULTS)), "after": _int(0, bounds.MAX_REQUESTS),

@@ -21,17 +21,20 @@ from ttsload.bench.http_limits import HttpLimits
 from ttsload.bench.plan import Plan
 from ttsload.bench.procs import python_module, spec_fd
 from ttsload.bench.serving import server as server_tree
+from ttsload.bench.serving import stacks
 from ttsload.strategies.base import StrategyError
 
 # What the load generator's sender adds to each answered request: time to first audio, the longest gap,
 # underruns, whether it streamed, and how late the generator sent it.
-STREAM_FIELDS = ("ttfa_s", "max_gap_s", "underruns", "streaming", "send_error_s")
+STREAM_FIELDS = ("ttfa_s", "max_gap_s", "underruns", "streaming", "send_error_s", "stream_kind")
 
 
 def run_http(spec: CellSpec, hook: Any) -> None:
     plan, strategy = spec.plan, spec.strategy
-    workers = plan.workers
-    if plan.preload:
+    workers, stack = plan.workers, plan.stack or "flask"
+    if stack != "flask":
+        stacks.check(stack, strategy, bool(plan.preload))  # fail before any server starts
+    elif plan.preload:
         if not strategy.topology_class.serves_from_resident_model:  # fail before any server starts
             raise StrategyError(f"http --preload needs a topology that serves from a resident model: strategy "
                                 f"'{strategy.name}' is {strategy.topology}")
@@ -43,15 +46,18 @@ def run_http(spec: CellSpec, hook: Any) -> None:
     config = {"strategy": strategy.to_json(), "model": spec.model.to_json(), "threads": plan.threads,
               "preload": bool(plan.preload), "events_fd": events_fd, "status_fd": status_write}
     # stdout/stderr inherited: gunicorn's log lands in the cell's log, which the runner keeps.
-    server = server_tree.start(config, workers, limits, listener.fileno())
+    if stack == "flask":
+        server = server_tree.start(config, workers, limits, listener.fileno())
+    else:
+        server = stacks.start(stack, config, workers, limits, listener.fileno())
     listener.close()  # gunicorn holds its own copy: the cell itself listens on nothing
     os.close(status_write)  # EOF on the status pipe once every server process is gone
     try:
         hook("measure_root", root=server.pid)
         deadline = time.monotonic() + server_tree.READY_TIMEOUT_S
-        pids = server_tree.wait_ready(server, status_read, workers, deadline)
+        pids = server_tree.wait_ready(server, status_read, stacks.ready_count(stack, workers), deadline)
         hook("ready", workers=workers, port=port, worker_pids=pids, http_limits=limits.to_json(),
-             server_env_removed=server_tree.tuning_variables())
+             server_env_removed=stacks.tuning_variables(), stack=stack)
         first_index, first_audio = 0, False
         for phase in plan.phases:
             if phase.do != "requests":

@@ -54,14 +54,16 @@ def post_tts(port: int, text: str, seed: int) -> tuple[bytes, dict[str, str]]:
 
 def main(argv: list[str]) -> int:
     job = read_spec(int(argv[1]))
-    text = request_texts(job["texts"], Plan.from_json(job["plan"]))
+    plan = Plan.from_json(job["plan"])
+    text = request_texts(job["texts"], plan)
     shape = LoadShape.from_json(job["phase"])
     first = int(job["first_index"])
     # The same arrivals as the in-process loops (bench.cell.drive): C clients, or Poisson gaps drawn from
     # random.Random(seed) with the first request due at once, so both sides see one schedule.
     arrivals = Arrivals("poisson" if shape.rate else "closed", shape.count, rate=shape.rate,
                         concurrency=shape.concurrency, seed=shape.seed)
-    api = Api("ttsload")
+    # the Flask app's /tts, or an asgi stack's OpenAI /v1/audio/speech with streamed WAV (bench/serving/stacks.py)
+    api = Api("ttsload") if plan.stack in (None, "flask") else Api("openai", response_format="wav", stream=True)
 
     def emit(record: dict[str, Any]) -> None:
         """One JSON line per finished request, as it finishes: the runner reads memory right after each."""
