@@ -27,11 +27,17 @@ import json
 import os
 import threading
 import time
+from collections.abc import AsyncIterator
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ttsload.bench.http_limits import HttpLimits
 from ttsload.bench.procs import die_with_parent
+
+if TYPE_CHECKING:
+    from gunicorn.workers.base import Worker
+
+    from ttsload.strategies.base import AudioStream, LoadedModel
 
 ENV = "TTSLOAD_ASGI"
 ONE_LOOP_STACKS = ("loop-threads", "loop-workers")
@@ -68,7 +74,7 @@ def _write(name: str, record: dict[str, Any]) -> None:
         pass
 
 
-def hook(event: str, t: float | None = None, **fields: Any) -> None:
+def hook(event: str, t: float | None = None, **fields: object) -> None:
     """The Hook strategies call in server processes: the runner's event lines."""
     fields.setdefault("pid", os.getpid())
     _write("events_fd", {"event": event, "t": t if t is not None else time.monotonic(), **fields})
@@ -81,10 +87,10 @@ def synthesis_threads() -> int:
 class _Preloaded:
     """A resident model loaded in gunicorn's master; each worker streams from the shared copy."""
 
-    def __init__(self, model: Any):
+    def __init__(self, model: LoadedModel):
         self.model = model
 
-    def synthesize_stream(self, text: str, seed: int) -> Any:
+    def synthesize_stream(self, text: str, seed: int) -> AudioStream:
         from ttsload.strategies.base import serve_stream
 
         return serve_stream(self.model, text, seed)
@@ -162,7 +168,7 @@ def create_app() -> Any:
     streams = Streams(limits, synthesis_threads())
 
     @asynccontextmanager
-    async def lifespan(app: Any) -> Any:
+    async def lifespan(app: object) -> AsyncIterator[None]:
         if _state["preloaded"] is not None:  # a forked worker: the master's model, this worker's threads
             if _state["loader"] is not None and _state["child_threads"]:
                 _state["loader"].set_threads(_state["child_threads"])
@@ -189,6 +195,6 @@ elif ENV in os.environ:
     die_with_parent(os.getppid())  # a spawned uvicorn worker dies with its supervisor
 
 
-def post_fork(server: Any, worker: Any) -> None:
+def post_fork(server: object, worker: Worker) -> None:
     """gunicorn: each worker dies with its master."""
     die_with_parent(worker.ppid)

@@ -15,17 +15,19 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import Request  # at module level: FastAPI resolves the routes' (string) annotations here
+from fastapi import FastAPI, Request  # at module level: FastAPI resolves the routes' (string) annotations here
 
 from ttsload.bench.http_limits import HttpLimits
 from ttsload.bench.serving.guard import Rejected, check_content_type
 from ttsload.bench.serving.speech import Encoder, parse_speech
 from ttsload.bench.serving.streams import Rest, Streams
+from ttsload.strategies.base import Audio
 
 log = logging.getLogger("ttsload.asgi")
 
 
-def add_routes(app: Any, limits: HttpLimits, streams: Streams, state: dict[str, Any], config: dict[str, Any]) -> None:
+def add_routes(app: FastAPI, limits: HttpLimits, streams: Streams, state: dict[str, Any],
+               config: dict[str, Any]) -> None:
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response, StreamingResponse
     from starlette.exceptions import HTTPException
@@ -93,7 +95,7 @@ def add_routes(app: Any, limits: HttpLimits, streams: Streams, state: dict[str, 
         return Response(body, media_type=asked.media_type, headers=headers)
 
 
-async def _body(request: Any, limits: HttpLimits) -> bytes:
+async def _body(request: Request, limits: HttpLimits) -> bytes:
     """The body, refused at 413 past max_body_bytes (declared or received) and 408 past read_timeout_s."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limits.max_body_bytes:
@@ -113,7 +115,7 @@ async def _body(request: Any, limits: HttpLimits) -> bytes:
     return bytes(received)
 
 
-async def _streamed(encoder: Encoder, first: Any, rest: Rest) -> AsyncIterator[bytes]:
+async def _streamed(encoder: Encoder, first: Audio, rest: Rest) -> AsyncIterator[bytes]:
     """The response body as the chunks come; a client that leaves closes `rest`, which cancels the synthesis."""
     try:
         yield encoder.head() + encoder.chunk(first.wav)
@@ -123,7 +125,7 @@ async def _streamed(encoder: Encoder, first: Any, rest: Rest) -> AsyncIterator[b
         await rest.aclose()
 
 
-async def _whole(encoder: Encoder, first: Any, rest: Rest) -> bytes:
+async def _whole(encoder: Encoder, first: Audio, rest: Rest) -> bytes:
     parts = [encoder.chunk(first.wav)]
     try:
         async for chunk in rest:

@@ -20,7 +20,6 @@ import json
 import math
 import struct
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -92,7 +91,7 @@ def parse_speech(raw: bytes, limits: HttpLimits) -> SpeechRequest:
     return SpeechRequest(body["model"], text, body["voice"], response_format, stream, seed)
 
 
-def _check_speed(speed: Any) -> None:
+def _check_speed(speed: object) -> None:
     """OpenAI's range is 0.25-4.0; the models here have no rate control, so only 1.0 is served (a server that
     resampled instead would change the pitch, and the measurement would not be of the speech asked for)."""
     if not isinstance(speed, (int, float)) or isinstance(speed, bool) or not math.isfinite(speed):

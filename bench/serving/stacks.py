@@ -37,7 +37,7 @@ ASGI_STACKS = tuple(stack for stack in STACKS if stack != "flask")
 TUNING_PREFIXES = ("UVICORN_",)
 
 
-def unfit(stack: str, strategy: Any, preload: bool) -> str | None:
+def unfit(stack: str, strategy: StrategySpec, preload: bool) -> str | None:
     """Why the stack cannot serve this strategy as asked (a scenario skips that pair and says so), or None."""
     if stack not in STACKS:
         return f"unknown server stack {stack!r} (one of {', '.join(STACKS)})"
@@ -56,7 +56,7 @@ def unfit(stack: str, strategy: Any, preload: bool) -> str | None:
     return None
 
 
-def check(stack: str, strategy: Any, preload: bool) -> None:
+def check(stack: str, strategy: StrategySpec, preload: bool) -> None:
     """One line, before any server starts, when the stack cannot serve this strategy as asked."""
     if reason := unfit(stack, strategy, preload):
         raise StrategyError(reason)
