@@ -15,6 +15,7 @@ from urllib.parse import unquote
 
 from ttsload.bench.plan import Plan
 from ttsload.strategies.base import ModelFiles
+from ttsload.strategies.events import Event
 
 SINGLE = "single"  # the scenario of a plain `ttsload run`
 _SEPARATOR = "|"
@@ -143,7 +144,7 @@ class CellOutcome:
         out += [{"type": "sample", **base, **r.to_json(), "t_rel": r.t - self.t0, "after_request": index}
                 for index, r in self.after_request]
         out += [{"type": "request", **base, **{k: v for k, v in e.items() if k != "event"}}
-                for e in self.events if e["event"] == "request_end"]
+                for e in self.events if e["event"] == Event.REQUEST_END]
         if self.status != "ok":
             out.append({"type": "failure", **base, "status": self.status, "reason": self.reason,
                         "exit_code": self.exit_code, "log": self.log,

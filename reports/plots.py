@@ -12,6 +12,8 @@ from dataclasses import dataclass, replace
 
 import matplotlib
 
+from ttsload.strategies.events import Event
+
 matplotlib.use("Agg")
 matplotlib.rcParams["text.parse_math"] = False  # a `$` in a strategy or model name is text, not mathtext
 import matplotlib.pyplot as plt  # noqa: E402
@@ -31,8 +33,9 @@ PHASE_ALPHA = {"import_s": 1.0, "verify_s": 0.3, "construct_s": 0.75, "weights_s
                "other": 0.15}
 PHASE_HATCH = {"import_s": "", "verify_s": "", "construct_s": "//", "weights_s": "..", "first_audio_s": "xx",
                "other": ""}
-TIMELINE_EVENTS = {"limits": "limit probe done", "imports_done": "imports done", "weights_done": "weights loaded",
-                   "first_audio": "first audio", "requests_done": "requests done"}
+TIMELINE_EVENTS = {Event.LIMITS: "limit probe done", Event.IMPORTS_DONE: "imports done",
+                   Event.WEIGHTS_DONE: "weights loaded", Event.FIRST_AUDIO: "first audio",
+                   Event.REQUESTS_DONE: "requests done"}
 DPI = 100
 # Panels per plot: past this a figure is unreadable and slow to draw (a 10^5-cell result set holds hundreds of
 # model x scenario groups). The tables and medians.csv keep every group; the caption says what was left out.
@@ -307,7 +310,7 @@ def _memory_after_requests(data: RunData) -> pd.DataFrame:
     cells without those (sampler off, older runs), the first cadence reading after it ended."""
     exact = data.samples.dropna(subset=["after_request"])
     exact = exact.assign(index=exact["after_request"].astype(int))[["cell", "index", "uss_mb", "pss_mb"]]
-    ends = data.events[data.events["event"] == "request_end"][["cell", "index", "t_rel"]]
+    ends = data.events[data.events["event"] == Event.REQUEST_END][["cell", "index", "t_rel"]]
     ends = ends[~ends["cell"].isin(set(exact["cell"]))].sort_values("t_rel")
     samples = data.samples[["cell", "t_rel", "uss_mb", "pss_mb"]].dropna(subset=["uss_mb"]).sort_values("t_rel")
     nearest = (pd.merge_asof(ends, samples, on="t_rel", by="cell", direction="forward").drop(columns="t_rel")
@@ -369,7 +372,7 @@ def timeline(data: RunData, colour: dict) -> Plot:
         for event, label in TIMELINE_EVENTS.items():
             for t in events[events["event"] == event]["t_rel"].head(1):
                 ax.axvline(t, color="black", linestyle=styles[event], linewidth=0.9, label=label)
-        for t in events[events["event"] == "request_end"]["t_rel"]:
+        for t in events[events["event"] == Event.REQUEST_END]["t_rel"]:
             ax.plot(t, 0, "|", color="black", markersize=10, clip_on=False)
         ax.set_ylabel("PSS (MiB)")
         ax.set_xlabel("time since the harness started the process (s)", fontsize=9)

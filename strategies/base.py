@@ -24,6 +24,7 @@ from ttsload.strategies.audio import STREAM_KINDS as STREAM_KINDS
 from ttsload.strategies.audio import Audio as Audio
 from ttsload.strategies.audio import AudioStream as AudioStream
 from ttsload.strategies.audio import StreamingModel as StreamingModel
+from ttsload.strategies.events import Event
 from ttsload.strategies.integrity import Fingerprint as Fingerprint
 from ttsload.strategies.integrity import StrategyError as StrategyError
 from ttsload.strategies.integrity import sha256_of as sha256_of
@@ -32,7 +33,7 @@ from ttsload.strategies.integrity import verify_files as verify_files
 
 
 class Hook(Protocol):
-    """Called by strategies at phase boundaries: hook("weights_done", bytes=...).
+    """Called by strategies at phase boundaries: hook(Event.WEIGHTS_DONE, bytes=...).
 
     `t` (time.monotonic of the process that saw the event) is passed when an event is relayed
     from another process, so the harness keeps the time it really happened.
@@ -283,19 +284,19 @@ class PhasedLoader(Loader, Generic[Model]):
         return [files.checkpoint]
 
     def load(self, files: ModelFiles, hook: Hook) -> LoadedModel:
-        hook("load_start", loader=self.name)
+        hook(Event.LOAD_START, loader=self.name)
         paths = [files.config, *self.weight_files(files)]
         seen = self.verify_phase(files, paths)
-        hook("verify_done")
+        hook(Event.VERIFY_DONE)
         model = self.construct_phase(files)
-        hook("construct_done", **self.construct_facts())
+        hook(Event.CONSTRUCT_DONE, **self.construct_facts())
         unchanged(seen, "after it was verified")  # before mapping: a truncated mapped file would SIGBUS
         model = self.weights_phase(model, files)
         unchanged(seen, "while it was loaded")
         info = {"params": self.describe(model)["params"], "file_bytes": sum(p.stat().st_size for p in paths)}
         info.update(self.convert_phase(model))
         info["dtypes"] = self.describe(model)["dtypes"]  # what stays resident, after any conversion
-        hook("weights_done", **info)
+        hook(Event.WEIGHTS_DONE, **info)
         return self.ready(model, files, info)
 
     def verify_phase(self, files: ModelFiles, paths: list[Path]) -> dict[Path, Fingerprint]:

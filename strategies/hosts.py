@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ttsload.strategies import pipe_stream
 from ttsload.strategies.base import Audio, AudioStream, Hook, ModelFiles, StrategyError, malloc_trim
+from ttsload.strategies.events import Event
 from ttsload.strategies.pipe_stream import Pipe, Served
 
 if TYPE_CHECKING:
@@ -200,7 +201,7 @@ class PipeClient:
     def _kill_hung(self, silent_s: float) -> None:
         """A worker silent past its liveness setting is hung: kill it (a stopped process dies on SIGKILL)."""
         self.hung = True
-        self.hook("worker_hung", worker=self.worker, worker_pid=self.pid, silent_s=silent_s,
+        self.hook(Event.WORKER_HUNG, worker=self.worker, worker_pid=self.pid, silent_s=silent_s,
                   liveness_s=self.liveness_s)
         os.kill(self.pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
@@ -252,7 +253,7 @@ class SpawnedHost(PipeClient):
         self.process.start()
         child_conn.close()
         super().__init__(conn, self.process.pid, hook, worker, liveness_s)
-        hook("worker_spawned", worker_pid=self.pid, worker=worker)
+        hook(Event.WORKER_SPAWNED, worker_pid=self.pid, worker=worker)
 
     def alive(self) -> bool:
         return self.process.is_alive()
@@ -304,7 +305,7 @@ class ForkedHost(PipeClient):
         child_conn.close()
         super().__init__(conn, pid, hook, worker, liveness_s)
         self._status: int | None = None
-        hook("worker_forked", worker_pid=pid, worker=worker)
+        hook(Event.WORKER_FORKED, worker_pid=pid, worker=worker)
 
     def alive(self) -> bool:
         if self._status is None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ttsload.strategies.base import Audio, Hook, LoadedModel, Loader, ModelFiles, StrategyError
+from ttsload.strategies.events import Event
 
 if TYPE_CHECKING:
     from torch import nn
@@ -104,7 +105,7 @@ class ReliableLoader(Loader):
                 model = loader.load(files, hook)
             except Exception as exc:  # noqa: BLE001 - every failed load is retried or listed
                 if self.fallback is not None and loader is not self.fallback and out_of_memory(exc):
-                    hook("load_fallback", loader=loader.name, to=self.fallback.name, during="load",
+                    hook(Event.LOAD_FALLBACK, loader=loader.name, to=self.fallback.name, during="load",
                          reason=_reason(exc))
                     loader = self.fallback
                     attempt -= 1
@@ -114,15 +115,15 @@ class ReliableLoader(Loader):
                 if attempt >= self.retry:
                     if self.retry == 1:
                         raise
-                    hook("load_gave_up", attempts=attempt)
+                    hook(Event.LOAD_GAVE_UP, attempts=attempt)
                     raise StrategyError(f"load of {files.checkpoint} failed {attempt} times, giving up: "
                                         + "; ".join(attempts)) from exc
                 wait = self.backoff_s * 2 ** (attempt - 1)
-                hook("load_retry", attempt=attempt, wait_s=wait, reason=_reason(exc))
+                hook(Event.LOAD_RETRY, attempt=attempt, wait_s=wait, reason=_reason(exc))
                 time.sleep(wait)
                 continue
             if first_failure is not None:
-                hook("load_recovered", attempts=attempt, recovery_s=time.monotonic() - first_failure)
+                hook(Event.LOAD_RECOVERED, attempts=attempt, recovery_s=time.monotonic() - first_failure)
             if self.fallback is None or loader is self.fallback:
                 return model
             return FallbackModel(model, self.fallback, files, hook)
@@ -141,7 +142,7 @@ class FallbackModel:
         except Exception as exc:
             if not out_of_memory(exc) or self.fallback is None:
                 raise
-            self.hook("load_fallback", loader=self.info.get("loader", "?"), to=self.fallback.name,
+            self.hook(Event.LOAD_FALLBACK, loader=self.info.get("loader", "?"), to=self.fallback.name,
                       during="request", reason=_reason(exc))
             self.model = None  # drop the heavy copy before loading the light one
             import gc
@@ -171,7 +172,7 @@ def cuda_to_cpu(module: nn.Module, call: Callable[[], Result], hook: Hook) -> Re
     try:
         return call()
     except torch.cuda.OutOfMemoryError as exc:
-        hook("load_fallback", loader="cuda", to="cpu", during="request", reason=_reason(exc))
+        hook(Event.LOAD_FALLBACK, loader="cuda", to="cpu", during="request", reason=_reason(exc))
         module.to("cpu")
         torch.cuda.empty_cache()
         return call()

@@ -21,6 +21,7 @@ from ttsload.strategies.base import (
     serve_request,
     serve_stream,
 )
+from ttsload.strategies.events import Event
 from ttsload.strategies.hosts import Dispatcher, ForkedHost, Served, SpawnedHost
 
 
@@ -43,7 +44,7 @@ class CheckpointWatch:
             self._seen = seen
         elif seen != self._seen and not self._said:
             self._said = True
-            self.hook("checkpoint_changed", path=str(self.path), exists=seen is not None,
+            self.hook(Event.CHECKPOINT_CHANGED, path=str(self.path), exists=seen is not None,
                       serving="the copy verified (sha256) at load")
 
 
@@ -55,7 +56,7 @@ class PerRequest(Topology):
 
     def start(self) -> None:
         info = self.loader.runtime_phase(self.threads)
-        self.hook("imports_done", **info)
+        self.hook(Event.IMPORTS_DONE, **info)
 
     def synthesize(self, text: str, seed: int) -> Audio:
         model = self.loader.load(self.files, self.hook)
@@ -97,7 +98,7 @@ class Resident(Topology):
 
     def start(self) -> None:
         info = self.loader.runtime_phase(self.threads)
-        self.hook("imports_done", **info)
+        self.hook(Event.IMPORTS_DONE, **info)
         self.get()
 
     def get(self) -> LoadedModel:
@@ -148,16 +149,16 @@ class AsyncResident(Resident):
         self._threads_set = threading.local()
         self._torch_threads: int | None = None
         self._warm_up = threading.Thread(target=self._load, name="ttsload-warm-up", daemon=True)
-        self.hook("accepting")
+        self.hook(Event.ACCEPTING)
         self._warm_up.start()
 
     def _load(self) -> None:
         try:
             info = self.loader.runtime_phase(self.threads)
             self._torch_threads = info.get("torch_threads") or self.threads
-            self.hook("imports_done", **info)
+            self.hook(Event.IMPORTS_DONE, **info)
             self._model = self.loader.load(self.files, self.hook)
-            self.hook("model_ready")
+            self.hook(Event.MODEL_READY)
         except BaseException as exc:  # re-raised in every request, so the cell records why
             self._failure = exc
         finally:
@@ -267,7 +268,7 @@ class Prefork(Forking):
         info = self.loader.runtime_phase(self.threads)  # children get this count (same float order as others)
         child_threads = info.get("torch_threads") or self.threads
         self.loader.prepare_fork()
-        self.hook("imports_done", **info)
+        self.hook(Event.IMPORTS_DONE, **info)
         self._model = self.loader.load(self.files, self.hook)
         self._watch = CheckpointWatch(self.files, self.hook)
         self._watch()
@@ -315,12 +316,12 @@ class Zygote(Forking):
         gc.collect()
         gc.freeze()
         # not `imports_done`: the imports are the template's, no phase of a worker's cold start
-        self.hook("template_ready", tasks=task_count(), **info)
+        self.hook(Event.TEMPLATE_READY, tasks=task_count(), **info)
         self.serve_through([self.fork(worker) for worker in range(self.workers)])
 
     def fork(self, worker: int, liveness_s: float | None = None) -> ForkedHost:
         """A new worker: fork the template; the child loads the model and serves."""
-        self.hook("worker_requested", worker=worker)
+        self.hook(Event.WORKER_REQUESTED, worker=worker)
         return ForkedHost(functools.partial(_load_and_serve, self.loader, self._child_threads, self.files),
                           self.hook, worker, liveness_s)
 

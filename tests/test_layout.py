@@ -24,6 +24,7 @@ CELL_SIDE_MAY_IMPORT = ("ttsload.bench.cell", "ttsload.bench.serving", "ttsload.
                         "ttsload.bench.errors", "ttsload.strategies")
 # Reports read result files: they may use the analysis and the shared types, never the harness's moving parts.
 REPORTS_MAY_IMPORT = ("ttsload.reports", "ttsload.bench.analysis", "ttsload.bench.cells", "ttsload.bench.plan",
+                      "ttsload.strategies.events",
                       "ttsload.bench.results", "ttsload.bench.errors", "ttsload.strategies.base")
 
 

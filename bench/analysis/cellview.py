@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ttsload.bench.analysis import faults, scenario_summary
 from ttsload.bench.plan import TRIMMED_STEADY
+from ttsload.strategies.events import Event
 
 if TYPE_CHECKING:
     from ttsload.bench.cells import CellOutcome
@@ -49,7 +50,7 @@ class CellView:
     @cached_property
     def limits(self) -> dict[str, Any]:
         """The cell's physical-limit probe (memcpy, cold read; bench/cell/limits.py), {} when it did not run."""
-        return self.first("limits")
+        return self.first(Event.LIMITS)
 
     @cached_property
     def start(self) -> float:
@@ -79,7 +80,7 @@ class CellView:
         """CPU seconds at the process start, moved on by what the limit probe spent (as `start` is for wall)."""
         if not self.limits or "cpu" not in self.limits:
             return 0.0
-        return float(self.limits["cpu"]) - self.cpu_at.get("started", 0.0)
+        return float(self.limits["cpu"]) - self.cpu_at.get(Event.STARTED, 0.0)
 
     def cpu_span(self, start: str | None, end: str) -> float | None:
         """CPU seconds of the whole tree from event `start` (None: the process start) to event `end`."""
@@ -88,7 +89,7 @@ class CellView:
 
     @cached_property
     def requests(self) -> list[dict[str, Any]]:
-        return sorted(self.named("request_end"), key=lambda e: e["index"])
+        return sorted(self.named(Event.REQUEST_END), key=lambda e: e["index"])
 
     @cached_property
     def latencies(self) -> list[float]:
@@ -130,7 +131,7 @@ class CellView:
 
     def peak_during_load_mb(self, key: str) -> float | None:
         """Highest sampled total of `key` up to the first audio (all samples when there was none)."""
-        end = self.at.get("first_audio", float("inf"))
+        end = self.at.get(Event.FIRST_AUDIO, float("inf"))
         readings = [r.total for r in self.readings if r.t <= end and key in r.total] or [
             r.total for r in self.readings if key in r.total]
         values = [t[key] for t in readings]

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-RECOVERED = ("worker_ready", "load_recovered")  # the pool is whole again / the load came back
+from ttsload.strategies.events import Event
+
+RECOVERED = (Event.WORKER_READY, Event.LOAD_RECOVERED)  # the pool is whole again / the load came back
 
 
 def facts(events: list[dict[str, Any]], status: str) -> dict[str, Any]:
@@ -13,26 +15,26 @@ def facts(events: list[dict[str, Any]], status: str) -> dict[str, Any]:
     def named(name: str) -> list[dict[str, Any]]:
         return [e for e in events if e["event"] == name]
 
-    fault = next(iter(named("fault")), None)
-    failed, retried = named("request_failed"), named("request_retried")
+    fault = next(iter(named(Event.FAULT)), None)
+    failed, retried = named(Event.REQUEST_FAILED), named(Event.REQUEST_RETRIED)
     out: dict[str, Any] = {
-        "load_retries": len(named("load_retry")) or None,
-        "load_fallbacks": len(named("load_fallback")) or None,
-        "fallback_to": next((e.get("to") for e in named("load_fallback")), None),
-        "hung_workers": len(named("worker_hung")) or None,
-        "oom_kills": next((e.get("oom_kills") for e in named("memory_limit")), None),
-        "memory_limit_mb": next((e.get("memory_limit_mb") for e in named("memory_limit")), None),
-        "cgroup_peak_mb": next((e.get("cgroup_peak_mb") for e in named("memory_limit")), None),
+        "load_retries": len(named(Event.LOAD_RETRY)) or None,
+        "load_fallbacks": len(named(Event.LOAD_FALLBACK)) or None,
+        "fallback_to": next((e.get("to") for e in named(Event.LOAD_FALLBACK)), None),
+        "hung_workers": len(named(Event.WORKER_HUNG)) or None,
+        "oom_kills": next((e.get("oom_kills") for e in named(Event.MEMORY_LIMIT)), None),
+        "memory_limit_mb": next((e.get("memory_limit_mb") for e in named(Event.MEMORY_LIMIT)), None),
+        "cgroup_peak_mb": next((e.get("cgroup_peak_mb") for e in named(Event.MEMORY_LIMIT)), None),
     }
     if fault is None:
         return out
     after = [e for e in events if e["t"] >= fault["t"]]
     back = next((e for e in after if e["event"] in RECOVERED), None)
     if fault.get("fault") == "oom":  # the fault is the limit itself: recovered when the fallback worker is ready
-        fell = next((e for e in after if e["event"] == "load_fallback"), None)
-        back = next((e for e in after if e["event"] == "worker_ready" and fell and e["t"] >= fell["t"]), None)
-    hung = next((e for e in after if e["event"] == "worker_hung"), None)
-    changed = next((e for e in after if e["event"] == "checkpoint_changed"), None)
+        fell = next((e for e in after if e["event"] == Event.LOAD_FALLBACK), None)
+        back = next((e for e in after if e["event"] == Event.WORKER_READY and fell and e["t"] >= fell["t"]), None)
+    hung = next((e for e in after if e["event"] == Event.WORKER_HUNG), None)
+    changed = next((e for e in after if e["event"] == Event.CHECKPOINT_CHANGED), None)
     out.update({
         "fault": fault.get("fault"),
         "survived": "yes" if status == "ok" and not failed else "no",

@@ -19,6 +19,7 @@ from typing import Any
 
 from ttsload.bench.analysis import stats
 from ttsload.bench.analysis.cellview import CellView
+from ttsload.strategies.events import Event
 
 CONSOLE, CONSOLE_SCENARIO = "console", "console-scenario"
 REPORT_MAIN, REPORT, REPORT_SCENARIO = "report-main", "report", "report-scenario"
@@ -101,20 +102,20 @@ def _rtf(view: CellView) -> float | None:
 def _cold_start_begin(view: CellView) -> str | None:
     """Where a cold start begins: the process start (None), or for a zygote the moment its first worker was
     asked for (the template that was up before is `template_s`). Wall and CPU spans share it."""
-    return "worker_requested" if "worker_requested" in view.at else None
+    return Event.WORKER_REQUESTED if Event.WORKER_REQUESTED in view.at else None
 
 
 def _cold_start(view: CellView) -> float | None:
-    return view.span(_cold_start_begin(view), "first_audio")
+    return view.span(_cold_start_begin(view), Event.FIRST_AUDIO)
 
 
 def _cold_start_cpu(view: CellView) -> float | None:
-    return view.cpu_span(_cold_start_begin(view), "first_audio")
+    return view.cpu_span(_cold_start_begin(view), Event.FIRST_AUDIO)
 
 
 def _rate_gbps(view: CellView, start: str, end: str) -> float | None:
     """The loader's files (`file_bytes` of its first load) over a phase of that load, in GB/s (10^9 bytes)."""
-    seconds, size = view.span(start, end), view.first("weights_done").get("file_bytes")
+    seconds, size = view.span(start, end), view.first(Event.WEIGHTS_DONE).get("file_bytes")
     return size / seconds / 1e9 if seconds and size else None
 
 
@@ -124,26 +125,26 @@ def _limit_gbps(view: CellView) -> float | None:
 
 
 def _pct_of_limit(view: CellView) -> float | None:
-    rate, limit = _rate_gbps(view, "construct_done", "weights_done"), _limit_gbps(view)
+    rate, limit = _rate_gbps(view, Event.CONSTRUCT_DONE, Event.WEIGHTS_DONE), _limit_gbps(view)
     return 100 * rate / limit if rate and limit else None
 
 
 def _accept(view: CellView) -> float | None:
     """Process start → the server takes requests: `accepting` (async warm-up), else `ready` (loads first)."""
-    return view.span(None, "accepting" if "accepting" in view.at else "ready")
+    return view.span(None, Event.ACCEPTING if Event.ACCEPTING in view.at else Event.READY)
 
 
 def _model_ready(view: CellView) -> float | None:
     """Process start → the model is loaded: `model_ready` (async warm-up), else `ready`."""
-    return view.span(None, "model_ready" if "model_ready" in view.at else "ready")
+    return view.span(None, Event.MODEL_READY if Event.MODEL_READY in view.at else Event.READY)
 
 
 def _early(view: CellView) -> list[float]:
     """Latencies of the requests that arrived before the model was loaded (async warm-up only)."""
-    ready = view.at.get("model_ready")
+    ready = view.at.get(Event.MODEL_READY)
     if ready is None:
         return []
-    arrived = {e["index"]: e["t"] for e in view.named("request_start")}
+    arrived = {e["index"]: e["t"] for e in view.named(Event.REQUEST_START)}
     return [r["latency_s"] for r in view.requests if arrived.get(r["index"], ready) < ready]
 
 
@@ -164,21 +165,21 @@ REGISTRY: tuple[Metric, ...] = (
     _text("reason", lambda v: v.outcome.reason),
     # cold start and its phases
     Metric("cold_start_s", "cold start", "s", 2, _cold_start, show=frozenset({CS, RM, R})),
-    _phase("import_s", "imports", None, "imports_done", 2, CS),
-    _phase("verify_s", "verify", "load_start", "verify_done", 3, CS),
-    _phase("construct_s", "construct", "verify_done", "construct_done", 3, CS),
-    _phase("weights_s", "weights", "construct_done", "weights_done", 3, CS),
-    _phase("first_audio_s", "first synthesis", "weights_done", "first_audio", 2, CS, R),
+    _phase("import_s", "imports", None, Event.IMPORTS_DONE, 2, CS),
+    _phase("verify_s", "verify", Event.LOAD_START, Event.VERIFY_DONE, 3, CS),
+    _phase("construct_s", "construct", Event.VERIFY_DONE, Event.CONSTRUCT_DONE, 3, CS),
+    _phase("weights_s", "weights", Event.CONSTRUCT_DONE, Event.WEIGHTS_DONE, 3, CS),
+    _phase("first_audio_s", "first synthesis", Event.WEIGHTS_DONE, Event.FIRST_AUDIO, 2, CS, R),
     # the cell process's lifetime up to its last event: what a shard spends on it (balances --shard)
     Metric("wall_s", "cell wall time", "s", 1, lambda v: max(e["t"] for e in v.events) - v.outcome.t0
            if v.events else None),
     # the same spans in CPU seconds of the tree: what a busy neighbour cannot stretch
     Metric("cold_start_cpu_s", "cold start CPU", "s", 3, _cold_start_cpu, show=frozenset({R})),
-    _phase_cpu("import_cpu_s", "imports", None, "imports_done"),
-    _phase_cpu("construct_cpu_s", "construct", "verify_done", "construct_done"),
-    _phase_cpu("weights_cpu_s", "weights", "construct_done", "weights_done", R),
-    _phase_cpu("first_audio_cpu_s", "first synthesis", "weights_done", "first_audio"),
-    Metric("template_s", "zygote template start-up", "s", 2, lambda v: v.span(None, "template_ready"),
+    _phase_cpu("import_cpu_s", "imports", None, Event.IMPORTS_DONE),
+    _phase_cpu("construct_cpu_s", "construct", Event.VERIFY_DONE, Event.CONSTRUCT_DONE),
+    _phase_cpu("weights_cpu_s", "weights", Event.CONSTRUCT_DONE, Event.WEIGHTS_DONE, R),
+    _phase_cpu("first_audio_cpu_s", "first synthesis", Event.WEIGHTS_DONE, Event.FIRST_AUDIO),
+    Metric("template_s", "zygote template start-up", "s", 2, lambda v: v.span(None, Event.TEMPLATE_READY),
            show=frozenset({CS, R})),
     # memory of the whole process tree after the last request, and peaks
     _steady("rss", "RSS (summed)", R),
@@ -207,18 +208,19 @@ REGISTRY: tuple[Metric, ...] = (
     Metric("model_ready_s", "time to model ready", "s", 2, _model_ready, show=frozenset({R})),
     Metric("early_latency_s", "latency before ready", "s", 3, lambda v: stats.median(_early(v)),
            show=frozenset({R})),
-    Metric("early_requests", "requests before ready", "", 0, lambda v: len(_early(v)) if "model_ready" in v.at
+    Metric("early_requests", "requests before ready", "", 0, lambda v: len(_early(v)) if Event.MODEL_READY in v.at
            else None, gate=False),
     Metric("audio_s", "audio", "s", 2, lambda v: sum(r["audio_s"] for r in v.requests) if v.requests else None),
     Metric("requests", "requests", "", 0, lambda v: len(v.requests), gate=False),
-    Metric("loads", "loads", "", 0, lambda v: len(v.named("weights_done")), show=frozenset({CS, CSS, RS})),
+    Metric("loads", "loads", "", 0, lambda v: len(v.named(Event.WEIGHTS_DONE)), show=frozenset({CS, CSS, RS})),
     Metric("torch_threads", "threads", "", 0,
-           lambda v: (v.first("imports_done") or v.first("template_ready")).get("torch_threads"),  # zygote: template
+           # a zygote's threads are its template's
+           lambda v: (v.first(Event.IMPORTS_DONE) or v.first(Event.TEMPLATE_READY)).get("torch_threads"),
            show=frozenset({CSS}), gate=False),
     _text("cache", lambda v: v.cache),
-    _text("allocator", lambda v: v.first("runtime_controls").get("allocator")),  # as mapped in the cell process
-    Metric("int8_fraction", "int8 fraction", "", 3, lambda v: v.first("weights_done").get("int8_fraction")),
-    Metric("bf16_fraction", "bf16 fraction", "", 3, lambda v: v.first("weights_done").get("bf16_fraction")),
+    _text("allocator", lambda v: v.first(Event.RUNTIME_CONTROLS).get("allocator")),  # as mapped in the cell process
+    Metric("int8_fraction", "int8 fraction", "", 3, lambda v: v.first(Event.WEIGHTS_DONE).get("int8_fraction")),
+    Metric("bf16_fraction", "bf16 fraction", "", 3, lambda v: v.first(Event.WEIGHTS_DONE).get("bf16_fraction")),
     # the physical limit (bench/cell/limits.py) and the weights phase against it
     Metric("memcpy_gbps", "memcpy bandwidth", "GB/s", 2, lambda v: v.limits.get("memcpy_gbps"), show=frozenset({R}),
            gate=False),
@@ -231,19 +233,20 @@ REGISTRY: tuple[Metric, ...] = (
     Metric("read_same_device", "read probe on the model's device", "", 0, lambda v: v.limits.get("read_same_device"),
            kind="text", gate=False),
     Metric("limit_probe_s", "limit probe", "s", 2, lambda v: v.limits.get("probe_s"), gate=False),
-    Metric("verify_gbps", "verify rate", "GB/s", 2, lambda v: _rate_gbps(v, "load_start", "verify_done"),
+    Metric("verify_gbps", "verify rate", "GB/s", 2, lambda v: _rate_gbps(v, Event.LOAD_START, Event.VERIFY_DONE),
            show=frozenset({R})),
-    Metric("weights_gbps", "weights rate", "GB/s", 2, lambda v: _rate_gbps(v, "construct_done", "weights_done"),
+    Metric("weights_gbps", "weights rate", "GB/s", 2, lambda v: _rate_gbps(v, Event.CONSTRUCT_DONE, Event.WEIGHTS_DONE),
            show=frozenset({RM, R})),
     Metric("weights_pct_of_limit", "weights % of limit", "%", 2, _pct_of_limit, show=frozenset({CS, RM, R})),
     _text("output_digest", _digest),
-    Metric("params", "parameters", "M", 1, lambda v: v.first("weights_done").get("params", 0) / 1e6 or None,
+    Metric("params", "parameters", "M", 1, lambda v: v.first(Event.WEIGHTS_DONE).get("params", 0) / 1e6 or None,
            gate=False),
-    Metric("file_mb", "model files", "MiB", 0, lambda v: v.first("weights_done").get("file_bytes", 0) / 2**20 or None,
+    Metric("file_mb", "model files", "MiB", 0,
+           lambda v: v.first(Event.WEIGHTS_DONE).get("file_bytes", 0) / 2**20 or None,
            gate=False),
     # scenarios: whole-tree totals, readiness, faults, switching
     _scenario("workers", "workers", "", 0, lambda v: v.plan.workers + sum(int(e.get("add", 0))
-                                                                        for e in v.named("scale_out")), CSS, RS),
+                                                                        for e in v.named(Event.SCALE_OUT)), CSS, RS),
     _scenario("pss_total_mb", "PSS total", "MiB", 0, lambda v: v.steady_mb("pss"), CSS, RS),
     _scenario("uss_total_mb", "USS total", "MiB", 0, lambda v: v.steady_mb("uss"), CSS, RS),
     _scenario("rss_sum_mb", "RSS sum", "MiB", 0, lambda v: v.steady_mb("rss"), CSS, RS),
@@ -253,11 +256,11 @@ REGISTRY: tuple[Metric, ...] = (
     _scenario("scaleout_latency_p50_s", "p50 during scale-out", "s", 3,
               lambda v: v.scale_out["scaleout_latency_p50_s"], CSS, RS),
     _scenario("scaleout_requests", "requests during scale-out", "", 0, lambda v: v.scale_out["scaleout_requests"]),
-    _scenario("worker_deaths", "worker deaths", "", 0, lambda v: len(v.named("worker_died")), CSS, RS),
-    _scenario("failed_requests", "failed requests", "", 0, lambda v: len(v.named("request_failed"))),
-    _scenario("evictions", "evictions", "", 0, lambda v: len(v.named("model_evict")), CSS, RS),
+    _scenario("worker_deaths", "worker deaths", "", 0, lambda v: len(v.named(Event.WORKER_DIED)), CSS, RS),
+    _scenario("failed_requests", "failed requests", "", 0, lambda v: len(v.named(Event.REQUEST_FAILED))),
+    _scenario("evictions", "evictions", "", 0, lambda v: len(v.named(Event.MODEL_EVICT)), CSS, RS),
     _scenario("model_load_s", "load per switch", "s", 3,
-              lambda v: stats.median([e["load_s"] for e in v.named("model_loaded")]), CSS, RS),
+              lambda v: stats.median([e["load_s"] for e in v.named(Event.MODEL_LOADED)]), CSS, RS),
     # faults (analysis/faults.py): the drill's outcome and what the reliability options did
     _text("fault", lambda v: v.faults.get("fault")),
     _text("survived", lambda v: v.faults.get("survived")),

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ttsload.bench.analysis import leak as leak_fit
 from ttsload.bench.analysis import stats
 from ttsload.bench.plan import LeakSettings
+from ttsload.strategies.events import Event
 
 if TYPE_CHECKING:
     from ttsload.bench.cells import CellOutcome
@@ -26,14 +27,14 @@ def _named(events: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
 
 def scale_out(events: list[dict[str, Any]]) -> dict[str, Any]:
     """Spawn-to-ready of the workers added under load, and latency of requests sent meanwhile."""
-    outs = _named(events, "scale_out")
+    outs = _named(events, Event.SCALE_OUT)
     if not outs:
         return {"scaleout_ready_s": None, "scaleout_latency_p50_s": None, "scaleout_requests": None}
     begin = outs[0]["t"]
-    joined = [e for e in _named(events, "worker_ready") if e["t"] >= begin]
+    joined = [e for e in _named(events, Event.WORKER_READY) if e["t"] >= begin]
     end = max((e["t"] for e in joined), default=begin)
-    starts = {e["index"]: e["t"] for e in _named(events, "request_start")}
-    during = [e["latency_s"] for e in _named(events, "request_end")  # in service while workers were joining
+    starts = {e["index"]: e["t"] for e in _named(events, Event.REQUEST_START)}
+    during = [e["latency_s"] for e in _named(events, Event.REQUEST_END)  # in service while workers were joining
               if e["t"] > begin and starts.get(e["index"], e["t"]) < end]
     return {"scaleout_ready_s": max((e["ready_s"] for e in joined), default=None),
             "scaleout_latency_p50_s": stats.median(during), "scaleout_requests": len(during)}
@@ -70,11 +71,11 @@ def phase_records(outcome: CellOutcome, run_id: str) -> list[dict[str, Any]]:
     """One record per load phase of the cell: its shape, latency percentiles and throughput."""
     events = outcome.events
     records = []
-    for start in _named(events, "phase_start"):
+    for start in _named(events, Event.PHASE_START):
         label = start["phase"]
-        end = next((e for e in _named(events, "phase_end") if e["phase"] == label), None)
-        done = [e for e in _named(events, "request_end") if e.get("phase") == label]
-        failed = [e for e in _named(events, "request_failed") if e.get("phase") == label]
+        end = next((e for e in _named(events, Event.PHASE_END) if e["phase"] == label), None)
+        done = [e for e in _named(events, Event.REQUEST_END) if e.get("phase") == label]
+        failed = [e for e in _named(events, Event.REQUEST_FAILED) if e.get("phase") == label]
         wall = end["t"] - start["t"] if end else None
         records.append({
             "type": "phase", "run_id": run_id, "cell": outcome.cell.id, "phase": label,

@@ -30,6 +30,7 @@ from ttsload.bench.cell.cputime import tree_cpu_s
 from ttsload.bench.cell.kinds import steady_then_trimmed
 from ttsload.bench.cellspec import CellSpec, read_limits
 from ttsload.bench.procs import read_spec
+from ttsload.strategies.events import Event
 
 
 class EventPipe:
@@ -58,7 +59,7 @@ class EventPipe:
 
     def sync(self, label: str, **fields: Any) -> None:
         """Ask the runner for a memory reading labelled `label` now, and wait until it has taken it."""
-        self("mark", label=label, sync=True, **fields)
+        self(Event.MARK, label=label, sync=True, **fields)
         sys.stdin.readline()
 
 
@@ -74,14 +75,14 @@ def serve(spec: CellSpec, hook: EventPipe) -> None:
 
     topology = spec.strategy.build(spec.model, hook, spec.threads)
     topology.start()
-    hook("ready")
+    hook(Event.READY)
     for index, text in enumerate(spec.texts):
-        hook("request_start", index=index)
+        hook(Event.REQUEST_START, index=index)
         cpu, start = tree_cpu_s(), time.monotonic()
         audio = topology.synthesize(text, request_seed(text))
         latency, cpu_s = time.monotonic() - start, tree_cpu_s() - cpu
         hook(
-            "request_end",
+            Event.REQUEST_END,
             index=index,
             chars=len(text),
             latency_s=latency,
@@ -90,7 +91,7 @@ def serve(spec: CellSpec, hook: EventPipe) -> None:
             audio_sha256=hashlib.sha256(audio.wav.tobytes()).hexdigest(),
         )
         if index == 0:
-            hook("first_audio")
+            hook(Event.FIRST_AUDIO)
         if spec.audio_dir:  # after the timed part: kept for the quality comparison
             save_audio(Path(spec.audio_dir), index, audio.wav)
     steady_then_trimmed(hook, topology.trim)
@@ -124,7 +125,7 @@ def main(argv: list[str]) -> int:
     watch_runner(events_fd)
     hook = EventPipe(os.fdopen(events_fd, "w", buffering=1))
     message = read_spec(int(argv[1]))
-    hook("started")
+    hook(Event.STARTED)
     try:
         if probe := read_limits(message):  # before any import of the strategy: stdlib only
             from ttsload.bench.cell.limits import measure
@@ -139,16 +140,16 @@ def main(argv: list[str]) -> int:
             serve(spec, hook)
         from ttsload.strategies.allocator import in_effect  # after the timed work: it imports numpy
 
-        hook("runtime_controls", **in_effect())  # what this process really ran with (allocator, arenas, ...)
+        hook(Event.RUNTIME_CONTROLS, **in_effect())  # what this process really ran with (allocator, arenas, ...)
     except BaseException as exc:
         from ttsload.bench.cellspec import SpecError
         from ttsload.strategies.base import StrategyError
 
         reason = str(exc) if isinstance(exc, (StrategyError, SpecError)) else f"{type(exc).__name__}: {exc}"
         traceback.print_exc()
-        hook("error", reason=reason.splitlines()[0] if reason else type(exc).__name__)
+        hook(Event.ERROR, reason=reason.splitlines()[0] if reason else type(exc).__name__)
         return 1
-    hook("exit")
+    hook(Event.EXIT)
     return 0
 
 

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from ttsload.bench.plan import Plan
-from ttsload.strategies.base import ModelFiles
+from ttsload.strategies.base import Hook, ModelFiles
+from ttsload.strategies.events import Event
 
 CHECKPOINT_DRILLS = ("replace_checkpoint", "delete_checkpoint", "hide_checkpoint")
 
@@ -47,7 +48,7 @@ def private_copy(files: ModelFiles) -> tuple[ModelFiles, Path]:
 class Drill:
     """Fires `plan.fault` once, from its own thread, when `plan.fault_after` requests have been answered."""
 
-    def __init__(self, plan: Plan, pool: Any, files: ModelFiles, hook: Any):
+    def __init__(self, plan: Plan, pool: Any, files: ModelFiles, hook: Hook):
         self.plan, self.pool, self.files, self.hook = plan, pool, files, hook
         self.fired = threading.Event()
         self.threads: list[threading.Thread] = []
@@ -67,7 +68,7 @@ class Drill:
         if fault in ("sigkill", "sigstop"):
             host = self._busy_host()
             os.kill(host.pid, signal.SIGKILL if fault == "sigkill" else signal.SIGSTOP)
-            self.hook("fault", fault=fault, worker=host.worker, worker_pid=host.pid)
+            self.hook(Event.FAULT, fault=fault, worker=host.worker, worker_pid=host.pid)
             return
         path = self.files.checkpoint
         if fault == "replace_checkpoint":
@@ -81,18 +82,18 @@ class Drill:
         elif fault == "hide_checkpoint":
             hidden = path.with_name(path.name + ".hidden")
             os.replace(path, hidden)
-            self.hook("fault", fault=fault, path=str(path), hide_s=self.plan.hide_s)
+            self.hook(Event.FAULT, fault=fault, path=str(path), hide_s=self.plan.hide_s)
 
             def restore() -> None:
                 time.sleep(self.plan.hide_s)
                 os.replace(hidden, path)
-                self.hook("fault_cleared", fault=fault, path=str(path))
+                self.hook(Event.FAULT_CLEARED, fault=fault, path=str(path))
 
             thread = threading.Thread(target=restore, name="ttsload-fault-restore")
             thread.start()
             self.threads.append(thread)
             return
-        self.hook("fault", fault=fault, path=str(path))
+        self.hook(Event.FAULT, fault=fault, path=str(path))
 
     def _busy_host(self) -> Any:
         """A worker serving a request right now (the first one otherwise)."""

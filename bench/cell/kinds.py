@@ -10,10 +10,14 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ttsload.bench.cellspec import CellSpec
 from ttsload.bench.plan import TRIMMED_STEADY, Plan
+from ttsload.strategies.events import Event
+
+if TYPE_CHECKING:  # strategies.base imports numpy: entry imports this module before its limit probe
+    from ttsload.strategies.base import Hook
 
 KINDS = {  # kind -> "module:function(spec, hook)"
     "pool": "ttsload.bench.cell.pool_kind:run_pool",
@@ -22,7 +26,16 @@ KINDS = {  # kind -> "module:function(spec, hook)"
 }
 
 
-def run_plan(spec: CellSpec, hook: Any) -> None:
+class CellHook(Protocol):
+    """The hook a cell's kinds are handed (entry.EventPipe): a strategy's Hook, plus `sync`, a memory reading
+    the runner takes on request while the cell waits."""
+
+    def __call__(self, event: str, t: float | None = None, **fields: Any) -> None: ...
+
+    def sync(self, label: str, **fields: Any) -> None: ...
+
+
+def run_plan(spec: CellSpec, hook: CellHook) -> None:
     module, _, function = KINDS[spec.plan.kind].partition(":")
     getattr(importlib.import_module(module), function)(spec, hook)
 
@@ -46,7 +59,7 @@ def request_texts(texts: Sequence[str], plan: Plan) -> Any:
 class RequestReporter:
     """Emits a request's `request_end` (and `first_audio` after the first answer), from any thread."""
 
-    def __init__(self, hook: Any, text: Any):
+    def __init__(self, hook: Hook, text: Any):
         import threading
 
         self.hook, self.text = hook, text
@@ -58,20 +71,20 @@ class RequestReporter:
 
         record = {"chars": len(text), "latency_s": latency_s, "audio_s": audio.seconds,
                   "audio_sha256": hashlib.sha256(audio.wav.tobytes()).hexdigest(), **fields}
-        self.hook("request_end", index=index, **record)
+        self.hook(Event.REQUEST_END, index=index, **record)
         with self._first:
             first, self._first_done = not self._first_done, True
         if first:
-            self.hook("first_audio")
+            self.hook(Event.FIRST_AUDIO)
         return record
 
 
-def steady_then_trimmed(hook: Any, trim: Any) -> None:
+def steady_then_trimmed(hook: CellHook, trim: Any) -> None:
     """The two steady readings: as served, then after malloc_trim(0) in every process of the tree.
 
     The first is what a server without trims holds; the second drops what glibc merely retains
     after texts of varied length, so it is the reading that repeats from run to run.
     """
-    hook("requests_done", then_trim=True)
+    hook(Event.REQUESTS_DONE, then_trim=True)
     sys.stdin.readline()  # the runner reads steady-state memory, then lets us go
     hook.sync(TRIMMED_STEADY, released=trim())

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ttsload.bench.cellspec import LimitProbe
+from ttsload.strategies.events import Event
 
 if TYPE_CHECKING:  # strategies.base imports numpy, which this probe must run before
     from ttsload.strategies.base import Hook
@@ -112,4 +113,4 @@ def measure(probe: LimitProbe, hook: Hook) -> None:
         found["limits_error"] = f"{type(exc).__name__}: {exc}"
     found["peak_rss_reset"] = _reset_peak_rss()
     end = time.monotonic()
-    hook("limits", t=end, probe_s=end - start, **found)
+    hook(Event.LIMITS, t=end, probe_s=end - start, **found)

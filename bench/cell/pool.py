@@ -19,6 +19,7 @@ from dataclasses import replace
 
 from ttsload.strategies import reliability
 from ttsload.strategies.base import Audio, Hook, ModelFiles, StrategyError, Topology, malloc_trim
+from ttsload.strategies.events import Event
 from ttsload.strategies.hosts import Dispatcher, PipeClient, SpawnedHost
 from ttsload.strategies.registry import StrategySpec
 
@@ -80,7 +81,7 @@ class Pool:
         deadline = time.monotonic() + 10
         while host.alive() and time.monotonic() < deadline:
             time.sleep(0.02)
-        self.hook("worker_killed", worker=worker, worker_pid=host.pid)
+        self.hook(Event.WORKER_KILLED, worker=worker, worker_pid=host.pid)
 
     def host(self, worker: int) -> PipeClient:
         host = next((h for h in self.dispatcher.hosts if h.worker == worker), None)
@@ -122,20 +123,20 @@ class Pool:
             try:
                 ready = host.wait_for("ready", None)
             except StrategyError as exc:
-                self.hook("worker_failed", worker=host.worker, worker_pid=host.pid, reason=str(exc),
+                self.hook(Event.WORKER_FAILED, worker=host.worker, worker_pid=host.pid, reason=str(exc),
                           exit_code=host.exit_code() if not host.alive() else None)
                 host.close()
                 failure = failure or exc
                 continue
             # the time the worker said it was ready, not when this thread got round to reading it
-            self.hook("worker_ready", t=ready["t"], worker=host.worker, worker_pid=host.pid,
+            self.hook(Event.WORKER_READY, t=ready["t"], worker=host.worker, worker_pid=host.pid,
                       ready_s=ready["t"] - started)
             self.dispatcher.add(host)
         if failure is not None and not background:
             raise failure
 
     def _died(self, host: PipeClient) -> None:
-        self.hook("worker_died", worker=host.worker, worker_pid=host.pid, exit_code=host.exit_code(),
+        self.hook(Event.WORKER_DIED, worker=host.worker, worker_pid=host.pid, exit_code=host.exit_code(),
                   last_request=host.last_request, hung=host.hung)
         if not self.supervise:
             return
@@ -149,14 +150,14 @@ class Pool:
             finally:
                 with self._lock:
                     self.dispatcher.pending -= 1
-            self.hook("worker_replaced", worker=host.worker, worker_pid=host.pid)
+            self.hook(Event.WORKER_REPLACED, worker=host.worker, worker_pid=host.pid)
 
         thread = threading.Thread(target=replace_worker, name="ttsload-replace")
         thread.start()
         self._scale_outs.append(thread)
 
     def _retried(self, host: PipeClient, reason: str) -> None:
-        self.hook("request_retried", worker=host.worker, worker_pid=host.pid, reason=reason)
+        self.hook(Event.REQUEST_RETRIED, worker=host.worker, worker_pid=host.pid, reason=reason)
 
     def _fall_back(self, during: str, reason: str) -> bool:
         """Switch to the fallback loader when the OOM killer has acted in this cgroup since last looked."""
@@ -164,7 +165,7 @@ class Pool:
         oom, self._oom_seen = kills > self._oom_seen, kills
         if not oom or self.fallback is None or self._parent is not None or self.spec is self.fallback:
             return False
-        self.hook("load_fallback", loader=self.spec.loader, to=self.fallback.loader, during=during,
+        self.hook(Event.LOAD_FALLBACK, loader=self.spec.loader, to=self.fallback.loader, during=during,
                   reason=f"OOM killer under the memory limit: {reason}")
         self.spec = self.fallback
         return True

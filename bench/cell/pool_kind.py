@@ -18,14 +18,15 @@ from dataclasses import replace
 from typing import Any
 
 from ttsload.bench.cell import drive, faults
-from ttsload.bench.cell.kinds import RequestReporter, request_texts, steady_then_trimmed
+from ttsload.bench.cell.kinds import CellHook, RequestReporter, request_texts, steady_then_trimmed
 from ttsload.bench.cell.pool import Pool
 from ttsload.bench.cellspec import CellSpec
 from ttsload.bench.plan import Phase
-from ttsload.strategies.base import request_seed
+from ttsload.strategies.base import Hook, request_seed
+from ttsload.strategies.events import Event
 
 
-def run_pool(spec: CellSpec, hook: Any) -> None:
+def run_pool(spec: CellSpec, hook: CellHook) -> None:
     plan = spec.plan
     files, scratch = spec.model, None
     if plan.fault in faults.CHECKPOINT_DRILLS:  # the drill damages a copy, never the model home's files
@@ -35,9 +36,9 @@ def run_pool(spec: CellSpec, hook: Any) -> None:
     reporter = RequestReporter(hook, request_texts(spec.texts, plan))
     try:
         if plan.fault == "oom":
-            hook("fault", fault="oom", memory_limit_mb=plan.memory_limit_mb)
+            hook(Event.FAULT, fault="oom", memory_limit_mb=plan.memory_limit_mb)
         pool.start(plan.workers)
-        hook("ready", workers=plan.workers)
+        hook(Event.READY, workers=plan.workers)
         index = 0
         for phase in plan.phases:
             if phase.do == "requests":
@@ -54,14 +55,14 @@ def run_pool(spec: CellSpec, hook: Any) -> None:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _trim(pool: Pool, hook: Any, served: int) -> None:
+def _trim(pool: Pool, hook: CellHook, served: int) -> None:
     """malloc_trim everywhere, between two readings (labelled with the requests served so far)."""
     hook.sync("before_trim", requests=served)
     released = pool.trim()
     hook.sync("after_trim", requests=served, released=released)
 
 
-def _requests(pool: Pool, phase: Phase, first: int, reporter: RequestReporter, hook: Any,
+def _requests(pool: Pool, phase: Phase, first: int, reporter: RequestReporter, hook: Hook,
               on_answered: Any = lambda done: None) -> int:
     shape = drive.LoadShape.from_json(phase.to_shape_json())
     label = phase.label or shape.label
@@ -69,12 +70,12 @@ def _requests(pool: Pool, phase: Phase, first: int, reporter: RequestReporter, h
     every = phase.trim_every or shape.count  # a trim after every `every` requests, if asked
 
     def scale_out() -> None:
-        hook("scale_out", add=add, phase=label)
+        hook(Event.SCALE_OUT, add=add, phase=label)
         pool.add(add)
 
     def call(index: int, arrival: float) -> dict[str, Any]:
         text = reporter.text(index)
-        hook("request_start", index=index, phase=label)
+        hook(Event.REQUEST_START, index=index, phase=label)
         audio, host = pool.serve(index, text, request_seed(text))
         return reporter.done(index, text, audio, time.monotonic() - arrival, phase=label,
                              worker=host.worker, worker_pid=host.pid)
@@ -84,7 +85,7 @@ def _requests(pool: Pool, phase: Phase, first: int, reporter: RequestReporter, h
         if add and done == add_after:
             scale_out()
 
-    hook("phase_start", phase=label, count=shape.count, concurrency=shape.concurrency, rate=shape.rate)
+    hook(Event.PHASE_START, phase=label, count=shape.count, concurrency=shape.concurrency, rate=shape.rate)
     if add and add_after == 0:
         scale_out()
     index = first
@@ -93,10 +94,10 @@ def _requests(pool: Pool, phase: Phase, first: int, reporter: RequestReporter, h
         offset = index - first
         for record in drive.run(chunk, index, call, lambda done, offset=offset: on_progress(offset + done)):
             if not record["ok"]:
-                hook("request_failed", index=record["index"], error=record["error"], phase=label)
+                hook(Event.REQUEST_FAILED, index=record["index"], error=record["error"], phase=label)
         index += chunk.count
         if phase.trim_every:
             _trim(pool, hook, index)
     pool.join_scale_outs()  # a scale-out belongs to its phase: the phase ends when its workers are up
-    hook("phase_end", phase=label)
+    hook(Event.PHASE_END, phase=label)
     return index

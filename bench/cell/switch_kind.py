@@ -12,12 +12,12 @@ import gc
 import random
 import time
 from collections import OrderedDict
-from typing import Any
 
-from ttsload.bench.cell.kinds import RequestReporter, request_texts, steady_then_trimmed
+from ttsload.bench.cell.kinds import CellHook, RequestReporter, request_texts, steady_then_trimmed
 from ttsload.bench.cellspec import CellSpec
 from ttsload.bench.plan import Plan
 from ttsload.strategies.base import LoadedModel, ModelFiles, StrategyError, malloc_trim, request_seed, serve_request
+from ttsload.strategies.events import Event
 from ttsload.strategies.registry import make_loader
 
 
@@ -30,7 +30,7 @@ def model_pattern(plan: Plan, count: int) -> list[int]:
     return [rng.randrange(models) for _ in range(count)]
 
 
-def run_switch(spec: CellSpec, hook: Any) -> None:
+def run_switch(spec: CellSpec, hook: CellHook) -> None:
     strategy, plan = spec.strategy, spec.plan
     if not strategy.topology_class.serves_from_resident_model:
         raise StrategyError(f"the switch scenario keeps its models in one resident process: strategy "
@@ -43,8 +43,8 @@ def run_switch(spec: CellSpec, hook: Any) -> None:
     for model in models:
         if model.family not in runtimes:
             runtimes[model.family] = loaders[model.name].runtime_phase(plan.threads)
-    hook("imports_done", **next(iter(runtimes.values())), families=sorted(runtimes))
-    hook("ready", lru=plan.lru, models=[m.name for m in models])
+    hook(Event.IMPORTS_DONE, **next(iter(runtimes.values())), families=sorted(runtimes))
+    hook(Event.READY, lru=plan.lru, models=[m.name for m in models])
     loaded: OrderedDict[str, LoadedModel] = OrderedDict()
     for index, choice in enumerate(model_pattern(plan, plan.request_count)):
         files = models[choice]
@@ -55,12 +55,12 @@ def run_switch(spec: CellSpec, hook: Any) -> None:
             while len(loaded) >= (plan.lru or 1):
                 victim, _ = loaded.popitem(last=False)
                 gc.collect()
-                hook("model_evict", model=victim)
-            hook("model_load_start", model=files.name)
+                hook(Event.MODEL_EVICT, model=victim)
+            hook(Event.MODEL_LOAD_START, model=files.name)
             loaded[files.name] = loaders[files.name].load(files, hook)
-            hook("model_loaded", model=files.name, load_s=time.monotonic() - start)
+            hook(Event.MODEL_LOADED, model=files.name, load_s=time.monotonic() - start)
         text = reporter.text(index)
-        hook("request_start", index=index, model=files.name)
+        hook(Event.REQUEST_START, index=index, model=files.name)
         audio = serve_request(loaded[files.name], text, request_seed(text))
         reporter.done(index, text, audio, time.monotonic() - start, model=files.name)
     steady_then_trimmed(hook, malloc_trim)  # every model lives in this one process

@@ -27,11 +27,12 @@ from ttsload.bench.harness import cgroup, hostspeed, pagecache
 from ttsload.bench.harness.memlimit import MemoryLimit
 from ttsload.bench.harness.probes import TreeSampler, read_tree
 from ttsload.strategies.base import ModelFiles
+from ttsload.strategies.events import Event
 from ttsload.strategies.registry import StrategySpec, resolve
 
 CELL_MODULE = "ttsload.bench.cell"  # its __main__ runs one measured cell
 # Load events after which the sampler takes a full (PSS) reading: the peak during load sits around them.
-FULL_READING_EVENTS = frozenset({"construct_done", "weights_done", "first_audio"})
+FULL_READING_EVENTS = frozenset({Event.CONSTRUCT_DONE, Event.WEIGHTS_DONE, Event.FIRST_AUDIO})
 
 
 @dataclass
@@ -115,7 +116,7 @@ def run_cell(cell: Cell, options: CellOptions, log_path: Path,
             outcome.sampler_cpu_s = sampler.cpu_s
         _kill_group(proc)
         if limit:  # what the limit was and how often the OOM killer acted under it, kept as an event
-            outcome.events.append({"event": "memory_limit", "t": time.monotonic(), **limit.facts()})
+            outcome.events.append({"event": Event.MEMORY_LIMIT, "t": time.monotonic(), **limit.facts()})
             limit.close()
     outcome.exit_code = proc.returncode
     if outcome.status == "ok" and proc.returncode != 0:
@@ -172,21 +173,21 @@ def _follow(proc: subprocess.Popen, fd: int, outcome: CellOutcome, deadline: flo
             event = json.loads(line)
             outcome.events.append(event)
             on_event(event)
-            if event["event"] == "measure_root":
+            if event["event"] == Event.MEASURE_ROOT:
                 outcome.root = event["root"]
                 if sampler:
                     sampler.root = event["root"]
             elif event["event"] in FULL_READING_EVENTS and sampler:
                 sampler.full_now()
-            elif event["event"] == "request_end" and sampler:
+            elif event["event"] == Event.REQUEST_END and sampler:
                 outcome.after_request.append((event["index"], read_tree(outcome.root)))
-            if event["event"] == "requests_done":
+            if event["event"] == Event.REQUESTS_DONE:
                 outcome.steady = read_tree(outcome.root)
                 _release(proc, last=not event.get("then_trim"))  # a trimmed reading follows
             elif event.get("sync"):
                 outcome.marks.append((event, read_tree(outcome.root)))
                 _release(proc, last=False)
-            elif event["event"] == "error":
+            elif event["event"] == Event.ERROR:
                 outcome.status, outcome.reason = "failed", event.get("reason", "unknown error")
     try:
         proc.wait(timeout=30)

@@ -19,6 +19,7 @@ from ttsload.bench.errors import ProfilerUnavailable
 from ttsload.bench.harness.probes import tree_pids
 from ttsload.bench.profiling import coldstart
 from ttsload.bench.profiling.job import ProfilePass
+from ttsload.strategies.events import Event
 
 if TYPE_CHECKING:
     from ttsload.bench.cells import CellOutcome
@@ -119,5 +120,5 @@ def profile(job: ProfilePass) -> dict[str, Any]:
 
 
 def _cold_start(outcome: CellOutcome) -> float | None:
-    first = next((e["t"] for e in outcome.events if e["event"] == "first_audio"), None)
+    first = next((e["t"] for e in outcome.events if e["event"] == Event.FIRST_AUDIO), None)
     return round(first - outcome.t0, 3) if first is not None else None

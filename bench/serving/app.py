@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # the server's imports stay inside the functions that run in 
 
     from ttsload.strategies.base import Audio, LoadedModel
 from ttsload.bench.serving.guard import Admission, Rejected, check_content_type, parse_tts
+from ttsload.strategies.events import Event
 
 ENV = "TTSLOAD_HTTP"
 # gunicorn settings read from this module: no control socket (gunicorn >= 25 opens a unix socket in
@@ -93,7 +94,7 @@ def preload(config: dict[str, Any]) -> _Preloaded:
     _state["child_threads"] = info.get("torch_threads") or config.get("threads")  # each worker sets it after fork
     _state["loader"] = loader
     loader.prepare_fork()
-    fd_hook("imports_done", **info)
+    fd_hook(Event.IMPORTS_DONE, **info)
     model = loader.load(files, fd_hook)
     gc.collect()
     gc.freeze()
@@ -202,5 +203,5 @@ def post_fork(server: Arbiter, worker: Worker) -> None:
 
 def post_worker_init(worker: Worker) -> None:
     """The app is loaded in this worker (or inherited from the master): it is ready to serve."""
-    fd_hook("worker_ready", worker_pid=os.getpid(), worker=worker.age)
+    fd_hook(Event.WORKER_READY, worker_pid=os.getpid(), worker=worker.age)
     _status(ready=os.getpid(), worker=worker.age)

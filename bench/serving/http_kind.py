@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import time
-from typing import Any
 
 from ttsload.bench.cell.drive import LoadShape
 from ttsload.bench.cellspec import CellSpec
@@ -22,14 +21,15 @@ from ttsload.bench.plan import Plan
 from ttsload.bench.procs import python_module, spec_fd
 from ttsload.bench.serving import server as server_tree
 from ttsload.bench.serving import stacks
-from ttsload.strategies.base import StrategyError
+from ttsload.strategies.base import Hook, StrategyError
+from ttsload.strategies.events import Event
 
 # What the load generator's sender adds to each answered request: time to first audio, the longest gap,
 # underruns, whether it streamed, and how late the generator sent it.
 STREAM_FIELDS = ("ttfa_s", "max_gap_s", "underruns", "streaming", "send_error_s", "stream_kind")
 
 
-def run_http(spec: CellSpec, hook: Any) -> None:
+def run_http(spec: CellSpec, hook: Hook) -> None:
     plan, strategy = spec.plan, spec.strategy
     workers, stack = plan.workers, plan.stack or "flask"
     if stack != "flask":
@@ -53,10 +53,10 @@ def run_http(spec: CellSpec, hook: Any) -> None:
     listener.close()  # gunicorn holds its own copy: the cell itself listens on nothing
     os.close(status_write)  # EOF on the status pipe once every server process is gone
     try:
-        hook("measure_root", root=server.pid)
+        hook(Event.MEASURE_ROOT, root=server.pid)
         deadline = time.monotonic() + server_tree.READY_TIMEOUT_S
         pids = server_tree.wait_ready(server, status_read, stacks.ready_count(stack, workers), deadline)
-        hook("ready", workers=workers, port=port, worker_pids=pids, http_limits=limits.to_json(),
+        hook(Event.READY, workers=workers, port=port, worker_pids=pids, http_limits=limits.to_json(),
              server_env_removed=stacks.tuning_variables(), stack=stack)
         first_index, first_audio = 0, False
         for phase in plan.phases:
@@ -65,7 +65,7 @@ def run_http(spec: CellSpec, hook: Any) -> None:
             shape = LoadShape.from_json(phase.to_shape_json())
             first_audio = _run_phase(spec, plan, shape, first_index, port, hook, first_audio, phase.label)
             first_index += shape.count
-        hook("requests_done")
+        hook(Event.REQUESTS_DONE)
         sys.stdin.readline()  # the runner reads steady-state memory, then lets us go
     finally:
         server_tree.stop(server)
@@ -73,10 +73,10 @@ def run_http(spec: CellSpec, hook: Any) -> None:
 
 
 def _run_phase(spec: CellSpec, plan: Plan, shape: LoadShape, first_index: int, port: int,
-               hook: Any, first_audio: bool, label: str = "") -> bool:
+               hook: Hook, first_audio: bool, label: str = "") -> bool:
     """One load phase through a separate loadgen process; returns whether first_audio was sent."""
     label = label or shape.label
-    hook("phase_start", phase=label, count=shape.count, concurrency=shape.concurrency, rate=shape.rate,
+    hook(Event.PHASE_START, phase=label, count=shape.count, concurrency=shape.concurrency, rate=shape.rate,
          first_index=first_index)
     job = {"port": port, "phase": {"count": shape.count, "concurrency": shape.concurrency, "rate": shape.rate,
                                    "seed": shape.seed},
@@ -93,14 +93,14 @@ def _run_phase(spec: CellSpec, plan: Plan, shape: LoadShape, first_index: int, p
             record = json.loads(line)
             if record.get("ok"):
                 streamed = {key: record.get(key) for key in STREAM_FIELDS}  # bench/analysis/streaming.py
-                hook("request_end", index=record["index"], chars=record["chars"], latency_s=record["latency_s"],
+                hook(Event.REQUEST_END, index=record["index"], chars=record["chars"], latency_s=record["latency_s"],
                      audio_s=record["audio_s"], audio_sha256=record["audio_sha256"],
                      worker_pid=record["worker_pid"], phase=label, **streamed)
                 if not first_audio:
-                    hook("first_audio")
+                    hook(Event.FIRST_AUDIO)
                     first_audio = True
             else:
-                hook("request_failed", index=record["index"], error=record.get("error", "unknown"),
+                hook(Event.REQUEST_FAILED, index=record["index"], error=record.get("error", "unknown"),
                      latency_s=record.get("latency_s"), phase=label, status=record.get("status"))
         code = loadgen.wait()
     finally:
@@ -109,6 +109,6 @@ def _run_phase(spec: CellSpec, plan: Plan, shape: LoadShape, first_index: int, p
             loadgen.wait()
     if code != 0:
         raise StrategyError(f"http load generator exited with code {code} in phase {label}")
-    hook("phase_end", phase=label)
+    hook(Event.PHASE_END, phase=label)
     return first_audio
 

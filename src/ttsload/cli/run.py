@@ -25,6 +25,7 @@ from ttsload.bench.results import ResultStore, load_cell_rows, load_records, new
 from ttsload.bench.scenario import loading as scenarios
 from ttsload.cli import console as ui
 from ttsload.cli import shardplan
+from ttsload.strategies.events import Event
 from ttsload.strategies.registry import StrategySpec, UnknownStrategy, loader_class, resolve
 
 DEFAULT_STRATEGIES = ["naive", "singleton", "mmap", "quantized", "subprocess-worker"]
@@ -206,7 +207,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         task = bar.add_task("cells", total=todo, detail="")
 
         def on_event(cell: Cell, event: dict[str, Any]) -> None:
-            detail = event["event"] if event["event"] != "request_end" else f"request {event['index'] + 1}"
+            detail = event["event"] if event["event"] != Event.REQUEST_END else f"request {event['index'] + 1}"
             bar.update(task, detail=f"{cell.strategy} {cell.scenario} #{cell.repeat}: {detail}")
 
         def on_done(cell: Cell, row: dict[str, Any]) -> None:
