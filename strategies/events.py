@@ -48,7 +48,7 @@ class Event(str, Enum):
     LOAD_RECOVERED = "load_recovered"
     LOAD_GAVE_UP = "load_gave_up"
     LOAD_FALLBACK = "load_fallback"
-    # scenario kinds (bench/cell/pool_kind.py, switch_kind.py, faults.py, bench/serving/http_kind.py)
+    # scenario kinds (bench/cell/pool_kind.py, switch_kind.py, http_kind.py, faults.py)
     MEASURE_ROOT = "measure_root"  # the readings move to this pid's tree (the http server, not the load generator)
     PHASE_START = "phase_start"
     PHASE_END = "phase_end"

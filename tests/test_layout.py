@@ -1,9 +1,12 @@
 """The import rules of the source tree, read from the code itself (every import statement, also those
-inside functions and under TYPE_CHECKING), so a rule broken in one line fails here, not in a wheel."""
+inside functions and under TYPE_CHECKING, and every string that names a project module, which is how a
+module is reached through importlib, `python -m` or gunicorn), so a rule broken in one line fails here,
+not in a wheel."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -16,7 +19,7 @@ OLD_NAMES = {"bench", "strategies", "reports", "scenarios"}  # top-level import 
 # Code that runs inside a measured cell process (or the server it starts) may import only these.
 CELL_SIDE = ("ttsload.bench.cell", "ttsload.bench.serving")
 CELL_SIDE_MAY_IMPORT = ("ttsload.bench.cell", "ttsload.bench.serving", "ttsload.bench.plan", "ttsload.bench.procs",
-                        "ttsload.bench.cellspec",
+                        "ttsload.bench.cellspec", "ttsload.bench.drive",
                         "ttsload.bench.http_limits",
                         # the http cell's load generator is the client's sender, timed with the one streaming metric
                         "ttsload.bench.analysis.streaming", "ttsload.bench.loadgen.audio", "ttsload.bench.loadgen.api",
@@ -42,8 +45,61 @@ def modules() -> dict[str, Path]:
 MODULES = modules()
 
 
+# Layers, top to bottom: a module imports its own layer or lower ones, never a higher one (docs/architecture.md).
+# A module belongs to the layer of the longest prefix naming it ("ttsload.bench" holds the shared types:
+# cells, plan, cellspec, drive, http_limits, procs, errors, results' atomic writes, ...).
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("cli", ("ttsload.cli", "ttsload.__main__")),
+    ("reports", ("ttsload.reports",)),
+    ("runs", ("ttsload.bench.harness", "ttsload.bench.profiling", "ttsload.bench.loadgen")),
+    ("cell process", ("ttsload.bench.cell",)),
+    ("servers", ("ttsload.bench.serving",)),
+    ("records", ("ttsload.bench.regression", "ttsload.bench.results", "ttsload.bench.merging", "ttsload.bench.sharding",
+                 "ttsload.bench.artefacts", "ttsload.bench.planid", "ttsload.bench.models", "ttsload.bench.scenario")),
+    ("analysis", ("ttsload.bench.analysis",)),
+    ("shared types", ("ttsload.bench",)),
+    ("strategies", ("ttsload.strategies",)),
+    ("namespace", ("ttsload", "ttsload.scenarios")),
+)
+
+
+def layer_of(module: str) -> int:
+    """The index of a module's layer in LAYERS (0: the top)."""
+    best = max(((len(p), i) for i, (_, prefixes) in enumerate(LAYERS) for p in prefixes
+                if module == p or module.startswith(p + ".")), default=None)
+    assert best is not None, f"{module} is in no layer: add its package to LAYERS"
+    return best[1]
+
+
+DISPATCH = re.compile(r"(?P<module>ttsload(\.\w+)+)(:[\w.()]*)?")  # a module, maybe with ":attr" (gunicorn's app)
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    """ids of the docstring nodes of a tree (they name modules to explain, not to reach them)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                found.add(id(first.value))
+    return found
+
+
+def named_modules(tree: ast.AST) -> list[tuple[str, int]]:
+    """(module, line) for every string literal naming a project module, "ttsload.x.y" or "ttsload.x.y:attr":
+    a dispatch by string (importlib, `python -m`, gunicorn's app) is an import the statements do not show."""
+    skip = _docstrings(tree)
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip:
+            if (found := DISPATCH.fullmatch(node.value)) and found["module"] in MODULES:
+                out.append((found["module"], node.lineno))
+    return out
+
+
 def imports_of(path: Path, module: str) -> list[tuple[str, int]]:
-    """(imported module, line) for every import statement of a file, resolved to the project's modules."""
+    """(imported module, line) for every import statement of a file, resolved to the project's modules, and for
+    every string that names a module (named_modules)."""
     tree = ast.parse(path.read_text(), str(path))
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     out = []
@@ -58,7 +114,7 @@ def imports_of(path: Path, module: str) -> list[tuple[str, int]]:
             for alias in node.names:  # `from pkg import submodule` depends on the submodule
                 submodule = f"{base}.{alias.name}"
                 out.append((submodule if submodule in MODULES else base, node.lineno))
-    return out
+    return out + named_modules(tree)
 
 
 GRAPH = {module: imports_of(path, module) for module, path in MODULES.items()}
@@ -97,6 +153,37 @@ def test_reports_read_results_not_the_harness(module: str) -> None:
     assert not bad, f"{module} builds reports from result files but imports {', '.join(bad)}"
 
 
+def upward(module: str, deps: list[tuple[str, int]]) -> list[str]:
+    """The imports of `module` that reach a higher layer than its own."""
+    own = layer_of(module)
+    return [f"{name} (line {line}, layer {LAYERS[layer_of(name)][0]})" for name, line in deps
+            if name in MODULES and layer_of(name) < own]
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_imports_point_down(module: str) -> None:
+    bad = upward(module, GRAPH[module])
+    assert not bad, f"{module} (layer {LAYERS[layer_of(module)][0]}) imports upward: {', '.join(bad)}"
+
+
+def test_a_string_dispatch_is_an_edge(tmp_path: Path) -> None:
+    """A module reached by name (importlib, `python -m`) is an import for every rule here, cycles included."""
+    planted = tmp_path / "planted.py"
+    planted.write_text('"""Docstrings may name ttsload.bench.harness.runner freely."""\n'
+                       'import importlib\n'
+                       'RUN = importlib.import_module("ttsload.bench.harness.runner")\n'
+                       'COMMAND = ["python", "-m", "ttsload.reports.build"]\n'
+                       'KIND = "ttsload.bench.cell.pool_kind:run_pool"\n')
+    deps = imports_of(planted, "ttsload.strategies.planted")
+    assert sorted((line, n) for n, line in deps if n.startswith("ttsload")) == [
+        (3, "ttsload.bench.harness.runner"), (4, "ttsload.reports.build"), (5, "ttsload.bench.cell.pool_kind")]
+    assert len(upward("ttsload.strategies.planted", deps)) == 3
+
+
+def test_the_layers_cover_every_module() -> None:
+    assert {m: layer_of(m) for m in MODULES}  # layer_of names a module no layer holds
+
+
 def test_no_import_cycles() -> None:
     """Depth-first search over every import edge between the project's modules; a cycle is printed whole."""
     edges = {m: sorted({name for name, _ in deps if name in MODULES and name != m}) for m, deps in GRAPH.items()}
@@ -124,6 +211,9 @@ def test_the_rules_see_the_code() -> None:
     """Guards the test itself: it found the modules and the imports it judges."""
     assert {"ttsload.bench.cell.entry", "ttsload.strategies.base", "ttsload.reports.build"} <= set(MODULES)
     entry = {name for name, _ in GRAPH["ttsload.bench.cell.entry"]}
+    kinds = {name for name, _ in GRAPH["ttsload.bench.cell.kinds"]}
+    assert {"ttsload.bench.cell.http_kind", "ttsload.bench.cell.pool_kind"} <= kinds
+    assert "ttsload.bench.cell" in {n for n, _ in GRAPH["ttsload.bench.harness.runner"]}  # CELL_MODULE, by name
     assert {"ttsload.bench.cellspec", "ttsload.strategies.base"} <= entry
 
 

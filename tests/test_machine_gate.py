@@ -180,11 +180,12 @@ def test_a_slower_host_skips_the_timing_checks_with_one_line_and_still_judges_me
 
 
 def test_the_host_calibration_reads_three_parts_and_pools_them_over_cells():
+    from ttsload.bench.analysis import calibration
     from ttsload.bench.harness import hostspeed
 
     reading = hostspeed.measure(repeats=1)
-    assert set(reading) == set(hostspeed.PARTS) and all(math.isfinite(v) and v > 0 for v in reading.values())
-    pooled = hostspeed.of_cells([{"host_python_s": [1.0, 3.0]}, {"host_python_s": [2.0], "host_matmul_s": [0.5]}])
+    assert set(reading) == set(calibration.PARTS) and all(math.isfinite(v) and v > 0 for v in reading.values())
+    pooled = calibration.of_cells([{"host_python_s": [1.0, 3.0]}, {"host_python_s": [2.0], "host_matmul_s": [0.5]}])
     assert pooled == {"python_s": [1.0, 3.0, 2.0], "matmul_s": [0.5]}
 
 

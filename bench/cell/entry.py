@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ttsload.bench.cell.cputime import tree_cpu_s
-from ttsload.bench.cell.kinds import steady_then_trimmed
+from ttsload.bench.cell.reporting import steady_then_trimmed
 from ttsload.bench.cellspec import CellSpec, read_limits
 from ttsload.bench.procs import read_spec
 from ttsload.strategies.events import Event

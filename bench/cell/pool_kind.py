@@ -17,9 +17,10 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from ttsload.bench.cell import drive, faults
-from ttsload.bench.cell.kinds import CellHook, RequestReporter, request_texts, steady_then_trimmed
+from ttsload.bench import drive
+from ttsload.bench.cell import faults
 from ttsload.bench.cell.pool import Pool
+from ttsload.bench.cell.reporting import CellHook, RequestReporter, steady_then_trimmed
 from ttsload.bench.cellspec import CellSpec
 from ttsload.bench.plan import Phase
 from ttsload.strategies.base import Hook, request_seed
@@ -33,7 +34,7 @@ def run_pool(spec: CellSpec, hook: CellHook) -> None:
         files, scratch = faults.private_copy(files)
     pool = Pool(spec.strategy, files, hook, plan.threads)
     drill = faults.Drill(plan, pool, files, hook)
-    reporter = RequestReporter(hook, request_texts(spec.texts, plan))
+    reporter = RequestReporter(hook, drive.request_texts(spec.texts, plan))
     try:
         if plan.fault == "oom":
             hook(Event.FAULT, fault="oom", memory_limit_mb=plan.memory_limit_mb)

@@ -13,8 +13,9 @@ import random
 import time
 from collections import OrderedDict
 
-from ttsload.bench.cell.kinds import CellHook, RequestReporter, request_texts, steady_then_trimmed
+from ttsload.bench.cell.reporting import CellHook, RequestReporter, steady_then_trimmed
 from ttsload.bench.cellspec import CellSpec
+from ttsload.bench.drive import request_texts
 from ttsload.bench.plan import Plan
 from ttsload.strategies.base import LoadedModel, ModelFiles, StrategyError, malloc_trim, request_seed, serve_request
 from ttsload.strategies.events import Event

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import platform
 import subprocess
@@ -15,6 +13,7 @@ from typing import Any
 import psutil
 
 from ttsload.bench.harness import cgroup
+from ttsload.bench.regression.machines import machine_class
 from ttsload.strategies import families
 
 # CPU flags that change which kernels torch and oneDNN pick: two machines that differ in one of these
@@ -82,18 +81,6 @@ def fingerprint() -> dict[str, Any]:
         "torch": _version("torch"),
         "coqui-tts": _version("coqui-tts"),
     }
-
-
-def machine_class(print_: dict[str, Any]) -> str:
-    """A short stable id of a fingerprint (12 hex digits), for file names and table headers."""
-    return hashlib.sha256(json.dumps(print_, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def describe_class(print_: dict[str, Any]) -> str:
-    """One line a person can read: 'AMD EPYC, 2 cores, 23 GB, avx512_bf16, py3.11 torch 2.13.0+cpu'."""
-    isa = ",".join(print_.get("isa") or []) or "no avx2"
-    return (f"{print_.get('cpu')}, {print_.get('cores_logical')} cores, {print_.get('memory_gb')} GB, {isa}, "
-            f"py{print_.get('python')} torch {print_.get('torch')} coqui-tts {print_.get('coqui-tts')}")
 
 
 def resolved_versions() -> dict[str, str]:

@@ -15,11 +15,10 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ttsload.bench.analysis import stats
+from ttsload.bench.analysis import calibration, stats
 from ttsload.bench.analysis.metrics import BY_COLUMN
 from ttsload.bench.cells import group_label
 from ttsload.bench.errors import EXIT_FAILED, EXIT_OK, EXIT_UNJUDGED, EXIT_USAGE, UsageError
-from ttsload.bench.harness import hostspeed
 from ttsload.bench.regression.resultset import ResultSet
 
 EXIT_REGRESSION, EXIT_UNUSABLE = EXIT_FAILED, EXIT_USAGE
@@ -187,7 +186,7 @@ class Outcome:
     checks: list[Check]
     warnings: list[str]
     new_cells: list[str]
-    host_speed: str = ""  # the line comparing the hosts' calibration readings (bench/harness/hostspeed.py)
+    host_speed: str = ""  # the line comparing the hosts' calibration readings (bench/analysis/calibration.py)
 
     @property
     def exit_code(self) -> int:
@@ -210,7 +209,7 @@ def is_timing(metric: str) -> bool:
 
 
 def compare(baseline: ResultSet, current: ResultSet, rules: list[Rule], alpha: float = ALPHA,
-            strict: bool = True, host_tolerance: float = hostspeed.TOLERANCE) -> Outcome:
+            strict: bool = True, host_tolerance: float = calibration.TOLERANCE) -> Outcome:
     """Every rule on every baseline cell; unusable input raises UsageError before anything is judged.
 
     Not `strict` (the default SPEC): a rule whose metric the baseline lacks (a baseline older than the
@@ -226,15 +225,15 @@ def compare(baseline: ResultSet, current: ResultSet, rules: list[Rule], alpha: f
         skipped = [f"{r.metric} is not in the baseline: rule {r} not checked (re-measure the baseline to gate it)"
                    for r in rules if r.metric not in known]
         rules = [r for r in rules if r.metric in known]
-    host, host_line = hostspeed.compare(hostspeed.of_cells(baseline.cells.values()),
-                                        hostspeed.of_cells(current.cells.values()), host_tolerance)
+    host, host_line = calibration.compare(calibration.of_cells(baseline.cells.values()),
+                                          calibration.of_cells(current.cells.values()), host_tolerance)
     timing = sorted({r.metric for r in rules if is_timing(r.metric)})
-    if host == hostspeed.SLOWER and timing:
+    if host == calibration.SLOWER and timing:
         skipped.insert(0, f"timing checks skipped ({', '.join(timing)}): this host ran the calibration slower than "
                           f"the baseline's beyond ±{100 * host_tolerance:g} %, so a slower timing could be the host; "
                           "memory checks still judged")
         rules = [r for r in rules if not is_timing(r.metric)]
-    elif host == hostspeed.FASTER and timing:
+    elif host == calibration.FASTER and timing:
         skipped.insert(0, "this host ran the calibration faster than the baseline's: timing checks judged, but a "
                           "regression as large as the host's speed-up could be hidden")
     _check_usable(baseline, current, rules)

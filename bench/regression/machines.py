@@ -9,13 +9,24 @@ an unknown field never matches: such a baseline is only used when named explicit
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
-from ttsload.bench.harness.environment import describe_class, machine_class
-
 FIELDS = ("cpu", "cores_logical", "memory_gb", "isa", "python", "torch", "coqui-tts")
+
+
+def machine_class(print_: dict[str, Any]) -> str:
+    """A short stable id of a fingerprint (12 hex digits), for file names and table headers."""
+    return hashlib.sha256(json.dumps(print_, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def describe_class(print_: dict[str, Any]) -> str:
+    """One line a person can read: 'AMD EPYC, 2 cores, 23 GB, avx512_bf16, py3.11 torch 2.13.0+cpu'."""
+    isa = ",".join(print_.get("isa") or []) or "no avx2"
+    return (f"{print_.get('cpu')}, {print_.get('cores_logical')} cores, {print_.get('memory_gb')} GB, {isa}, "
+            f"py{print_.get('python')} torch {print_.get('torch')} coqui-tts {print_.get('coqui-tts')}")
 
 
 def fingerprint_of(environment: dict[str, Any]) -> dict[str, Any]:

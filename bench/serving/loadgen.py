@@ -17,8 +17,7 @@ import json
 import sys
 from typing import Any
 
-from ttsload.bench.cell.drive import LoadShape
-from ttsload.bench.cell.kinds import request_texts
+from ttsload.bench.drive import LoadShape, request_texts
 from ttsload.bench.loadgen.api import Api
 from ttsload.bench.loadgen.schedule import Arrivals
 from ttsload.bench.loadgen.sender import run_step

@@ -70,12 +70,11 @@ def default_name(environment: dict[str, Any]) -> str:
     """A file name for this machine class: CPU words, cores and the class id (amd-epyc-2cpu-6e0b758c3887)."""
     import re
 
-    from ttsload.bench.harness.environment import machine_class
     from ttsload.bench.regression import machines
 
     print_ = machines.fingerprint_of(environment)
     words = [w for w in re.findall(r"[a-z0-9]+", str(print_.get("cpu")).lower()) if w not in ("r", "tm", "processor")]
-    return f"{'-'.join(words[:2]) or 'cpu'}-{print_.get('cores_logical')}cpu-{machine_class(print_)}"
+    return f"{'-'.join(words[:2]) or 'cpu'}-{print_.get('cores_logical')}cpu-{machines.machine_class(print_)}"
 
 
 def save(result: ResultSet, found: dict[str, Any], name: str, directory: Path) -> Path:

@@ -2,7 +2,7 @@
 
 The cell process starts gunicorn (its master becomes the measured root, so the load generator,
 another child of the cell, is not counted), waits until every worker holds its model, runs each
-load phase through a separate `bench.loadgen` process, relays the per-request results as events,
+load phase through a separate `bench.serving.loadgen` process, relays the per-request results as events,
 and stops the whole server tree afterwards, also on error.
 """
 
@@ -14,8 +14,8 @@ import subprocess
 import sys
 import time
 
-from ttsload.bench.cell.drive import LoadShape
 from ttsload.bench.cellspec import CellSpec
+from ttsload.bench.drive import LoadShape
 from ttsload.bench.http_limits import HttpLimits
 from ttsload.bench.plan import Plan
 from ttsload.bench.procs import python_module, spec_fd

@@ -1,7 +1,8 @@
 """Load shapes: closed loop (C clients, each sends its next request when the last one answered)
 and open loop (Poisson arrivals at rate λ, whatever the server's state).
 
-Shared by the in-process worker pools and the HTTP load generator, so both drive load the same way.
+Shared by the in-process worker pools and the HTTP load generator, so both drive load the same way, and both
+send the same texts (`request_texts`). Standard library only: the load generator never imports numpy or torch.
 Open-loop latency is measured from each request's scheduled arrival, not from when a client thread
 got round to sending it: a server that falls behind then shows its queueing delay instead of hiding
 it (the "coordinated omission" trap of closed-loop tools).
@@ -12,10 +13,13 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ttsload.bench.plan import Plan
 
 # call(index, arrival) -> fields of the request's record; it measures latency from `arrival`.
 Call = Callable[[int, float], dict[str, Any]]
@@ -91,3 +95,17 @@ class _Counter:
             self._done += 1
             done = self._done
         self._on_progress(done)
+
+
+def request_texts(texts: Sequence[str], plan: Plan) -> Callable[[int], str]:
+    """`text(index)` for the scenario's requests, drawn from the spec's distinct texts.
+
+    "cycle" takes them in order, again and again; "random" draws one per request from a seeded
+    generator. Request 0 is always the first (shortest) text, so cold start measures readiness.
+    """
+    if plan.order == "cycle":
+        return lambda index: texts[index % len(texts)]
+    rng = random.Random(plan.order_seed)
+    total = plan.request_count
+    chosen = [0] + [rng.randrange(len(texts)) for _ in range(max(0, total - 1))]
+    return lambda index: texts[chosen[index] if index < len(chosen) else index % len(texts)]
