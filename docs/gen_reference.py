@@ -1,5 +1,5 @@
-"""Write the generated reference pages from the code: the CLI (src/ttsload/cli/main.py's argparse parser) and the
-scenario keys (bench/scenario/schema.py).
+"""Write the generated reference pages from the code: the CLI (src/ttsload/cli/main.py's argparse parser), the
+scenario keys (bench/scenario/schema.py) and the exit codes (bench/exitcodes.py).
 
     python docs/gen_reference.py           # rewrite docs/reference/*.md
     python docs/gen_reference.py --check   # exit 1 naming each page that differs from the code
@@ -114,7 +114,19 @@ def scenario_page() -> str:
     return "".join(lines)
 
 
-PAGES = {"cli.md": cli_page, "scenarios.md": scenario_page}
+def exit_codes_page() -> str:
+    """The exit codes table: one code, one meaning, for every command."""
+    from ttsload.bench.exitcodes import MEANINGS
+
+    lines = [HEADER, "# Exit codes\n\n",
+             "Every `ttsload` command exits with one of these codes (`bench/exitcodes.py`); each means one thing "
+             "in every command, so a CI step or a Job's retry rule can act on the code alone.\n\n",
+             "| code | name | meaning |\n|---|---|---|\n"]
+    lines += [f"| {code.value} | `{code.name}` | {cell(meaning)} |\n" for code, meaning in MEANINGS.items()]
+    return "".join(lines)
+
+
+PAGES = {"cli.md": cli_page, "scenarios.md": scenario_page, "exit-codes.md": exit_codes_page}
 
 
 def main(argv: list[str] | None = None) -> int:

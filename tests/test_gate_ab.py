@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RESULTS, cli, ttsload
-from ttsload.bench.errors import EXIT_FAILED, EXIT_OK, EXIT_UNJUDGED, EXIT_USAGE
+from ttsload.bench.exitcodes import ExitCode
 from ttsload.bench.regression import ab, abjudge, abnoise, abresults, history, sides
 from ttsload.bench.regression.ab import Pair
 
@@ -41,7 +41,7 @@ def test_a_regression_is_flagged_when_the_whole_interval_is_above_the_threshold(
     assert check.low is not None and check.low > 1.05 and check.high is not None and check.high < 1.14
     text = abjudge.line(check)
     assert "weights_cpu_s (weights phase, CPU)" in text and "over 8 pairs" in text and "B/A 1.10" in text
-    assert abjudge.exit_code([check]) == EXIT_FAILED
+    assert abjudge.exit_code([check]) == ExitCode.FAILED
 
 
 def test_a_change_whose_interval_reaches_below_the_threshold_is_not_a_regression():
@@ -54,22 +54,22 @@ def test_a_faster_head_is_improved_and_passes():
     b = [x * 0.8 for x in A]
     checks = abjudge.judge_all(pairs_of(A, b), {"weights_cpu_s": 5}, metrics=("weights_cpu_s",))
     assert [c.verdict for c in checks] == [abjudge.IMPROVED]
-    assert abjudge.exit_code(checks) == EXIT_OK
+    assert abjudge.exit_code(checks) == ExitCode.OK
 
 
 def test_too_few_pairs_are_undecided_and_say_how_many_are_needed():
     assert abjudge.min_pairs(0.95) == 6
     check = abjudge.judge(CELL, "weights_cpu_s", pairs_of(A[:5], [x * 1.5 for x in A[:5]]), threshold_pct=5)
     assert check.verdict == abjudge.UNDECIDED and "at least 6" in check.note
-    assert abjudge.exit_code([check]) == EXIT_USAGE
+    assert abjudge.exit_code([check]) == ExitCode.UNDECIDED
 
 
 def test_a_side_that_gave_nothing_could_not_be_judged_never_passes():
     pairs = [Pair(CELL, i, "AB", {"A": {"weights_cpu_s": 1.0}}, {"B": "cell failed"}) for i in range(6)]
     check = abjudge.judge(CELL, "weights_cpu_s", pairs, threshold_pct=5)
     assert check.verdict == abjudge.UNJUDGED and "B gave no weights_cpu_s in 6" in check.note
-    assert abjudge.exit_code([check]) == EXIT_UNJUDGED
-    assert abjudge.exit_code([]) == EXIT_UNJUDGED
+    assert abjudge.exit_code([check]) == ExitCode.UNJUDGED
+    assert abjudge.exit_code([]) == ExitCode.UNJUDGED
     nan = abjudge.judge(CELL, "weights_cpu_s", pairs_of(A, A), threshold_pct=math.nan)
     assert nan.verdict == abjudge.UNJUDGED
 
@@ -116,7 +116,7 @@ def _git(repo: Path, *args: str) -> None:
 def test_a_side_that_names_nothing_could_not_judge_in_one_line(tmp_path):
     done = cli("gate", "--ab", "no-such-ref-anywhere", "HEAD", "--out", str(tmp_path / "ab"),
                "--side-cache", str(tmp_path / "cache"), "--json", str(tmp_path / "v.json"))
-    assert done.returncode == EXIT_UNJUDGED, done.stdout + done.stderr
+    assert done.returncode == ExitCode.UNJUDGED, done.stdout + done.stderr
     said = [line for line in done.stdout.splitlines() if line.strip()]
     assert len(said) == 1 and said[0].startswith("ttsload gate: could not judge: side A: 'no-such-ref-anywhere'")
     assert json.loads((tmp_path / "v.json").read_text())["verdict"] == "could not judge"
@@ -189,7 +189,7 @@ def test_a_planted_memory_regression_fails_an_ab_run_of_head_against_itself(tiny
                    "--pairs", "6", "--out", str(out), "--no-history", "--json", str(tmp_path / "v.json"),
                    "--b-env", "TTSLOAD_TEST_STRATEGIES=1", "--b-env", "TTSLOAD_TEST_PLANT=anon-eager",
                    "--b-env", "TTSLOAD_TEST_ANON_PCT=10", timeout=1800)
-    assert done.returncode == EXIT_FAILED, done.stdout + done.stderr
+    assert done.returncode == ExitCode.FAILED, done.stdout + done.stderr
     assert "REGRESSION singleton/vits-tiny/single: pss_anon_trimmed_mb" in done.stdout
     verdict = json.loads((tmp_path / "v.json").read_text())
     memory = next(c for c in verdict["checks"] if c["metric"] == "pss_anon_trimmed_mb")
@@ -230,7 +230,7 @@ def test_cells_that_give_nothing_are_recorded_as_failed_pairs_and_the_run_goes_o
     assert all(set(p.failed) == {"A", "B"} for p in found)
     _, saved = ab.load(tmp_path / "out")
     assert len(saved) == 4 and saved[0].failed["A"].startswith("ttsload run exited 0")
-    assert abjudge.exit_code(abjudge.judge_all(saved, {})) == EXIT_UNJUDGED
+    assert abjudge.exit_code(abjudge.judge_all(saved, {})) == ExitCode.UNJUDGED
     duet = ab.cell_command(side, "naive", "vits", tmp_path, ab.AbPlan([("naive", "vits")], 1, ab.DUET))
     assert duet[duet.index("--threads") + 1] == "1"
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import cli
+from ttsload.bench.exitcodes import ExitCode
 from ttsload.bench.harness.environment import fingerprint
 from ttsload.bench.regression import machines, noise
 from ttsload.bench.regression.resultset import ResultSet
@@ -127,7 +128,7 @@ def test_an_invariant_over_its_bound_with_too_few_repetitions_is_undecided(tmp_p
     current = result_set(tmp_path / "cur.json", cells)
     done = cli("gate", "--current", str(current), "--baselines", str(tmp_path / "none"),
                    "--invariants", str(INVARIANTS))
-    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.returncode == ExitCode.UNDECIDED, done.stdout + done.stderr
     assert "UNDECIDED mmap-weights-faster-than-eager: median ratio 0.775 > 0.5 with 2/2 repetitions" in done.stdout
 
 

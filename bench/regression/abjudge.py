@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ttsload.bench.analysis.metrics import BY_COLUMN
-from ttsload.bench.errors import EXIT_FAILED, EXIT_OK, EXIT_UNJUDGED, EXIT_USAGE
+from ttsload.bench.exitcodes import ExitCode
 from ttsload.bench.regression.ab import Pair
 
 CONFIDENCE = 0.95
@@ -129,8 +129,8 @@ def judge_all(pairs: list[Pair], thresholds: dict[str, float], metrics: tuple[st
 def exit_code(checks: list[AbCheck]) -> int:
     """The gate's codes: 1 regression, 4 could not judge, 2 too few pairs to decide, else 0."""
     found = {c.verdict for c in checks}
-    return (EXIT_FAILED if REGRESSION in found else EXIT_UNJUDGED if UNJUDGED in found or not checks
-            else EXIT_USAGE if UNDECIDED in found else EXIT_OK)
+    return (ExitCode.FAILED if REGRESSION in found else ExitCode.UNJUDGED if UNJUDGED in found or not checks
+            else ExitCode.UNDECIDED if UNDECIDED in found else ExitCode.OK)
 
 
 def _bounds(check: AbCheck) -> str:
@@ -148,9 +148,10 @@ def line(check: AbCheck) -> str:
 def markdown(checks: list[AbCheck], header: list[str], confidence: float = CONFIDENCE) -> str:
     """The table for a CI log or a pull-request comment, then one line per check that decides the exit code."""
     code = exit_code(checks)
-    title = {EXIT_OK: "pass: no regression", EXIT_FAILED: f"FAIL: {sum(c.verdict == REGRESSION for c in checks)} "
-             "regression(s)", EXIT_UNJUDGED: "FAIL: could not judge",
-             EXIT_USAGE: "UNDECIDED: too few pairs to judge some checks"}[code]
+    regressions = sum(c.verdict == REGRESSION for c in checks)
+    title = {ExitCode.OK: "pass: no regression", ExitCode.FAILED: f"FAIL: {regressions} regression(s)",
+             ExitCode.UNJUDGED: "FAIL: could not judge",
+             ExitCode.UNDECIDED: "UNDECIDED: too few pairs to judge some checks"}[code]
     lines = [f"## ttsload gate --ab: {title}", "", *header,
              f"a check regresses when the {confidence:.0%} sign-test interval of the median B/A ratio lies wholly "
              "above 1 + threshold", "",

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ttsload.bench import atomic
-from ttsload.bench.errors import EXIT_FAILED
+from ttsload.bench.exitcodes import ExitCode
 from ttsload.bench.regression import abjudge, machines
 from ttsload.bench.regression.ab import Pair
 
@@ -68,7 +68,7 @@ def study(runs: list[list[Pair]], pairs: int, metrics: tuple[str, ...] = abjudge
     verdicts = [abjudge.exit_code(abjudge.judge_all(run, thresholds, metrics, confidence)) for run in runs]
     return {"runs": len(runs), "pairs_per_gate_run": pairs, "confidence": confidence, "checks_per_gate_run": checks,
             "family_alpha": FAMILY_ALPHA, "thresholds_pct": thresholds, "cells": per_cell,
-            "false_alarms_in_study": sum(code == EXIT_FAILED for code in verdicts)}
+            "false_alarms_in_study": sum(code == ExitCode.FAILED for code in verdicts)}
 
 
 def markdown(found: dict[str, Any]) -> str:

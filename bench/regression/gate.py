@@ -18,10 +18,10 @@ from typing import Any
 from ttsload.bench.analysis import calibration, stats
 from ttsload.bench.analysis.metrics import BY_COLUMN
 from ttsload.bench.cells import group_label
-from ttsload.bench.errors import EXIT_FAILED, EXIT_OK, EXIT_UNJUDGED, EXIT_USAGE, UsageError
+from ttsload.bench.errors import UsageError
+from ttsload.bench.exitcodes import ExitCode
 from ttsload.bench.regression.resultset import ResultSet
 
-EXIT_REGRESSION, EXIT_UNUSABLE = EXIT_FAILED, EXIT_USAGE
 UNJUDGED = "COULD NOT JUDGE"  # the verdict of a check the gate has nothing finite to judge with
 ALPHA = 0.05
 # The metrics the gate judges by default, with fallback thresholds for a baseline that has no noise
@@ -189,18 +189,18 @@ class Outcome:
     host_speed: str = ""  # the line comparing the hosts' calibration readings (bench/analysis/calibration.py)
 
     @property
-    def exit_code(self) -> int:
+    def exit_code(self) -> ExitCode:
         verdicts = {c.verdict for c in self.checks}
         if "REGRESSION" in verdicts:
-            return EXIT_REGRESSION
+            return ExitCode.FAILED
         if UNJUDGED in verdicts:
-            return EXIT_UNJUDGED
-        return EXIT_UNUSABLE if "insufficient repetitions" in verdicts else EXIT_OK
+            return ExitCode.UNJUDGED
+        return ExitCode.UNDECIDED if "insufficient repetitions" in verdicts else ExitCode.OK
 
     @property
     def verdict(self) -> str:
-        return {EXIT_OK: "pass", EXIT_REGRESSION: "regression", EXIT_UNUSABLE: "undecided",
-                EXIT_UNJUDGED: "could not judge"}[self.exit_code]
+        return {ExitCode.OK: "pass", ExitCode.FAILED: "regression", ExitCode.UNDECIDED: "undecided",
+                ExitCode.UNJUDGED: "could not judge"}[self.exit_code]
 
 
 def is_timing(metric: str) -> bool:

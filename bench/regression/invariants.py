@@ -25,7 +25,8 @@ import tomllib
 
 from ttsload.bench.analysis import stats
 from ttsload.bench.cells import group_label
-from ttsload.bench.errors import EXIT_FAILED, EXIT_OK, EXIT_UNJUDGED, EXIT_USAGE, UsageError
+from ttsload.bench.errors import UsageError
+from ttsload.bench.exitcodes import ExitCode
 from ttsload.bench.regression.resultset import ResultSet
 
 OK, BROKEN, NOT_CHECKED = "ok", "BROKEN", "not checked"
@@ -128,12 +129,12 @@ def check(invariants: list[Invariant], result: ResultSet, alpha: float = ALPHA) 
     return verdicts
 
 
-def exit_code(verdicts: list[Verdict]) -> int:
+def exit_code(verdicts: list[Verdict]) -> ExitCode:
     """1 on a broken invariant, 4 when one could not be judged, 2 when one is over its bound with too few
     repetitions to decide, else 0."""
     found = {v.verdict for v in verdicts}
-    return (EXIT_FAILED if BROKEN in found else EXIT_UNJUDGED if UNJUDGED in found
-            else EXIT_USAGE if UNDECIDED in found else EXIT_OK)
+    return (ExitCode.FAILED if BROKEN in found else ExitCode.UNJUDGED if UNJUDGED in found
+            else ExitCode.UNDECIDED if UNDECIDED in found else ExitCode.OK)
 
 
 def markdown(verdicts: list[Verdict], source: str) -> str:

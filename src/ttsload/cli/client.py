@@ -18,8 +18,7 @@ from rich.text import Text
 
 from ttsload.bench import bounds
 from ttsload.bench.errors import UsageError
-
-EXIT_OK, EXIT_FAILED = 0, 1
+from ttsload.bench.exitcodes import ExitCode
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -104,11 +103,11 @@ def run(args: argparse.Namespace) -> int:
             bar.update(task, visible=False)
             ui.console.print(Text(f"ttsload: error: client: the first request to {endpoint} failed ({exc}); "
                                   "nothing measured", style="red"))
-            return EXIT_FAILED
+            return ExitCode.FAILED
         bar.update(task, visible=False)
     ui.console.print(Text(summary_line(summary)))
     ui.console.print(f"results: {out} (`ttsload report {out}` renders them)")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def step_line(step: dict[str, Any], goal: float) -> str:

@@ -24,7 +24,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-EXIT_OK, EXIT_BROKEN = 0, 1
+from ttsload.bench.exitcodes import ExitCode
+
 CPU_TORCHCODEC = "torchcodec>=0.8,<0.14"  # pyproject.toml's range: the newest CPU build on PyPI is 0.13
 CUDA_LIBRARIES = ("libtorch_cuda", "libc10_cuda", "libnvrtc", "libcudart", "libnvjpeg")
 
@@ -174,7 +175,7 @@ def run(fix: bool) -> int:
         print(f"ttsload doctor: {check.what} fails: {problem} ({advice(check, problem)})", file=sys.stderr)
     if not broken:
         print(f"environment ok: {sys.executable}")
-    return EXIT_BROKEN if broken else EXIT_OK
+    return ExitCode.FAILED if broken else ExitCode.OK
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 
 from ttsload.bench.errors import UsageError
-
-EXIT_OK, EXIT_FAILED = 0, 1
+from ttsload.bench.exitcodes import ExitCode
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -62,4 +61,4 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(json.dumps({"model": args.model, "strategy": args.strategy, "workers": args.workers,
                                          "limits": limits.to_json(), **tally.to_json()}, indent=1) + "\n")
-    return EXIT_OK if tally.server_errors == 0 and tally.alive_after else EXIT_FAILED
+    return ExitCode.OK if tally.server_errors == 0 and tally.alive_after else ExitCode.FAILED

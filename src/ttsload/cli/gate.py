@@ -15,13 +15,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ttsload.bench.errors import EXIT_FAILED, EXIT_NO_BASELINE, EXIT_OK, EXIT_UNJUDGED, EXIT_USAGE, UsageError
+from ttsload.bench.errors import UsageError
+from ttsload.bench.exitcodes import ExitCode
 from ttsload.cli import gate_ab
 
 INVARIANTS = Path("baselines") / "invariants.toml"  # the committed file (bench/regression/invariants.py)
 # Which verdict the exit code reports when the comparison and the invariants differ: a regression, then a
 # check that could not be judged, then one with too few repetitions to decide.
-SEVERITY = (EXIT_FAILED, EXIT_UNJUDGED, EXIT_USAGE)
+SEVERITY = (ExitCode.FAILED, ExitCode.UNJUDGED, ExitCode.UNDECIDED)  # the worst code found wins
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -44,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                              "and significantly (default 10)")
     parser.add_argument("--which", action="store_true",
                         help="only print the baseline in --baselines that matches this machine's class (exit 0), "
-                             f"or the no-baseline line (exit {EXIT_NO_BASELINE}); runs nothing")
+                             f"or the no-baseline line (exit {ExitCode.NO_BASELINE}); runs nothing")
     parser.add_argument("--json", type=Path, help="also write the verdict as JSON here")
     gate_ab.add_arguments(parser)
 
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         print(invariants.markdown(found, current.source), end="")
         verdict["invariants"] = invariants.to_json(found)
         codes.append(invariants.exit_code(found))
-    code = next((c for c in SEVERITY if c in codes), EXIT_OK)
+    code = next((c for c in SEVERITY if c in codes), ExitCode.OK)
     verdict["exit_code"] = code
     if args.json:
         args.json.write_text(json.dumps(verdict, indent=1) + "\n")
@@ -115,4 +116,4 @@ def _which(directory: Path) -> int:
     here = fingerprint()
     found, _ = machines.find_baseline(directory, here)
     print(found if found else no_baseline_line(here))
-    return EXIT_OK if found else EXIT_NO_BASELINE
+    return ExitCode.OK if found else ExitCode.NO_BASELINE

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ttsload.bench import bounds
-from ttsload.bench.errors import EXIT_OK, EXIT_UNJUDGED, UsageError
+from ttsload.bench.errors import UsageError
+from ttsload.bench.exitcodes import ExitCode
 
 if TYPE_CHECKING:
     from ttsload.bench.regression.ab import AbPlan, Pair
@@ -142,8 +143,8 @@ def run(args: argparse.Namespace, severity: tuple[int, ...]) -> int:
     built = _sides(args, list(args.ab))
     if isinstance(built, str):
         print(f"ttsload gate: could not judge: {built}")
-        _write_json(args, {"verdict": "could not judge", "exit_code": EXIT_UNJUDGED, "side_error": built})
-        return EXIT_UNJUDGED
+        _write_json(args, {"verdict": "could not judge", "exit_code": ExitCode.UNJUDGED, "side_error": built})
+        return ExitCode.UNJUDGED
     a, b = built
     for side in (a, b):
         print(f"ttsload gate --ab: {side.describe()}", file=sys.stderr)
@@ -160,14 +161,15 @@ def run(args: argparse.Namespace, severity: tuple[int, ...]) -> int:
         codes.append(_invariants(args, out / "B", verdict))
     _history(args, out, a, b)
     code = _severest(codes, severity)
-    verdict.update({"verdict": {0: "pass", 1: "regression", 2: "undecided", 4: "could not judge"}.get(code, "?"),
+    verdict.update({"verdict": {ExitCode.OK: "pass", ExitCode.FAILED: "regression", ExitCode.UNDECIDED: "undecided",
+                                ExitCode.UNJUDGED: "could not judge"}.get(code, "?"),
                     "exit_code": code})
     _write_json(args, verdict)
     return code
 
 
 def _severest(codes: list[int], severity: tuple[int, ...]) -> int:
-    return next((c for c in severity if c in codes), EXIT_OK)
+    return next((c for c in severity if c in codes), ExitCode.OK)
 
 
 def _invariants(args: argparse.Namespace, folder: Path, verdict: dict[str, Any]) -> int:
@@ -209,7 +211,7 @@ def _noise(args: argparse.Namespace) -> int:
     built = _sides(args, [spec, spec])
     if isinstance(built, str):
         print(f"ttsload gate: could not judge: {built}")
-        return EXIT_UNJUDGED
+        return ExitCode.UNJUDGED
     out = args.out or Path("results") / time.strftime("ab-noise-%Y%m%d-%H%M%S")
     runs = [ab.run(*built, plan, out / f"run{index:02d}", on_pair=_progress) for index in range(args.ab_noise)]
     found = abnoise.study(runs, plan.pairs, confidence=args.confidence)
@@ -217,4 +219,4 @@ def _noise(args: argparse.Namespace) -> int:
     if args.save:
         print(f"saved: {abnoise.save(found, fingerprint(), args.baselines, args.save)}")
     _write_json(args, found)
-    return EXIT_OK
+    return ExitCode.OK

@@ -13,21 +13,20 @@ from typing import Any, NoReturn
 
 from ttsload import __version__
 from ttsload.bench import bounds
-from ttsload.bench.errors import EXIT_CRASH, UsageError
+from ttsload.bench.errors import UsageError
+from ttsload.bench.exitcodes import ExitCode
 from ttsload.bench.scenario import corpus
 from ttsload.cli import client as client_command
 from ttsload.cli import doctor, fuzz_http
 from ttsload.cli import gate as gate_command
 from ttsload.cli import noise as noise_command
 
-EXIT_OK, EXIT_CELL_FAILED, EXIT_USAGE = 0, 1, 2
-
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a bad flag gets one line on stderr (the usage block is in --help), exit code 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -148,7 +147,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from ttsload.bench import merging
 
     print(merging.describe(merging.merge(args.folders, args.out)), end="")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -164,14 +163,14 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
         scenario = scenarios.load(str(path))
         print(f"{name:<{width}} {scenario.kind:<7} {scenario.summary}")
     print(f"(scripts in {scenarios.builtin_folder()}; `ttsload run --scenario PATH.toml` runs your own)")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from ttsload.reports.build import build_report
 
     print(f"report: {build_report(args.folder, args.out)}")
-    return EXIT_OK
+    return ExitCode.OK
 
 def cmd_profile(args: argparse.Namespace) -> int:
     from ttsload.bench import models, results
@@ -189,7 +188,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if problems := [p for tool in tools if (p := profile.unavailable(tool))]:
         print(f"ttsload: error: {problems[0]}", file=sys.stderr)
-        return EXIT_CELL_FAILED
+        return ExitCode.FAILED
     model_files = [models.resolve(m.strip()) for m in args.model.split(",") if m.strip()]
     where = environment.collect()
     run_id = results.new_run_id(where["machine"])
@@ -201,7 +200,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     ui.console.print(f"ttsload profile {run_id}: {len(tools) * len(specs) * len(model_files)} passes -> {out}")
     records = profile.profile_cells(tools, specs, model_files, scenario, out, run_id, options, store,
                                     lambda record: [ui.console.print(line) for line in profile.describe(record, out)])
-    return EXIT_OK if all(r["status"] == "ok" for r in records) else EXIT_CELL_FAILED
+    return ExitCode.OK if all(r["status"] == "ok" for r in records) else ExitCode.FAILED
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -213,7 +212,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             if row["built"]:
                 state = f"built, {row['params'] / 1e6:.1f} M params, {row['bytes'] / 2**20:.1f} MiB"
             print(f"{row['name']:<15} {row['family']:<7} {state:<40} {row['summary']}\n{'':<15} {row['path']}")
-        return EXIT_OK
+        return ExitCode.OK
     if args.models_command == "export":
         from ttsload.cli.export import export
 
@@ -222,12 +221,12 @@ def cmd_models(args: argparse.Namespace) -> int:
               f"{facts['elements'] / 1e6:.2f} M elements (the source: {facts['source_params'] / 1e6:.2f} M params), "
               f"{facts['folded']} parametrizations folded, dropped {', '.join(facts['dropped']) or 'nothing'}; "
               "load it with --strategy resident+artifact")
-        return EXIT_OK
+        return ExitCode.OK
     for name in args.names:
         start = time.monotonic()
         files = models.build(name, force=args.force)
         print(f"{name}: {files.checkpoint.parent} ({time.monotonic() - start:.1f} s)")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_strategies(args: argparse.Namespace) -> int:
@@ -253,7 +252,7 @@ def cmd_strategies(args: argparse.Namespace) -> int:
     print("options (after any strategy: NAME:key=value:key=value):")
     for key, option in sorted(options.OPTIONS.items()):
         print(f"  {key:<18} {option.help}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
@@ -269,14 +268,14 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
     target = baseline.save(args.folder, args.name, args.dir)
     print(f"baseline '{args.name}': {target} ({target.stat().st_size / 1024:.0f} KiB)")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_history(args: argparse.Namespace) -> int:
     from ttsload.bench.regression import history
 
     print(history.show(args.metric, args.history, args.model, args.threshold, args.out), end="")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -300,11 +299,11 @@ def main(argv: list[str] | None = None) -> int:
         return handlers[args.command](args)
     except UsageError as exc:
         print(f"ttsload: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except Exception:  # a bug, not a failed cell: a wrapper (a Job's retry rule, a CI step) must tell them apart
         traceback.print_exc()
-        print(f"ttsload: crashed (a bug in ttsload, not a failed cell): exit {EXIT_CRASH}", file=sys.stderr)
-        return EXIT_CRASH
+        print(f"ttsload: crashed (a bug in ttsload, not a failed cell): exit {ExitCode.CRASH}", file=sys.stderr)
+        return ExitCode.CRASH
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ttsload.bench.errors import UsageError
+from ttsload.bench.exitcodes import ExitCode
 
 if TYPE_CHECKING:
     from ttsload.bench.regression.resultset import ResultSet
@@ -116,4 +117,4 @@ def run(args: argparse.Namespace) -> int:
     if args.save is not None:
         target = save(result, found, args.save, args.dir)
         print(f"baseline '{target.stem}' with measured thresholds: {target}")
-    return 0
+    return ExitCode.OK

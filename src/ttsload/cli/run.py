@@ -17,6 +17,7 @@ from ttsload.bench import models, planid, sharding
 from ttsload.bench.analysis import quality
 from ttsload.bench.cells import Cell, CellKey
 from ttsload.bench.errors import UsageError
+from ttsload.bench.exitcodes import ExitCode
 from ttsload.bench.harness import environment, runner
 from ttsload.bench.models import artifacts
 from ttsload.bench.plan import PlanError
@@ -179,7 +180,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     shard_of = sharding.assign(keys, shard.count if shard else 1, durations, args.shard_by)
     if args.list_cells:
         print(shardplan.listing(options["plan_hash"], keys, shard_of, durations, shard, args.shard_by), end="")
-        return 0
+        return ExitCode.OK
     store = ResultStore(out, flag)  # the folder's lock, held to the end: a second run there stops here
     environment_record = environment.collect(machine=args.machine)
     stamp = {"machine": environment_record["machine"], "machine_class": environment_record["machine_class"]}
@@ -221,13 +222,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             bar.stop()
             ui.console.print(f"ttsload: cannot write results in {out} ({exc.strerror or exc}): stopped; every cell "
                              f"that finished before is on disk; `ttsload run ... --resume {out}` runs the rest")
-            return 3
+            return ExitCode.CANNOT_WRITE
         except KeyboardInterrupt:
             bar.stop()
             ui.console.print(f"interrupted: finished cells are kept in {out}; `ttsload run ... --resume {out}` "
                              "runs the rest")
             ui.print_tables([r for r in store.cell_rows() if r.get("run_id") == run_id], load_records(out, "phase"))
-            return 130
+            return ExitCode.INTERRUPTED
     ui.print_tables(rows, [p for p in load_records(out, "phase") if p.get("run_id") == run_id])
     _compare_outputs(batches, rows, out, run_id, store)
     if tools:  # after every timed cell: a profiler's overhead never lands in timings
@@ -241,7 +242,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from ttsload.bench.regression import history
 
         ui.console.print(f"history: appended to {history.append(out, args.history)}")
-    return 1 if any(r["status"] != "ok" for r in rows) else 0
+    return ExitCode.FAILED if any(r["status"] != "ok" for r in rows) else ExitCode.OK
 
 
 def _default_history() -> Path:
