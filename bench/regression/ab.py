@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ttsload.bench import atomic
-from ttsload.bench.harness import hostspeed
+from ttsload.bench.analysis import calibration
 from ttsload.bench.regression.resultset import ResultSet
 from ttsload.bench.regression.sides import Side
 
@@ -168,8 +168,8 @@ def load(path: Path) -> tuple[dict[str, Any], list[Pair]]:
 def host_line(pairs: list[Pair]) -> str:
     """The host calibration of each side over the run: with both sides interleaved, they should agree."""
     said = []
-    for part in hostspeed.PARTS:
-        column = hostspeed.COLUMN.format(part)
+    for part in calibration.PARTS:
+        column = calibration.COLUMN.format(part)
         found = {label: [p.values[label][column] for p in pairs if column in p.values.get(label, {})]
                  for label in "AB"}
         if found["A"] and found["B"]:
