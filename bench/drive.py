@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 if TYPE_CHECKING:
     from ttsload.bench.plan import Plan
@@ -24,6 +24,26 @@ if TYPE_CHECKING:
 # call(index, arrival) -> fields of the request's record; it measures latency from `arrival`.
 Call = Callable[[int, float], dict[str, Any]]
 OPEN_LOOP_THREADS = 64  # in-flight requests an open loop can hold before arrivals wait for a thread
+
+
+class _Request(TypedDict):
+    index: int
+    ok: bool
+
+
+class RequestRecord(_Request, total=False):
+    """One request's outcome as a load driver reports it: `run` below (the pool kind reads it) and the http load
+    generator's JSON lines (the http kind reads them). `error` when not ok; the rest is what `call` measured."""
+
+    error: str
+    latency_s: float
+    chars: int
+    audio_s: float
+    audio_sha256: str
+    phase: str
+    worker: int
+    worker_pid: int
+    status: int | None  # the http status of a refused request
 
 
 @dataclass(frozen=True)
@@ -45,7 +65,7 @@ class LoadShape:
 
 
 def run(shape: LoadShape, first_index: int, call: Call,
-        on_progress: Callable[[int], None] = lambda done: None) -> list[dict[str, Any]]:
+        on_progress: Callable[[int], None] = lambda done: None) -> list[RequestRecord]:
     """Send `shape.count` requests (indices first_index...) and return their records in index order.
 
     A call that raises is recorded as an error for its request; the rest of the load goes on.
@@ -53,12 +73,12 @@ def run(shape: LoadShape, first_index: int, call: Call,
     indices = range(first_index, first_index + shape.count)
     done = _Counter(on_progress)
 
-    def one(index: int, arrival: float) -> dict[str, Any]:
+    def one(index: int, arrival: float) -> RequestRecord:
         try:
-            record = {"index": index, "ok": True, **call(index, arrival)}
+            record = cast(RequestRecord, {"index": index, "ok": True, **call(index, arrival)})
         except Exception as exc:  # noqa: BLE001 - any failure of one request is that request's record
-            record = {"index": index, "ok": False, "error": f"{type(exc).__name__}: {exc}",
-                      "latency_s": time.monotonic() - arrival}
+            record = RequestRecord(index=index, ok=False, error=f"{type(exc).__name__}: {exc}",
+                                   latency_s=time.monotonic() - arrival)
         done.add()
         return record
 
@@ -70,7 +90,7 @@ def run(shape: LoadShape, first_index: int, call: Call,
     return sorted(records, key=lambda r: r["index"])
 
 
-def _open_loop(shape: LoadShape, indices: range, one: Callable[[int, float], dict[str, Any]]) -> list[dict[str, Any]]:
+def _open_loop(shape: LoadShape, indices: range, one: Callable[[int, float], RequestRecord]) -> list[RequestRecord]:
     rng = random.Random(shape.seed)
     futures = []
     with ThreadPoolExecutor(max_workers=OPEN_LOOP_THREADS, thread_name_prefix="ttsload-arrival") as pool:

@@ -15,7 +15,7 @@ import sys
 import time
 
 from ttsload.bench.cellspec import CellSpec
-from ttsload.bench.drive import LoadShape
+from ttsload.bench.drive import LoadShape, RequestRecord
 from ttsload.bench.http_limits import HttpLimits
 from ttsload.bench.plan import Plan
 from ttsload.bench.procs import python_module, spec_fd
@@ -90,7 +90,7 @@ def _run_phase(spec: CellSpec, plan: Plan, shape: LoadShape, first_index: int, p
         os.close(job_fd)
     try:
         for line in loadgen.stdout:
-            record = json.loads(line)
+            record: RequestRecord = json.loads(line)
             if record.get("ok"):
                 streamed = {key: record.get(key) for key in STREAM_FIELDS}  # bench/analysis/streaming.py
                 hook(Event.REQUEST_END, index=record["index"], chars=record["chars"], latency_s=record["latency_s"],
