@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import cli, ttsload
+from ttsload.bench.exitcodes import ExitCode
 from ttsload.bench.results import read_lines
 
 CASES = Path(__file__).resolve().parent / "data" / "hostile-inputs" / "results"
@@ -108,8 +109,9 @@ def test_non_finite_bounds_and_significance_levels_are_refused(tmp_path):
 FOLDERS = ["torn-middle", "model-path", "model-escape", "mathtext-name", "formula-names", "markup-names", "nan-inf",
            "huge-int", "missing-columns", "non-object-lines", "invalid-utf8", "all-failed", "all-nan"]
 MALFORMED = {"torn-middle": 1, "missing-columns": 32, "non-object-lines": 5, "invalid-utf8": 1}
-GATE_CODE = {"torn-middle": 2, "missing-columns": 2, "huge-int": 0, "non-object-lines": 0, "invalid-utf8": 0,
-             "nan-inf": 4, "all-failed": 4, "all-nan": 4}  # the rest: other model names, so baseline cells missing
+GATE_CODE = {"torn-middle": ExitCode.UNDECIDED, "missing-columns": ExitCode.UNDECIDED, "huge-int": ExitCode.OK,
+             "non-object-lines": ExitCode.OK, "invalid-utf8": ExitCode.OK, "nan-inf": ExitCode.UNJUDGED,
+             "all-failed": ExitCode.UNJUDGED, "all-nan": ExitCode.UNJUDGED}  # the rest: baseline cells missing (USAGE)
 
 
 @pytest.mark.parametrize("case", FOLDERS)
@@ -119,7 +121,8 @@ def test_report_merge_and_gate_of_a_bad_folder_end_cleanly_inside_their_folders(
     report = cli("report", str(folder))
     merged = cli("merge", str(folder), "--out", str(tmp_path / "merged"))
     judged = gate(CASES / "baseline", folder)
-    warnings = [clean(report, 0), clean(merged, 0), clean(judged, GATE_CODE.get(case, 2), case not in GATE_CODE)]
+    gate_code = GATE_CODE.get(case, ExitCode.USAGE)
+    warnings = [clean(report, 0), clean(merged, 0), clean(judged, gate_code, case not in GATE_CODE)]
     assert written_outside(before, snapshot(tmp_path), folder / "report", folder / "summary.csv",
                            tmp_path / "merged", root=tmp_path) == set()
     # malformed lines are counted, and said in the same one line, by every command
