@@ -237,4 +237,4 @@ def test_cells_that_give_nothing_are_recorded_as_failed_pairs_and_the_run_goes_o
 
 def test_fail_with_ab_takes_median_ratio_thresholds_only(tmp_path):
     done = cli("gate", "--ab", "HEAD", "HEAD", "--fail", "weights_cpu_s:max:+5%", "--out", str(tmp_path))
-    assert done.returncode == EXIT_USAGE and "METRIC:median:+X%" in done.stderr
+    assert done.returncode == ExitCode.USAGE and "METRIC:median:+X%" in done.stderr

@@ -51,9 +51,9 @@ MODULES = modules()
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("cli", ("ttsload.cli", "ttsload.__main__")),
     ("reports", ("ttsload.reports",)),
-    ("runs", ("ttsload.bench.harness", "ttsload.bench.profiling", "ttsload.bench.loadgen")),
+    ("runs", ("ttsload.bench.harness", "ttsload.bench.profiling", "ttsload.bench.loadgen.measure")),
     ("cell process", ("ttsload.bench.cell",)),
-    ("servers", ("ttsload.bench.serving",)),
+    ("servers and load", ("ttsload.bench.serving", "ttsload.bench.loadgen")),
     ("records", ("ttsload.bench.regression", "ttsload.bench.results", "ttsload.bench.merging", "ttsload.bench.sharding",
                  "ttsload.bench.artefacts", "ttsload.bench.planid", "ttsload.bench.models", "ttsload.bench.scenario")),
     ("analysis", ("ttsload.bench.analysis",)),
