@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ttsload.bench.http_limits import HttpLimits
 from ttsload.bench.procs import die_with_parent
+from ttsload.strategies.events import Event
 
 if TYPE_CHECKING:
     from gunicorn.workers.base import Worker
@@ -110,7 +111,7 @@ def _preload() -> _Preloaded:
     info = loader.runtime_phase(config.get("threads"))
     _state["child_threads"], _state["loader"] = info.get("torch_threads") or config.get("threads"), loader
     loader.prepare_fork()
-    hook("imports_done", **info)
+    hook(Event.IMPORTS_DONE, **info)
     model = loader.load(files, hook)
     gc.collect()
     gc.freeze()
@@ -137,7 +138,7 @@ def _load_in_background() -> None:
 
 
 def _ready() -> None:
-    hook("worker_ready", worker_pid=os.getpid())
+    hook(Event.WORKER_READY, worker_pid=os.getpid())
     _write("status_fd", {"pid": os.getpid(), "ready": os.getpid()})
 
 
