@@ -20,7 +20,6 @@ wait for all N workers without reading the runner's pipe.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import time
@@ -80,24 +79,10 @@ class _Preloaded:
 
 
 def preload(config: dict[str, Any]) -> _Preloaded:
-    """Load once in the master: one torch thread, then gc.freeze() so the workers share pages."""
-    from ttsload.strategies.base import ModelFiles, StrategyError
-    from ttsload.strategies.registry import StrategySpec, make_loader
+    """Load once in the master (bench/serving/preload.py); each worker sets its thread count after the fork."""
+    from ttsload.bench.serving.preload import load_for_fork
 
-    spec = StrategySpec.from_json(config["strategy"])  # resolved by the runner: the app never parses a name
-    if not spec.topology_class.serves_from_resident_model:
-        raise StrategyError(f"http --preload needs a topology that serves from a resident model: strategy "
-                            f"'{spec.name}' is {spec.topology}")
-    files = ModelFiles.from_json(config["model"])
-    loader = make_loader(spec.loader, files.family)
-    info = loader.runtime_phase(config.get("threads"))
-    _state["child_threads"] = info.get("torch_threads") or config.get("threads")  # each worker sets it after fork
-    _state["loader"] = loader
-    loader.prepare_fork()
-    fd_hook(Event.IMPORTS_DONE, **info)
-    model = loader.load(files, fd_hook)
-    gc.collect()
-    gc.freeze()
+    model, _state["loader"], _state["child_threads"] = load_for_fork(config, fd_hook)
     return _Preloaded(model)
 
 

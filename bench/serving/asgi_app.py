@@ -22,7 +22,6 @@ the cell opens its parent's copy through /proc/PPID/fd/N: the same pipe, whateve
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import threading
@@ -98,23 +97,9 @@ class _Preloaded:
 
 
 def _preload() -> _Preloaded:
-    from ttsload.strategies.base import ModelFiles, StrategyError
-    from ttsload.strategies.registry import StrategySpec, make_loader
+    from ttsload.bench.serving.preload import load_for_fork
 
-    config = settings()
-    spec = StrategySpec.from_json(config["strategy"])  # resolved by the caller: the app never parses a name
-    if not spec.topology_class.serves_from_resident_model:
-        raise StrategyError(f"--preload needs a topology that serves from a resident model: strategy "
-                            f"'{spec.name}' is {spec.topology}")
-    files = ModelFiles.from_json(config["model"])
-    loader = make_loader(spec.loader, files.family)
-    info = loader.runtime_phase(config.get("threads"))
-    _state["child_threads"], _state["loader"] = info.get("torch_threads") or config.get("threads"), loader
-    loader.prepare_fork()
-    hook(Event.IMPORTS_DONE, **info)
-    model = loader.load(files, hook)
-    gc.collect()
-    gc.freeze()
+    model, _state["loader"], _state["child_threads"] = load_for_fork(settings(), hook)
     return _Preloaded(model)
 
 

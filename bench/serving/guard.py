@@ -42,19 +42,26 @@ def check_content_type(mimetype: str, params: dict[str, str], raw_header: str | 
     """415 unless the body is declared as UTF-8 JSON; checked before the body is read."""
     charset = params.get("charset", "utf-8").lower()
     if mimetype != "application/json" or charset not in ("utf-8", "utf8"):
-        raise Rejected(415, f"Content-Type must be application/json (UTF-8), got {_short(raw_header or '')!r}")
+        raise Rejected(415, f"Content-Type must be application/json (UTF-8), got {short(raw_header or '')!r}")
+
+
+def json_object(raw: bytes, fields: tuple[str, ...], wanted: str) -> dict[str, Any]:
+    """A body that must be a UTF-8 JSON object with only `fields` (`wanted` names the required ones), or
+    Rejected(400) naming what is wrong with it."""
+    try:
+        body = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise Rejected(400, f"body is not UTF-8 JSON: {short(str(exc) or type(exc).__name__)}") from None
+    if not isinstance(body, dict):
+        raise Rejected(400, f"body must be a JSON object with {wanted}, got {type(body).__name__}")
+    if unknown := sorted(set(body) - set(fields)):
+        raise Rejected(400, f"unknown field(s) {short(', '.join(unknown))} (known: {', '.join(fields)})")
+    return body
 
 
 def parse_tts(raw: bytes, limits: HttpLimits) -> tuple[str, int]:
     """(text, seed) from a POST /tts body, or Rejected naming what is wrong with it."""
-    try:
-        body = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise Rejected(400, f"body is not UTF-8 JSON: {_short(str(exc) or type(exc).__name__)}") from None
-    if not isinstance(body, dict):
-        raise Rejected(400, f"body must be a JSON object with {' and '.join(FIELDS)}, got {type(body).__name__}")
-    if unknown := sorted(set(body) - set(FIELDS)):
-        raise Rejected(400, f"unknown field(s) {_short(', '.join(unknown))} (known: {', '.join(FIELDS)})")
+    body = json_object(raw, FIELDS, " and ".join(FIELDS))
     for name in FIELDS:
         if name not in body:
             raise Rejected(400, f"missing field {name!r}")
@@ -72,7 +79,7 @@ def parse_tts(raw: bytes, limits: HttpLimits) -> tuple[str, int]:
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise Rejected(400, f"seed must be an integer, got {type(seed).__name__}")
     if not 0 <= seed < SEED_LIMIT:
-        raise Rejected(400, f"seed must be in [0, 2**32), got {_short(str(seed))}")
+        raise Rejected(400, f"seed must be in [0, 2**32), got {short(str(seed))}")
     return text, seed
 
 
@@ -80,7 +87,8 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _short(text: str, limit: int = 80) -> str:
+def short(text: str, limit: int = 80) -> str:
+    """`text` cut to `limit` characters for a one-line reason."""
     return text if len(text) <= limit else text[:limit] + "..."
 
 

@@ -16,7 +16,6 @@ Audio goes out as 16-bit PCM, the format both answers have in common:
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ttsload.bench.http_limits import HttpLimits
-from ttsload.bench.serving.guard import SEED_LIMIT, Rejected, _no_constant, _short
+from ttsload.bench.serving.guard import SEED_LIMIT, Rejected, json_object, short
 from ttsload.strategies.base import request_seed
 
 FIELDS = ("model", "input", "voice", "response_format", "speed", "stream", "stream_format", "instructions", "seed")
@@ -50,14 +49,7 @@ class SpeechRequest:
 
 def parse_speech(raw: bytes, limits: HttpLimits) -> SpeechRequest:
     """The checked request from a body, or Rejected naming what is wrong with it."""
-    try:
-        body = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise Rejected(400, f"body is not UTF-8 JSON: {_short(str(exc) or type(exc).__name__)}") from None
-    if not isinstance(body, dict):
-        raise Rejected(400, f"body must be a JSON object with model, input and voice, got {type(body).__name__}")
-    if unknown := sorted(set(body) - set(FIELDS)):
-        raise Rejected(400, f"unknown field(s) {_short(', '.join(unknown))} (known: {', '.join(FIELDS)})")
+    body = json_object(raw, FIELDS, "model, input and voice")
     for name in ("model", "input", "voice"):
         if name not in body:
             raise Rejected(400, f"missing field {name!r}")
@@ -76,7 +68,7 @@ def parse_speech(raw: bytes, limits: HttpLimits) -> SpeechRequest:
     if response_format in OPENAI_FORMATS:
         raise Rejected(400, f"response_format {response_format!r} is not served here (served: {', '.join(FORMATS)})")
     if response_format not in FORMATS:
-        raise Rejected(400, f"response_format must be one of {', '.join(FORMATS)}, got {_short(repr(response_format))}")
+        raise Rejected(400, f"response_format must be one of {', '.join(FORMATS)}, got {short(repr(response_format))}")
     _check_speed(body.get("speed", 1.0))
     stream = body.get("stream", True)
     if not isinstance(stream, bool):
@@ -87,7 +79,7 @@ def parse_speech(raw: bytes, limits: HttpLimits) -> SpeechRequest:
         raise Rejected(400, "instructions must be a string")
     seed = body.get("seed", request_seed(text))
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < SEED_LIMIT:
-        raise Rejected(400, f"seed must be an integer in [0, 2**32), got {_short(repr(seed))}")
+        raise Rejected(400, f"seed must be an integer in [0, 2**32), got {short(repr(seed))}")
     return SpeechRequest(body["model"], text, body["voice"], response_format, stream, seed)
 
 
@@ -95,7 +87,7 @@ def _check_speed(speed: object) -> None:
     """OpenAI's range is 0.25-4.0; the models here have no rate control, so only 1.0 is served (a server that
     resampled instead would change the pitch, and the measurement would not be of the speech asked for)."""
     if not isinstance(speed, (int, float)) or isinstance(speed, bool) or not math.isfinite(speed):
-        raise Rejected(400, f"speed must be a number, got {_short(repr(speed))}")
+        raise Rejected(400, f"speed must be a number, got {short(repr(speed))}")
     if not 0.25 <= speed <= 4.0:
         raise Rejected(400, f"speed must be between 0.25 and 4.0, got {speed:g}")
     if speed != 1.0:
