@@ -4,14 +4,20 @@ Not a mock of the client: a stdlib ThreadingHTTPServer on loopback speaking chun
 httpx stack, its timing and its parsing run for real. The path picks the behaviour:
 - `/v1/audio/speech`: a 16 kHz 16-bit mono WAV header at once, then CHUNKS chunks of CHUNK_S seconds of audio,
   the first after FIRST_S, the next ones DELAY_S apart (defaults below; `?first=0.3` etc. override them).
+- `/pcm`: the same audio as raw 16 kHz 16-bit mono PCM, no header, as application/octet-stream.
 - `/whole`: the same WAV, but everything sent only after FIRST_S (a server that does not stream).
-- `/fail`: 500 with a JSON body. `/json`: 200 with a JSON body. `/garbage`: 200 audio/wav with bytes that are
-  not a WAV.
+- `/fail`: 500 with a JSON body. `/json`: 200 with a JSON body. `/html`: 200 with an HTML page.
+  `/untyped-json`: 200 application/octet-stream with a JSON body. `/garbage`: 200 audio/wav with bytes that
+  are not a WAV.
+Any path answers 400 to a non-empty body that is not JSON, as a real JSON API would, and `/echo` answers 200
+with the body it got as JSON (so a test sees what the client sent).
 """
 
 from __future__ import annotations
 
+import json
 import struct
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -38,7 +44,11 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        sent = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            json.loads(sent or b"null")
+        except ValueError:
+            return self._whole(400, "application/json", b'{"error": "body is not JSON"}')
         parts = urlsplit(self.path)
         query = {k: float(v[0]) for k, v in parse_qs(parts.query).items()}
         first, delay = query.get("first", FIRST_S), query.get("delay", DELAY_S)
@@ -47,16 +57,23 @@ class _Handler(BaseHTTPRequestHandler):
             return self._whole(500, "application/json", b'{"error": "boom"}')
         if parts.path == "/json":
             return self._whole(200, "application/json", b'{"audio": "somewhere else"}')
+        if parts.path == "/html":
+            return self._whole(200, "text/html; charset=utf-8", b"<!DOCTYPE html><html>login first</html>")
+        if parts.path == "/untyped-json":
+            return self._whole(200, "application/octet-stream", b'  {"audio_url": "/files/1.wav"}')
+        if parts.path == "/echo":
+            return self._whole(200, "application/json", sent)
         if parts.path == "/garbage":
             return self._whole(200, "audio/wav", b"<html>not audio</html>" * 10)
         if parts.path == "/whole":
             time.sleep(first)
             return self._whole(200, "audio/wav", wav_header() + chunk * chunks)
         self.send_response(200)
-        self.send_header("Content-Type", "audio/wav")
+        self.send_header("Content-Type", "application/octet-stream" if parts.path == "/pcm" else "audio/wav")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        self._chunk(wav_header())
+        if parts.path != "/pcm":
+            self._chunk(wav_header())
         time.sleep(first)
         for i in range(chunks):
             if i:
@@ -76,11 +93,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Quiet when the client hung up (it stops reading a body that is not audio, as it should): socketserver
+        would print the reset's traceback into the captured stderr the CLI tests check for one line."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
 @contextmanager
 def streaming_server() -> Iterator[str]:
     """The server on a kernel-chosen loopback port; yields its base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

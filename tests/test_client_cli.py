@@ -81,6 +81,37 @@ def test_bad_options_get_one_line(tmp_path, capsys, argv, said):
     assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
+def test_the_json_api_posts_the_template_and_times_raw_pcm_at_the_given_rate(tmp_path, capsys):
+    template = tmp_path / "body.json"
+    template.write_text('{"input": "{text}", "voice": "af"}')
+    with streaming_server() as url:
+        code = main(["client", url + "/pcm", "--api", "json", "--body", f"@{template}", "--pcm-rate", "16000",
+                     "--requests", "2", "--out", str(tmp_path / "out")])
+    assert code == 0, capsys.readouterr().err
+    timed = [r for r in _records(tmp_path / "out") if r["type"] == "serving_request"]
+    assert len(timed) == 3 and all(r["ok"] and r["audio_s"] == pytest.approx(1.0) for r in timed)
+
+
+def test_the_json_api_against_an_html_answer_gets_one_line(tmp_path, capsys):
+    with streaming_server() as url:
+        assert main(["client", url + "/html", "--api", "json", "--body", '{"t": "{text}"}',
+                     "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "not_audio" in err and "text/html" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["--api", "json"], "needs a body template"), (["--api", "json", "--body", '{"t": "x"}'], "no {text}"),
+    (["--api", "json", "--body", '{"t": {text}}'], "not valid JSON"),
+    (["--body", '{"t": "{text}"}'], "only --api json"),
+    (["--api", "json", "--body", "@/nonexistent/body.json"], "cannot read the template file")])
+def test_bad_json_api_options_get_one_line(tmp_path, capsys, argv, said):
+    assert _exit_code(["client", "http://127.0.0.1:9/synth", *argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert said in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.integration
 def test_client_against_the_real_flask_app_on_vits_tiny(tiny, tmp_path, capsys):
     """The ttsload API end to end: gunicorn + Flask serving vits-tiny, a closed step, the server tree's PSS."""

@@ -3,8 +3,10 @@
 A WAV body starts with a header (RIFF, fmt, maybe LIST, then data); those bytes are not audio, so time to
 first audio is the arrival of the first byte after the `data` chunk's header, not the first byte of the body.
 Raw PCM carries no header: its sample format comes from the API (OpenAI's `pcm` is 24 kHz 16-bit mono; the
-ttsload Flask app sends float32 with an X-Sample-Rate header). A body that is not audio (JSON, HTML, a WAV
-header that is not one) raises NotAudio with what was seen, so the request is recorded as failed, not timed.
+ttsload Flask app sends float32 with an X-Sample-Rate header; a `--api json` server's is given on the command
+line). A server whose API does not say which it sends is sniffed: a body starting with RIFF is a WAV, anything
+else raw PCM. A body that is not audio (JSON, HTML, a WAV header that is not one) raises NotAudio with what was
+seen, so the request is recorded as failed, not timed.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import struct
 from dataclasses import dataclass
 
 MAX_HEADER_BYTES = 1 << 16  # a WAV whose data chunk has not started by then is not one we can time
+SNIFF_BYTES = 4  # b"RIFF"
+TEXT_STARTS = (b"{", b"[", b"<")  # JSON or HTML/XML: what a server answers instead of audio when it fails
 
 
 class NotAudio(ValueError):
@@ -33,13 +37,28 @@ class PcmFormat:
 class AudioCounter:
     """Feed the body's chunks in order; each call returns the audio seconds that chunk carried."""
 
-    def __init__(self, pcm: PcmFormat | None):
-        """`pcm` None: the body is a WAV file, its format read from its header; else raw samples of `pcm`."""
-        self.format = pcm
-        self._header = b"" if pcm is None else None
+    def __init__(self, pcm: PcmFormat | None, sniff: bool = False, refuse_text: bool = False):
+        """`pcm` None: the body is a WAV file, its format read from its header; else raw samples of `pcm`.
+        With `sniff`, a body starting with RIFF is read as a WAV and any other as raw `pcm`; with `refuse_text`
+        too, a raw body starting like JSON or markup is NotAudio (a server whose content type did not say
+        audio; a 16-bit sample rarely starts with those bytes, near-silent first samples never do)."""
+        self._pcm, self._sniff, self._refuse_text = pcm, sniff and pcm is not None, refuse_text
+        self.format = None if self._sniff else pcm
+        self._header = b"" if self.format is None else None
         self.header_bytes = 0
 
     def feed(self, data: bytes) -> float:
+        if self._header is not None and self._sniff:
+            self._header += data
+            if len(self._header) < SNIFF_BYTES:
+                return 0.0
+            self._sniff = False
+            if self._header[:SNIFF_BYTES] != b"RIFF":
+                if self._refuse_text and self._header.lstrip()[:1] in TEXT_STARTS:
+                    raise NotAudio(f"body starts with {self._header[:16]!r}, not audio")
+                self.format, data, self._header = self._pcm, self._header, None
+            else:
+                data, self._header = self._header, b""
         if self._header is not None:
             self._header += data
             parsed = _parse_wav_header(self._header)

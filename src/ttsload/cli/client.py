@@ -1,6 +1,7 @@
 """`ttsload client URL`: the serving measurement against any server by URL (the user's own, or ours).
 
-It speaks OpenAI's `POST /v1/audio/speech` or the http scenario's `POST /tts` (bench.loadgen.api), sends one
+It speaks OpenAI's `POST /v1/audio/speech`, the http scenario's `POST /tts`, or any JSON body the user gives
+as a template (bench.loadgen.api), sends one
 probe request, then one closed-loop or open-loop step, or a rate sweep against a latency target
 (bench.loadgen.measure), and writes the records into a results folder `ttsload report` renders. This process
 is the load generator: its own CPU share is reported with every step, since a generator that needs the
@@ -25,12 +26,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     client = sub.add_parser("client", help="measure any TTS server by URL: time to first audio, latency, and "
                                            "capacity at a latency target (rate sweep)")
     client.add_argument("url", help="server address: http://host:port (the API's path is added) or the endpoint")
-    client.add_argument("--api", choices=("openai", "ttsload"), default="openai",
-                        help="openai: POST /v1/audio/speech; ttsload: the http scenario's POST /tts (default openai)")
+    client.add_argument("--api", choices=("openai", "ttsload", "json"), default="openai",
+                        help="openai: POST /v1/audio/speech; ttsload: the http scenario's POST /tts; json: POST the "
+                             "--body template to the URL's endpoint (default openai)")
+    client.add_argument("--body", metavar="TEMPLATE",
+                        help="json API: the request body, JSON with {text} inside a string where the text goes, "
+                             "e.g. '{\"text\": \"{text}\", \"voice\": \"af\"}'; @FILE reads it from a file")
     client.add_argument("--model", default="tts-1", help="openai API: the `model` field (default tts-1)")
     client.add_argument("--voice", default="alloy", help="openai API: the `voice` field (default alloy)")
     client.add_argument("--format", choices=("wav", "pcm"), default="wav",
-                        help="openai API: response_format; pcm is read as 24 kHz 16-bit mono (default wav)")
+                        help="openai API: response_format; pcm is read as --pcm-rate/--pcm-width (default wav)")
+    client.add_argument("--pcm-rate", type=bounds.integer_arg(1000, 384000), default=24000,
+                        help="a raw PCM answer's sample rate in Hz (openai pcm, json API; default 24000)")
+    client.add_argument("--pcm-width", type=int, choices=(1, 2, 3, 4), default=2,
+                        help="a raw PCM answer's bytes per sample (default 2: 16-bit)")
+    client.add_argument("--pcm-channels", type=bounds.integer_arg(1, 8), default=1,
+                        help="a raw PCM answer's channels (default 1: mono)")
     client.add_argument("--no-stream", action="store_true", help="openai API: send stream=false")
     load = client.add_mutually_exclusive_group()
     load.add_argument("--concurrency", type=bounds.integer_arg(1, bounds.MAX_CONCURRENCY),
@@ -61,13 +72,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ttsload.bench.harness import environment
     from ttsload.bench.loadgen.api import Api
+    from ttsload.bench.loadgen.audio import PcmFormat
     from ttsload.bench.loadgen.measure import GENERATOR_CPU_GOAL, ClientPlan, ProbeFailed, measure
     from ttsload.bench.loadgen.sweep import Target
     from ttsload.bench.results import ResultStore, new_run_id
     from ttsload.bench.scenario import corpus
     from ttsload.cli import console as ui
 
-    api = Api(args.api, args.model, args.voice, args.format, stream=not args.no_stream)
+    pcm = PcmFormat(args.pcm_rate, args.pcm_channels, args.pcm_width)
+    api = Api(args.api, args.model, args.voice, args.format, stream=not args.no_stream,
+              body_template=_template(args.body), pcm=pcm)
     endpoint = api.endpoint(args.url)
     target = Target.parse(args.target)
     rates = args.rates or args.sweep or ([args.rate] if args.rate else [])
@@ -134,6 +148,17 @@ def summary_line(summary: dict[str, Any]) -> str:
         f"at least {_num(low)} req/s (no swept rate missed it)"
     per_gib = f", {summary['capacity_per_gib']:.3g} req/s per GiB" if summary.get("capacity_per_gib") else ""
     return f"{summary['config']}: capacity at {summary['target']} {where}{per_gib}"
+
+
+def _template(body: str | None) -> str | None:
+    """--body as given, or read from the file after its @."""
+    if body is None or not body.startswith("@"):
+        return body
+    try:
+        return Path(body[1:]).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--body: cannot read the template file '{body[1:]}': "
+                         f"{getattr(exc, 'strerror', None) or exc}") from None
 
 
 def _num(value: float | None) -> str:
