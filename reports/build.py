@@ -131,13 +131,21 @@ def _write_table(stem: Path, frame: pd.DataFrame, numbers: pd.DataFrame | None =
 
 
 def _status(data: RunData) -> dict[str, Any]:
+    """The header: the cells' progress, or for a folder with no cell records (`ttsload client` alone) the
+    servers it measured, and `cell_sections` False so the template leaves out the cell sections."""
     finished, unfinished = len(data.cells), len(data.unfinished)
+    if finished == 0 and unfinished == 0:
+        configs = list(dict.fromkeys(data.serving.summaries["config"]))
+        status = f"{len(configs)} server(s) measured" if data.serving else "no serving step finished"
+        return {"run_id": data.run.get("run_id", data.folder.name), "cell_sections": False, "configs": configs,
+                "status_class": "complete" if data.serving else "with-failures", "status": status}
     failed = len(data.failed)
     complete = unfinished == 0 and bool(data.runs)
     status = f"{finished} cells finished" + (f", {failed} failed" if failed else "")
     status = status if complete else f"partial: {finished} of {finished + unfinished} planned cells finished"
     status_class = ("with-failures" if failed else "complete") if complete else "partial"
-    return {"run_id": data.run.get("run_id", data.folder.name), "status_class": status_class, "status": status,
+    return {"run_id": data.run.get("run_id", data.folder.name), "cell_sections": True,
+            "status_class": status_class, "status": status,
             "models": list(dict.fromkeys(data.cells["model"])) or _planned_models(data),
             "strategies": data.strategies, "scenarios": list(dict.fromkeys(data.cells["scenario"])) or ["-"]}
 

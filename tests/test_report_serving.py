@@ -25,6 +25,11 @@ def test_the_serving_section_gives_capacity_flags_not_streaming_and_draws_its_pl
     assert len(steps) == 4 and set(steps["goodput"]) == {"100%"}
     html = report.read_text()
     assert "Serving: capacity at a latency target" in html and "whole does not stream" in html
+    # a client-only folder has no cell records: no empty cell sections above the serving one
+    assert "2 server(s) measured" in html and "streams, whole" in html
+    for cell_only in ("cells finished", "Recommendation per scenario", "Medians per strategy", "Methodology",
+                      "No finished cell yet"):
+        assert cell_only not in html
     assert (report.parent / "serving_latency_rate.png").stat().st_size > 0
     assert (report.parent / "serving_ttfa_cdf.png").stat().st_size > 0
 
@@ -45,4 +50,6 @@ def test_a_client_run_whose_probe_failed_still_reports(tmp_path):
     with streaming_server() as url:
         assert main(["client", url + "/fail", "--out", str(out)]) == 1
     report = build_report(out)  # the run record and the failed probe: no steps, no cells, no crash
-    assert "Serving: capacity" not in report.read_text()
+    html = report.read_text()
+    assert "Serving: capacity" not in html and "no serving step finished" in html
+    assert "cells finished" not in html and "Medians per strategy" not in html
