@@ -94,6 +94,19 @@ def test_bench_keeps_its_out_and_reports_it(noxfile, tmp_path):
     assert ["ttsload", "report", str(tmp_path / "mine")] in session.commands
 
 
+def test_bench_runs_the_presets_and_the_best_known_strategies_on_vits(noxfile, tmp_path):
+    from ttsload.strategies.registry import resolve
+
+    session = Recorder([], tmp_path)
+    noxfile.bench(session)
+    [args] = runs_of(session)
+    strategies = args[args.index("--strategy") + 1].split(",")
+    assert strategies == [*noxfile.PRESETS.split(","), "zygote+mmap", "prefork+mmap:trim=1"]
+    assert args[args.index("--model") + 1] == "vits"
+    for name in strategies:
+        resolve(name)
+
+
 def test_bench_large_is_not_a_default_session(noxfile):
     assert "bench-large" not in noxfile.nox.options.sessions
 
