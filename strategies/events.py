@@ -43,6 +43,8 @@ class Event(str, Enum):
     WORKER_READY = "worker_ready"
     WORKER_HUNG = "worker_hung"
     CHECKPOINT_CHANGED = "checkpoint_changed"
+    IDLE_UNLOAD = "idle_unload"  # `idle_unload=S` (strategies/idle.py): model dropped or worker ended
+    MODEL_RELOADED = "model_reloaded"  # the next request's load after an idle unload, with load_s
     # reliability options (strategies/reliability.py)
     LOAD_RETRY = "load_retry"
     LOAD_RECOVERED = "load_recovered"

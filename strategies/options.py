@@ -67,9 +67,11 @@ def _register_builtin() -> None:
 
     They are declared there as data, not registered on import, so no module imports this one back (a cycle).
     """
-    from ttsload.strategies import allocator, reliability
+    from ttsload.strategies import allocator, idle, reliability
 
     for key, help, parse in allocator.OPTIONS:  # arena, trim, alloc, onednn_cache
         OPTIONS.setdefault(key, Option(key, help, parse))
     for key, (help, parse) in reliability.OPTIONS.items():  # retry, backoff, fallback, liveness
+        OPTIONS.setdefault(key, Option(key, help, parse))
+    for key, (help, parse) in idle.OPTIONS.items():  # idle_unload
         OPTIONS.setdefault(key, Option(key, help, parse))

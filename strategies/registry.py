@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
 
+from ttsload.strategies import idle, reliability
 from ttsload.strategies import options as strategy_options
-from ttsload.strategies import reliability
 from ttsload.strategies.base import Hook, Loader, ModelFiles, Topology, UnknownStrategy
 from ttsload.strategies.families import FAMILIES
 
@@ -121,7 +121,10 @@ class StrategySpec:
         options = self.option_map
         fallback = make_loader(str(options["fallback"]), files.family) if "fallback" in options else None
         loader = reliability.wrap(make_loader(self.loader, files.family), options, fallback)
-        return self.topology_class(loader, files, hook, threads, workers)
+        topology = self.topology_class(loader, files, hook, threads, workers)
+        if idle.KEY in options:
+            idle.configure(topology, float(str(options[idle.KEY])))
+        return topology
 
     def check_family(self, family: str) -> None:
         """Raise UnknownStrategy (one line) when this strategy's loader (or its fallback) cannot load `family`."""
@@ -150,13 +153,20 @@ def resolve(name: str) -> StrategySpec:
         raise UnknownStrategy(f"strategy '{name}': option fallback={fallback!r}: not a loader "
                               f"({', '.join(loader_names())})")
     if base in PRESETS:
-        return StrategySpec(name, *PRESETS[base], options)
+        return _accepted(StrategySpec(name, *PRESETS[base], options))
     parts = [_alias(p) for p in base.split("+")]
     topology = [p for p in parts if p in topologies()]
     loader = [p for p in parts if p in loader_names()]
     if len(parts) == 2 and len(topology) == 1 and len(loader) == 1:
-        return StrategySpec(name, topology[0], loader[0], options)
+        return _accepted(StrategySpec(name, topology[0], loader[0], options))
     raise UnknownStrategy(
         f"unknown strategy '{base}': use a preset ({', '.join(PRESETS)}) or TOPOLOGY+LOADER with "
         f"topologies {', '.join(topologies())} and loaders {', '.join(loader_names())}"
     )
+
+
+def _accepted(spec: StrategySpec) -> StrategySpec:
+    """`spec`, or UnknownStrategy when its topology cannot act on one of its options."""
+    if reason := idle.refuse(spec.name, spec.topology_class, spec.option_map):
+        raise UnknownStrategy(reason)
+    return spec

@@ -6,6 +6,7 @@ import functools
 import gc
 import os
 import threading
+import time
 from collections.abc import Iterator
 
 from ttsload.strategies.base import (
@@ -17,12 +18,14 @@ from ttsload.strategies.base import (
     ModelFiles,
     StrategyError,
     Topology,
+    malloc_trim,
     model_stream_kind,
     serve_request,
     serve_stream,
 )
 from ttsload.strategies.events import Event
 from ttsload.strategies.hosts import Dispatcher, ForkedHost, Served, SpawnedHost
+from ttsload.strategies.idle import IdleTimer
 
 
 class CheckpointWatch:
@@ -88,6 +91,8 @@ class Resident(Topology):
     name = "resident"
     summary = "one resident model per process (singleton, double-checked lock)"
     serves_from_resident_model = True
+    idle_unload = True  # `idle_unload=S` (strategies/idle.py): drop the model in-process after S idle seconds
+    idle_unload_s: float | None = None
 
     def __init__(self, loader: Loader, files: ModelFiles, hook: Hook, threads: int | None = None,
                  workers: int = 1):
@@ -95,11 +100,15 @@ class Resident(Topology):
         self._model: LoadedModel | None = None
         self._lock = threading.Lock()
         self._watch = CheckpointWatch(files, hook)
+        self._unloads = 0
+        self._idle: IdleTimer | None = None
 
     def start(self) -> None:
         info = self.loader.runtime_phase(self.threads)
         self.hook(Event.IMPORTS_DONE, **info)
         self.get()
+        if self.idle_unload_s:
+            self._idle = IdleTimer(self.idle_unload_s, self._unload)
 
     def get(self) -> LoadedModel:
         """Return the model, loading it once even when many threads ask at the same moment."""
@@ -108,11 +117,28 @@ class Resident(Topology):
             with self._lock:
                 model = self._model
                 if model is None:
+                    began = time.monotonic()
                     model = self._model = self.loader.load(self.files, self.hook)
                     self._watch()
+                    if self._unloads:
+                        self.hook(Event.MODEL_RELOADED, load_s=time.monotonic() - began, how="in_process")
         return model
 
+    def _unload(self, idle_s: float) -> None:
+        """Drop the model and give its heap back (the idle timer calls this with no request in flight)."""
+        with self._lock:
+            self._model = None
+            self._unloads += 1
+        gc.collect()
+        self.hook(Event.IDLE_UNLOAD, idle_s=idle_s, how="in_process", trimmed=malloc_trim())
+
     def synthesize(self, text: str, seed: int) -> Audio:
+        if self._idle is None:
+            return self._serve(text, seed)
+        with self._idle.busy():
+            return self._serve(text, seed)
+
+    def _serve(self, text: str, seed: int) -> Audio:
         model = self.get()
         self._watch()
         return serve_request(model, text, seed)
@@ -122,11 +148,19 @@ class Resident(Topology):
         return model_stream_kind(self.get())
 
     def synthesize_stream(self, text: str, seed: int) -> AudioStream:
+        if self._idle is not None:
+            return self._idle.hold_stream(lambda: self._serve_stream(text, seed))
+        return self._serve_stream(text, seed)
+
+    def _serve_stream(self, text: str, seed: int) -> AudioStream:
         model = self.get()
         self._watch()
         return serve_stream(model, text, seed)
 
     def close(self) -> None:
+        if self._idle is not None:
+            self._idle.stop()
+            self._idle = None
         self._model = None
         gc.collect()
 
@@ -142,6 +176,7 @@ class AsyncResident(Resident):
 
     name = "async"
     summary = "resident model loaded in a background thread: accepts at once, early requests wait for the load"
+    idle_unload = False  # its get() waits on the one background load: a reload would need another warm-up
 
     def start(self) -> None:
         self._loaded = threading.Event()
@@ -190,28 +225,63 @@ class Worker(Topology):
     name = "worker"
     summary = "persistent subprocess worker fed by a task queue (audio returned as arrays)"
     serves_from_child_process = True
+    idle_unload = True  # `idle_unload=S` (strategies/idle.py): the worker process ends after S idle seconds
+    idle_unload_s: float | None = None
+    _host: SpawnedHost | None = None
+    _idle: IdleTimer | None = None
 
     def start(self) -> None:
+        self._spawn()
+        if self.idle_unload_s:
+            self._idle = IdleTimer(self.idle_unload_s, self._end_worker)
+
+    def _spawn(self) -> SpawnedHost:
         # The loader instance travels to the child by pickle: no registry lookup by name there.
         self._host = SpawnedHost(functools.partial(Resident, self.loader), self.files, self.hook, self.threads)
         self._host.wait_for("ready", None)
+        return self._host
+
+    def _end_worker(self, idle_s: float) -> None:
+        """End the worker (the idle timer calls this with no request in flight); the OS takes back all of it."""
+        if self._host is not None:
+            pid = self._host.pid
+            self._host.close()
+            self._host = None
+            self.hook(Event.IDLE_UNLOAD, idle_s=idle_s, how="worker_exit", worker_pid=pid)
+
+    def _live_host(self) -> SpawnedHost:
+        """The worker, spawned again (a reload, with its latency) when idle unload ended it."""
+        if self._host is not None:
+            return self._host
+        began = time.monotonic()
+        host = self._spawn()
+        self.hook(Event.MODEL_RELOADED, load_s=time.monotonic() - began, how="worker_exit", worker_pid=host.pid)
+        return host
 
     def synthesize(self, text: str, seed: int) -> Audio:
-        return self._host.synthesize(text, seed)
+        if self._idle is None:
+            return self._live_host().synthesize(text, seed)
+        with self._idle.busy():
+            return self._live_host().synthesize(text, seed)
 
     @property
     def stream_kind(self) -> str:
-        return self._host.stream_kind
+        return self._live_host().stream_kind
 
     def synthesize_stream(self, text: str, seed: int) -> AudioStream:
-        return self._host.synthesize_stream(text, seed)
+        if self._idle is not None:
+            return self._idle.hold_stream(lambda: self._live_host().synthesize_stream(text, seed))
+        return self._live_host().synthesize_stream(text, seed)
 
     def trim(self) -> bool:
-        returned = [self._host.trim(), super().trim()]  # both run: no short-circuit
+        returned = [self._host.trim() if self._host is not None else False, super().trim()]  # both run
         return any(returned)
 
     def close(self) -> None:
-        if getattr(self, "_host", None) is not None:
+        if self._idle is not None:
+            self._idle.stop()
+            self._idle = None
+        if self._host is not None:
             self._host.close()
             self._host = None
 
