@@ -94,3 +94,24 @@ def test_worker_and_forking_topologies_pass_chunks_over_their_pipe_and_cancel(ti
         assert seen[name]["kind"] == "sentence", name
         assert seen[name]["chunks"] == 3, name
         assert seen[name]["same_after_cancel"], name
+
+
+def test_the_cell_times_each_request_s_stream_with_the_shared_metric(tiny):
+    """The single scenario's request loop (bench/cell/entry.serve) drains the stream through timed_stream: a
+    multi-sentence text reaches its first audio before its end; a one-chunk path is marked not streaming."""
+    from time import monotonic
+
+    from ttsload.bench.cell.reporting import timed_stream
+    from ttsload.strategies.registry import make_loader
+
+    with resolve("singleton").build(tiny, null_hook, 1) as topology:
+        audio, streamed = timed_stream(topology.synthesize_stream(TEXT, 7), monotonic())
+        chunks = list(topology.synthesize_stream(TEXT, 7))
+    assert (streamed["stream_kind"], streamed["chunks"]) == ("sentence", 3)
+    assert streamed["ttfa_s"] < streamed["latency_s"] and streamed["streaming"] is True
+    assert np.array_equal(audio.wav, concatenate(chunks).wav)
+
+    plain = FallbackModel(make_loader("eager", "coqui").load(tiny, null_hook), None, tiny, null_hook)
+    whole, one = timed_stream(serve_stream(plain, TEXT, 5), monotonic())
+    assert (one["stream_kind"], one["chunks"], one["streaming"]) == ("none", 1, False)
+    assert np.array_equal(whole.wav, plain.synthesize(TEXT, 5).wav)

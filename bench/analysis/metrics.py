@@ -152,6 +152,22 @@ def _percentile(p: int) -> Callable[[CellView], float | None]:
     return lambda v: stats.latency_percentiles(v.latencies)[f"latency_p{p}_s"]
 
 
+def _ttfa(p: int) -> Callable[[CellView], float | None]:
+    """Time to first audio (bench/analysis/streaming.py) of the requests that recorded one: streamed ones."""
+    return lambda v: stats.percentile([r["ttfa_s"] for r in v.requests if r.get("ttfa_s") is not None], p)
+
+
+def _streamed(view: CellView) -> list[dict[str, Any]]:
+    return [r for r in view.requests if r.get("streaming") is not None]
+
+
+def _streaming(view: CellView) -> bool | None:
+    """Most requests streamed (first audio before 90 % of their time); None when no request was timed as a
+    stream. The same majority as a serving sweep's step (bench/loadgen/sweep.py)."""
+    streamed = _streamed(view)
+    return sum(bool(r["streaming"]) for r in streamed) > len(streamed) / 2 if streamed else None
+
+
 CS, CSS, RM, R, RS = CONSOLE, CONSOLE_SCENARIO, REPORT_MAIN, REPORT, REPORT_SCENARIO
 REGISTRY: tuple[Metric, ...] = (
     # identity of the cell and how it ended
@@ -203,6 +219,14 @@ REGISTRY: tuple[Metric, ...] = (
     Metric("latency_p99_s", "latency p99", "s", 3, _percentile(99), show=frozenset({CSS, RS})),
     Metric("request_cpu_p50_s", "request CPU p50", "s", 3, _request_cpu_p50, show=frozenset({R})),
     Metric("rtf", "RTF", "", 3, _rtf, show=frozenset({CS, RM, R})),
+    # streaming (bench/analysis/streaming.py): per request, as a listener would hear it
+    Metric("ttfa_p50_s", "time to first audio p50", "s", 3, _ttfa(50), show=frozenset({R})),
+    Metric("ttfa_p95_s", "time to first audio p95", "s", 3, _ttfa(95), show=frozenset({R})),
+    Metric("underruns", "underruns", "", 0, lambda v: sum(int(r["underruns"]) for r in _streamed(v)) if _streamed(v)
+           else None, gate=False),
+    Metric("streaming", "streaming", "", 0, _streaming, kind="text", gate=False),
+    _text("stream_kind", lambda v: ",".join(sorted({str(r["stream_kind"]) for r in v.requests if r.get("stream_kind")}))
+          or None),
     # readiness: when the server takes requests, when its model is loaded, and what early requests wait
     Metric("accept_s", "time to accept", "s", 2, _accept, show=frozenset({R})),
     Metric("model_ready_s", "time to model ready", "s", 2, _model_ready, show=frozenset({R})),

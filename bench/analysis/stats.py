@@ -22,6 +22,11 @@ def latency_percentiles(latencies: Sequence[float]) -> dict[str, float | None]:
     return {"latency_p50_s": float(p50), "latency_p90_s": float(p90), "latency_p99_s": float(p99)}
 
 
+def percentile(values: Sequence[float], p: float) -> float | None:
+    """The p-th percentile (numpy's linear interpolation, as latency_percentiles), None when there are no values."""
+    return float(np.percentile(np.asarray(values, dtype=float), p)) if len(values) else None
+
+
 def median_interval(values: Sequence[float | None], level: float = 0.95) -> tuple[float, float, float, float] | None:
     """Median with a distribution-free interval from order statistics: (median, low, high, coverage).
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ttsload.bench.cell.cputime import tree_cpu_s
-from ttsload.bench.cell.reporting import steady_then_trimmed
+from ttsload.bench.cell.reporting import steady_then_trimmed, timed_stream
 from ttsload.bench.cellspec import CellSpec, read_limits
 from ttsload.bench.procs import read_spec
 from ttsload.strategies.events import Event
@@ -79,16 +79,16 @@ def serve(spec: CellSpec, hook: EventPipe) -> None:
     for index, text in enumerate(spec.texts):
         hook(Event.REQUEST_START, index=index)
         cpu, start = tree_cpu_s(), time.monotonic()
-        audio = topology.synthesize(text, request_seed(text))
-        latency, cpu_s = time.monotonic() - start, tree_cpu_s() - cpu
+        audio, streamed = timed_stream(topology.synthesize_stream(text, request_seed(text)), start)
+        cpu_s = tree_cpu_s() - cpu
         hook(
             Event.REQUEST_END,
             index=index,
             chars=len(text),
-            latency_s=latency,
             cpu_s=cpu_s,
             audio_s=audio.seconds,
             audio_sha256=hashlib.sha256(audio.wav.tobytes()).hexdigest(),
+            **streamed,
         )
         if index == 0:
             hook(Event.FIRST_AUDIO)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ttsload.bench.analysis.streaming import stream_metrics
 from ttsload.bench.plan import TRIMMED_STEADY
 from ttsload.strategies.events import Event
 
 if TYPE_CHECKING:  # strategies.base imports numpy: entry imports this module before its limit probe
+    from ttsload.strategies.audio import Audio, AudioStream
     from ttsload.strategies.base import Hook
 
 
@@ -43,6 +45,26 @@ class RequestReporter:
         if first:
             self.hook(Event.FIRST_AUDIO)
         return record
+
+
+def timed_stream(stream: AudioStream, start: float) -> tuple[Audio, dict[str, Any]]:
+    """Drain one request's stream, stamping each chunk as it arrives (seconds since `start`, the request's
+    start), and return the whole clip and its streaming fields (bench/analysis/streaming.py, the metric the
+    HTTP client uses too). `latency_s` is until the last chunk: the whole clip, as for a request not streamed."""
+    import time
+
+    from ttsload.strategies.audio import concatenate
+
+    chunks, arrivals = [], []
+    for chunk in stream:
+        arrivals.append((time.monotonic() - start, chunk.seconds))
+        chunks.append(chunk)
+    latency = time.monotonic() - start
+    measured = stream_metrics(arrivals, latency)
+    fields = {"latency_s": latency, "ttfa_s": measured.ttfa_s, "chunks": measured.chunks,
+              "max_gap_s": measured.max_gap_s, "underruns": measured.underruns, "stall_s": measured.stall_s,
+              "streaming": measured.streaming, "stream_kind": stream.kind}
+    return concatenate(chunks), fields
 
 
 def steady_then_trimmed(hook: CellHook, trim: Any) -> None:
