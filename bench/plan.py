@@ -11,10 +11,10 @@ from typing import Any
 
 from ttsload.bench.http_limits import HttpLimits
 
-KINDS = ("single", "pool", "switch", "http")
+KINDS = ("single", "pool", "switch", "http", "idle")
 # The http kind's server stacks (bench/serving/stacks.py): gunicorn + Flask, and the asgi ones.
 STACKS = ("flask", "uvicorn", "gunicorn-uvicorn", "loop-threads", "loop-workers")
-PHASE_ACTIONS = ("requests", "trim", "kill_worker")
+PHASE_ACTIONS = ("requests", "trim", "kill_worker", "idle")  # idle: wait for idle_unload (bench/cell/idle_kind.py)
 ORDERS = ("cycle", "random")
 PATTERNS = ("round-robin", "random")
 FAULTS = ("sigkill", "sigstop", "oom", "replace_checkpoint", "delete_checkpoint", "hide_checkpoint")

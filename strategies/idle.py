@@ -18,15 +18,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from ttsload.strategies.audio import Audio, AudioStream
+from ttsload.strategies.reliability import _seconds  # the same parser as backoff= and liveness=
 
 KEY = "idle_unload"
-
-
-def _seconds(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise ValueError("expected a number of seconds > 0")
-    return value
 
 
 # Declared here, registered by strategies/options.py (key -> (one-line help, parser)), as reliability.py does.

@@ -38,7 +38,7 @@ SCENARIOS = [
     ("timeout-inf.toml", "timeout_s: expected a finite number > 0"),
     ("timeout-nan.toml", "timeout_s: expected a finite number > 0"),
     ("workers-100000.toml", "workers.counts: expected a list of at least 1 item(s), each an integer from 1 to 256"),
-    ("phase-do-empty-list.toml", "phase[0].do: expected one of requests, trim, kill_worker, got []"),
+    ("phase-do-empty-list.toml", "phase[0].do: expected one of requests, trim, kill_worker, idle, got []"),
     ("phase-rate-inf.toml", "phase[0].rate: expected a finite number"),
     ("leak-threshold-nan.toml", "leak.threshold_mb_per_1k: expected a finite number >= 0"),
     ("count-huge.toml", "phase[0].count: expected an integer from 1 to 100000"),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import threading
+from pathlib import Path
 
 import pytest
 
+from tests.conftest import ttsload
 from ttsload.bench.harness.probes import read_tree
 from ttsload.strategies.base import malloc_trim, request_seed
 from ttsload.strategies.idle import IdleTimer
@@ -85,3 +88,20 @@ def test_idle_unload_frees_memory_and_the_next_request_reloads(tiny, strategy, h
     assert {f["how"] for e, f in hook.events if e in ("idle_unload", "model_reloaded")} == {how}
     assert after < before
     assert len(audio.wav) > 0
+
+
+@pytest.mark.integration
+def test_idle_scenario_records_memory_either_side_of_the_unload_and_the_reload(tiny, tmp_path: Path):
+    out = tmp_path / "out"
+    done = ttsload("run", "--scenario", "idle", "--strategy", "singleton:idle_unload=1,subprocess-worker:idle_unload=1",
+                   "--model", "vits-tiny", "--repeat", "1", "--requests", "2", "--out", str(out), "--no-history")
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(out / "summary.csv", newline="") as handle:
+        found = {row["strategy"].split(":")[0]: row for row in csv.DictReader(handle)}
+    for strategy in ("singleton", "subprocess-worker"):
+        row = found[strategy]
+        assert row["status"] == "ok", row["reason"]
+        assert float(row["idle_pss_after_mb"]) < float(row["idle_pss_before_mb"])
+        assert float(row["reload_s"]) > 0 and float(row["reload_request_s"]) > 0
+    worker, resident = found["subprocess-worker"], found["singleton"]
+    assert float(worker["idle_returned_mb"]) > float(resident["idle_returned_mb"])  # the process's whole tree went

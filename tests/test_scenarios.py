@@ -214,6 +214,8 @@ def test_sampler_off_takes_no_samples(tiny, tmp_path):
     ('summary = "x"\nkind = "pool"\n[[phase]]\ndo = "sleep"\n', "phase[0].do"),
     ('summary = "x"\n[[phase]]\ndo = "requests"\ncount = 3\nrate = 2.0\nconcurrency = 2\n', "phase[0].rate"),
     ('summary = "x"\nkind = "switch"\n[[phase]]\ndo = "trim"\n', "phase[0].do"),
+    ('summary = "x"\nkind = "pool"\n[[phase]]\ndo = "idle"\n', "phase[0].do"),
+    ('summary = "x"\nkind = "idle"\n[[phase]]\ndo = "requests"\ncount = 2\nrate = 1.0\n', "phase[0].rate"),
     ('kind = "pool"\n', "summary"),
     ('summary = "x"\nrepeats = 2\n', "repeats"),
     ('summary = "x"\n[texts]\nmin_chars = 90\nmax_chars = 30\n', "texts.max_chars"),

@@ -83,6 +83,22 @@ def _scenario(column: str, label: str, unit: str, decimals: int, read: Callable[
     return Metric(column, label, unit, decimals, read, show=frozenset(show), signed=signed)
 
 
+def _mark_pss_mb(view: CellView, label: str) -> float | None:
+    """Whole-tree PSS (MiB) of the first sync reading labelled `label` (the idle kind's before/after_idle)."""
+    totals = [r.total["pss"] for e, r in view.outcome.marks if e.get("label") == label and "pss" in r.total]
+    return totals[0] / 2**20 if totals else None
+
+
+def _idle_returned_mb(view: CellView) -> float | None:
+    before, after = _mark_pss_mb(view, "before_idle"), _mark_pss_mb(view, "after_idle")
+    return before - after if before is not None and after is not None else None
+
+
+def _reload_request_s(view: CellView) -> float | None:
+    """The latency of the first request after the idle unload: the one that paid the reload."""
+    return next((r["latency_s"] for r in view.requests if r.get("after_unload")), None)
+
+
 def _fault(column: str, label: str, unit: str, decimals: int, read: Callable[[CellView], Any]) -> Metric:
     """A fault drill's figure: recorded and reported, never gated (a drill's recovery is no regression signal)."""
     return Metric(column, label, unit, decimals, read, gate=False)
@@ -285,6 +301,14 @@ REGISTRY: tuple[Metric, ...] = (
     _scenario("evictions", "evictions", "", 0, lambda v: len(v.named(Event.MODEL_EVICT)), CSS, RS),
     _scenario("model_load_s", "load per switch", "s", 3,
               lambda v: stats.median([e["load_s"] for e in v.named(Event.MODEL_LOADED)]), CSS, RS),
+    # idle unload (bench/cell/idle_kind.py): trimmed PSS either side of the unload, and what reloading cost
+    _scenario("idle_pss_before_mb", "PSS before idle unload", "MiB", 0, lambda v: _mark_pss_mb(v, "before_idle"),
+              CSS, RS),
+    _scenario("idle_pss_after_mb", "PSS after idle unload", "MiB", 0, lambda v: _mark_pss_mb(v, "after_idle"), CSS, RS),
+    _scenario("idle_returned_mb", "idle unload gave back", "MiB", 0, _idle_returned_mb, CSS, RS),
+    _scenario("reload_s", "reload", "s", 3,
+              lambda v: stats.median([e["load_s"] for e in v.named(Event.MODEL_RELOADED)]), CSS, RS),
+    _scenario("reload_request_s", "request after unload", "s", 3, _reload_request_s, CSS, RS),
     # faults (analysis/faults.py): the drill's outcome and what the reliability options did
     _text("fault", lambda v: v.faults.get("fault")),
     _text("survived", lambda v: v.faults.get("survived")),

@@ -16,7 +16,7 @@ from ttsload.bench import bounds
 from ttsload.bench.errors import UsageError
 from ttsload.bench.plan import FAULTS, STACKS
 
-KINDS = ("single", "pool", "switch", "http")
+KINDS = ("single", "pool", "switch", "http", "idle")
 Check = Callable[[Any], bool]
 
 
@@ -85,6 +85,7 @@ PHASES: dict[str, dict[str, tuple[Check, str]]] = {
                  "trim_every": _int(1, bounds.MAX_REQUESTS)},
     "trim": {},
     "kill_worker": {"worker": _int(0, bounds.MAX_WORKERS)},
+    "idle": {},  # wait until the strategy's idle_unload=S has unloaded (bench/cell/idle_kind.py)
 }
 REQUIRED = ("summary",)
 
@@ -151,7 +152,8 @@ def _check_phases(phases: object, fail: Callable[[str, str], ScenarioError]) -> 
 
 
 KIND_LIMITS = {  # kind -> (phases it runs, request keys it does not support)
-    "pool": (set(PHASES), set()),
+    "pool": (set(PHASES) - {"idle"}, set()),
+    "idle": ({"requests", "idle", "trim"}, {"concurrency", "rate", "add_workers", "add_after", "trim_every"}),
     "switch": ({"requests"}, {"concurrency", "rate", "add_workers", "add_after", "trim_every"}),
     "http": ({"requests"}, {"add_workers", "add_after", "trim_every"}),
 }
