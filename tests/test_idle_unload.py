@@ -35,6 +35,13 @@ def test_resident_and_worker_accept_idle_unload():
     assert resolve("worker+mmap:idle_unload=0.5").option_map == {"idle_unload": 0.5}
 
 
+def test_kinds_that_run_their_own_workers_skip_idle_unload_saying_why():
+    from ttsload.bench.scenario import loading
+
+    assert "not in a pool kind" in loading.load("workers").skipped(["singleton:idle_unload=5"])[0]
+    assert loading.load("idle").skipped(["singleton:idle_unload=5", "subprocess-worker:idle_unload=5"]) == []
+
+
 def test_idle_timer_fires_once_then_rearms_on_a_request():
     fired = threading.Semaphore(0)
     calls: list[float] = []

@@ -134,11 +134,12 @@ class Scenario:
                 for r in range(repeat) for group in groups for label, fields in self.variants()
                 for strategy in strategies if not self.inapplicable(strategy, fields)]
 
-    @staticmethod
-    def inapplicable(strategy: str, fields: dict[str, Any]) -> str | None:
+    def inapplicable(self, strategy: str, fields: dict[str, Any]) -> str | None:
         """Why a variant cannot run a strategy at all (then it is skipped, and the run says so), or None."""
         from ttsload.strategies.registry import resolve
 
+        if self.kind not in ("single", "idle") and "idle_unload" in resolve(strategy).option_map:
+            return f"idle_unload acts where the cell builds the strategy (single, idle), not in a {self.kind} kind"
         if fields.get("stack"):
             from ttsload.bench.serving.stacks import unfit
 
