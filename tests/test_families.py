@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ttsload
+from ttsload.strategies.families import Family, Fixture
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "docs" / "examples" / "tone-family"
@@ -43,6 +44,38 @@ def test_built_in_families_come_from_the_entry_points() -> None:
     assert {entry.name for entry in own} == {"coqui", "coqui-pipeline", "kokoro", "onnx", "xtts"}
     assert all(families.families()[entry.name] is entry.load() for entry in own)
     assert not [e for e in families.plugin_errors() if e == families.STALE or "(distribution ttsload)" in e]
+
+
+def _family(name: str, *fixtures: Fixture) -> Family:
+    return Family(name=name, summary="toy", looks_for="nothing", detect=lambda folder: False,
+                  roles=lambda folder, chosen: {}, loaders=list, fixtures=fixtures)
+
+
+CHIRP = _family("chirp", Fixture("chirp-tiny", "chirp", "toy sweep"))
+WRONG = _family("chirp", Fixture("chirp-tiny", "chirp", "toy sweep", family="coqui"))
+
+
+def test_a_fixture_is_its_declaring_familys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fixture that names no family is the family's that declares it; one naming another is refused with
+    the fix, and `unknown model fixture` then says why."""
+    from importlib.metadata import EntryPoint, entry_points
+
+    from ttsload.bench import models
+    from ttsload.bench.errors import UsageError
+    from ttsload.strategies import families
+
+    assert [f.family for f in CHIRP.fixtures] == ["chirp"]
+    real = list(entry_points(group=families.GROUP))
+    planted = [EntryPoint("chirp", f"{__name__}:WRONG", families.GROUP)]
+    monkeypatch.setattr(families, "entry_points", lambda group: [*real, *planted])
+    families._registry.cache_clear()
+    try:
+        [error] = [e for e in families.plugin_errors() if "'chirp'" in e]
+        assert error.endswith("refused: fixture 'chirp-tiny' has family='coqui'; set family='chirp'")
+        with pytest.raises(UsageError, match="set family='chirp'"):
+            models.build("chirp-tiny")
+    finally:
+        families._registry.cache_clear()
 
 
 def test_a_stale_install_says_to_reinstall(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

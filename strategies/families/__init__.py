@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -39,6 +39,8 @@ STALE = ("ttsload's own families are not registered: the installed ttsload's met
 class Fixture:
     """A model a family can build: its architecture, config overrides and the seed of its weights.
 
+    `family`: left out, it is the family whose `fixtures` declare it (filled in by `Family`): a default
+    naming one family would send another family's fixture to the wrong builder.
     `key_facts`: what else decides the built bytes besides architecture and args (default: the family),
     part of the cache key, so a fixture is rebuilt when they change.
     """
@@ -48,7 +50,7 @@ class Fixture:
     summary: str
     model_args: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
-    family: str = "coqui"
+    family: str = ""  # "" until its Family fills in its own name
     key_facts: dict[str, Any] | None = None
 
     def key(self) -> str:
@@ -90,6 +92,11 @@ class Family:
     specificity: int = 50
     exports_from: str | None = None  # the family whose fixture (same architecture, args, seed) this one exports
 
+    def __post_init__(self) -> None:
+        """A fixture that names no family is this family's."""
+        own = tuple(f if f.family else replace(f, family=self.name) for f in self.fixtures)
+        object.__setattr__(self, "fixtures", own)  # frozen: set once, here
+
 
 class _Registry:
     """Families by name, read once from the entry points. ttsload's own come first, then other distributions
@@ -126,8 +133,9 @@ class _Registry:
             return f"family name '{family.name}' is already taken"
         if taken := [f"{f.name} (of {self.fixtures[f.name]})" for f in family.fixtures if f.name in self.fixtures]:
             return f"fixture names already taken: {', '.join(taken)}"
-        if wrong := [f.name for f in family.fixtures if f.family != family.name]:
-            return f"fixtures of another family: {', '.join(wrong)}"
+        if wrong := [f"fixture '{f.name}' has family='{f.family}'; set family='{family.name}'"
+                     for f in family.fixtures if f.family != family.name]:
+            return "; ".join(wrong)
         return None
 
 

@@ -51,5 +51,5 @@ FAMILY = Family(
     loaders=loaders,
     build=build,
     aliases={"eager": "tone-npy", "mmap": "tone-npy"},  # the presets' loaders, played by this family's own
-    fixtures=(Fixture("tone-tiny", "tone", "toy tone model, 64-sample period", {"period": 64}, family="tone"),),
+    fixtures=(Fixture("tone-tiny", "tone", "toy tone model, 64-sample period", {"period": 64}),),  # family: tone
 )
