@@ -276,7 +276,9 @@ class PhasedLoader(Loader, Generic[Model]):
     """The phase template: verify (sha256) → construct → fill → convert, one event after each.
 
     Subclasses implement `construct` and `fill`, and `ready` to wrap the filled model; `weight_files`
-    (what is verified besides the config) and `convert` (precision changes) are optional.
+    (what is verified besides the config) and `convert` (precision changes) are optional. `describe`,
+    `import_runtime` and `set_threads` default to torch: a loader of a model that is not a torch module
+    overrides them (docs/families.md lists the methods).
     Failures become one-line StrategyErrors naming the file.
     """
 
@@ -346,9 +348,12 @@ class PhasedLoader(Loader, Generic[Model]):
 
     def describe(self, model: Model) -> dict[str, Any]:
         """Parameter count and dtype mix of the filled model (torch modules by default; a family whose model
-        has no parameters() overrides this)."""
+        has no parameters() overrides this). A StrategyError, not a TypeError: the cell records one line
+        that names the fix for the family's author."""
         if not isinstance(model, HasParameters):
-            raise TypeError(f"{type(self).__name__}.describe: a {type(model).__name__} has no parameters()")
+            raise StrategyError(f"{type(self).__name__}.describe: a {type(model).__name__} is not a torch module "
+                                "(no parameters()): override describe(model) to return "
+                                "{'params': N, 'dtypes': {dtype: N}} for a model that is not a torch module")
         return tensor_facts(model)
 
     def convert(self, model: Model) -> dict[str, Any]:

@@ -78,6 +78,35 @@ def test_a_fixture_is_its_declaring_familys(monkeypatch: pytest.MonkeyPatch) -> 
         families._registry.cache_clear()
 
 
+def test_a_model_that_is_not_a_torch_module_needs_describe(tmp_path: Path) -> None:
+    """Left to the torch default, describe() fails the load in one line naming the fix, not an AttributeError."""
+    import hashlib
+
+    from ttsload.strategies.base import ModelFiles, PhasedLoader, StrategyError, null_hook
+
+    class NoDescribe(PhasedLoader[dict]):  # type: ignore[type-arg]
+        name, summary, family = "no-describe", "toy", "chirp"
+
+        def construct(self, files: ModelFiles) -> dict:  # type: ignore[type-arg]
+            return json.loads(files.config.read_text())
+
+        def fill(self, model: dict, files: ModelFiles) -> dict:  # type: ignore[type-arg]
+            return {**model, "wave": files.checkpoint.read_bytes()}
+
+        def ready(self, model: dict, files: ModelFiles, info: dict) -> object:  # type: ignore[type-arg, override]
+            return model
+
+    (tmp_path / "chirp.json").write_text("{}")
+    (tmp_path / "chirp.bin").write_bytes(b"\0" * 16)
+    files = ModelFiles("chirp", tmp_path / "chirp.json", tmp_path / "chirp.bin", family="chirp",
+                       sha256={p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()})
+    with pytest.raises(StrategyError) as raised:
+        NoDescribe().load(files, null_hook)
+    assert "\n" not in str(raised.value)
+    assert "NoDescribe.describe: a dict is not a torch module" in str(raised.value)
+    assert "override describe(model)" in str(raised.value)
+
+
 def test_a_stale_install_says_to_reinstall(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """An install whose metadata predates the entry points finds no family: every message says why."""
     from ttsload.strategies import families

@@ -40,7 +40,7 @@ class ToneLoader(PhasedLoader):
         model.wave = np.load(files.checkpoint, allow_pickle=False)
         return model
 
-    def describe(self, model: ToneModel) -> dict[str, Any]:
+    def describe(self, model: ToneModel) -> dict[str, Any]:  # not a torch module: the default reads parameters()
         size = 0 if model.wave is None else int(model.wave.size)
         return {"params": size, "dtypes": {"float32": size}}
 
