@@ -126,8 +126,8 @@ def judge_all(pairs: list[Pair], thresholds: dict[str, float], metrics: tuple[st
             for cell in cells for metric in metrics]
 
 
-def exit_code(checks: list[AbCheck]) -> int:
-    """The gate's codes: 1 regression, 4 could not judge, 2 too few pairs to decide, else 0."""
+def exit_code(checks: list[AbCheck]) -> ExitCode:
+    """The gate's codes: FAILED on a regression, UNJUDGED when a side gave nothing, UNDECIDED on too few pairs."""
     found = {c.verdict for c in checks}
     return (ExitCode.FAILED if REGRESSION in found else ExitCode.UNJUDGED if UNJUDGED in found or not checks
             else ExitCode.UNDECIDED if UNDECIDED in found else ExitCode.OK)
