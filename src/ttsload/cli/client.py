@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from rich.text import Text
-
 from ttsload.bench import bounds
 from ttsload.bench.errors import UsageError
 from ttsload.bench.exitcodes import ExitCode
@@ -70,6 +68,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.text import Text  # here, not at the top: the parser (docs' reference) imports with no dependencies
+
     from ttsload.bench.harness import environment
     from ttsload.bench.loadgen.api import Api
     from ttsload.bench.loadgen.audio import PcmFormat
