@@ -78,7 +78,7 @@ print(json.dumps(found))
 @pytest.mark.integration
 @needs_jemalloc
 def test_options_reach_forked_and_spawned_workers(tiny):
-    env = _cell_environment(f"zygote+mmap:{ALL}")
+    env = _cell_environment(resolve(f"zygote+mmap:{ALL}"))
     done = subprocess.run([sys.executable, "-c", WORKERS, json.dumps(tiny.to_json())], env=env,
                           capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent)
     assert done.returncode == 0, done.stderr[-2000:]
