@@ -64,6 +64,22 @@ if UNIT_TIER:
     _guard_unit_tier()
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_restored() -> Any:
+    """Put back this process's torch thread count after each test.
+
+    A topology built in the test process may set it (prefork's parent computes with one thread so that
+    it can fork), and an in-process reference computed later with another count is not bit-identical
+    to a worker's audio: the reduction order differs.
+    """
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch else None
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads or os.cpu_count() or 1)
+
+
 @pytest.fixture(scope="session")
 def ttsload_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("ttsload-home")
