@@ -159,17 +159,18 @@ def serve_stream(model: LoadedModel, text: str, seed: int) -> AudioStream:
     """serve_request's streaming counterpart: the model's own chunks where it streams (a StreamingModel),
     else the whole clip as one chunk; the per-request controls run when the stream ends or is closed."""
     kind = model_stream_kind(model)
+    return AudioStream(stream_request(model, text, seed, kind), kind)
 
-    def chunks() -> Iterator[Audio]:
-        try:
-            if kind == "none":
-                yield model.synthesize(text, seed)
-            else:
-                yield from model.synthesize_stream(text, seed)  # type: ignore[attr-defined]
-        finally:
-            after_request()
 
-    return AudioStream(chunks(), kind)
+def stream_request(model: LoadedModel, text: str, seed: int, kind: str) -> Iterator[Audio]:
+    """The chunks of one streamed request (profilers attribute first synthesis to it, as to serve_request)."""
+    try:
+        if kind == "none":
+            yield model.synthesize(text, seed)
+        else:
+            yield from model.synthesize_stream(text, seed)  # type: ignore[attr-defined]
+    finally:
+        after_request()
 
 
 def model_stream_kind(model: LoadedModel) -> str:

@@ -28,6 +28,7 @@ PHASE_MARKERS: tuple[tuple[str, str, str], ...] = (
     ("weights", "weights_phase", CONTRACTS),
     ("weights", "convert_phase", CONTRACTS),
     ("first synthesis", "serve_request", CONTRACTS),
+    ("first synthesis", "stream_request", CONTRACTS),
     ("after first audio", "close", "strategies/topologies.py"),
 )
 OTHER = "interpreter + harness"
