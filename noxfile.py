@@ -55,9 +55,19 @@ def install(session: nox.Session, extras: str, locked: bool = True) -> None:
 
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
-    """The test suite on real tiny Coqui models (no mocks): both tiers, unit and integration."""
+    """The test suite on real tiny Coqui models (no mocks): both tiers, unit and integration.
+
+    Most tests wait on child processes for much of their time (one core busy on average), so they run in
+    two pytest-xdist workers, a module to a worker (its module fixtures are built once); the tests marked
+    `alone` judge timings and run afterwards with nothing beside them. Arguments replace both runs with one.
+    """
     install(session, "test")
-    session.run("pytest", *(session.posargs or ["-q", "--durations=25"]))  # CI logs where its time goes
+    if session.posargs:
+        session.run("pytest", *session.posargs)
+        return
+    # --durations: CI logs where its time goes
+    session.run("pytest", "-q", "--durations=25", "-n", "2", "--dist", "loadfile", "-m", "not alone")
+    session.run("pytest", "-q", "--durations=10", "-m", "alone")
 
 
 @nox.session(python="3.11")

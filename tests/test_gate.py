@@ -19,6 +19,7 @@ CELL = "singleton/vits-tiny/single"
 # in its weights phase; copy-eager's extra copy of the weights added ~4 MiB of anonymous memory
 # (not all of its 5.7 MiB: part reuses heap the allocator kept from reading the checkpoint).
 PLANT_SPEC = "weights_s:median:1,pss_anon_mb:median:2.5"
+pytestmark = pytest.mark.alone  # the live runs' timings are judged: nothing may run beside them
 
 
 @pytest.fixture(scope="module")
