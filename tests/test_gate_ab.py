@@ -238,3 +238,25 @@ def test_cells_that_give_nothing_are_recorded_as_failed_pairs_and_the_run_goes_o
 def test_fail_with_ab_takes_median_ratio_thresholds_only(tmp_path):
     done = cli("gate", "--ab", "HEAD", "HEAD", "--fail", "weights_cpu_s:max:+5%", "--out", str(tmp_path))
     assert done.returncode == ExitCode.USAGE and "METRIC:median:+X%" in done.stderr
+
+
+def test_an_unlayered_side_is_repaired_by_its_own_doctor_and_a_failing_doctor_could_not_judge(tmp_path):
+    """A side with its own locked packages gets `ttsload doctor --fix` after pip, as nox's install does (PyPI's
+    torchaudio cannot load beside CPU torch until repaired); a venv the doctor cannot repair is no side."""
+    calls: list[list[str]] = []
+
+    def run(command, **_):
+        command = [str(c) for c in command]
+        calls.append(command)
+        failed = "doctor" in command and "broken" in command[0]
+        out = str(tmp_path / "venv" / "lib" / "ttsload" / "__init__.py") + "\n"
+        said = "torchaudio: cannot load" if failed else ""
+        return subprocess.CompletedProcess(command, 1 if failed else 0, out, said)
+
+    (tmp_path / "tree").mkdir()
+    sides._install(tmp_path / "tree", tmp_path / "venv", False, "A", "HEAD~1", run)
+    doctor = [i for i, c in enumerate(calls) if c[-3:] == ["ttsload", "doctor", "--fix"]]
+    installs = [i for i, c in enumerate(calls) if "install" in c]
+    assert doctor and installs and doctor[0] > max(installs)
+    with pytest.raises(sides.SideError, match="side A: HEAD~1's venv fails `ttsload doctor --fix`: torchaudio"):
+        sides._install(tmp_path / "tree", tmp_path / "broken" / "venv", False, "A", "HEAD~1", run)

@@ -33,6 +33,7 @@ import tomllib
 
 LOCK = "constraints.txt"
 STAMP = ".ttsload-ab-installed"
+STAMP_FORMAT = "doctor-fixed"  # what a cached venv went through: one stamped before the doctor step is rebuilt
 INSTALL_TIMEOUT_S = 3600.0  # an unlayered side installs torch: minutes, not hours
 
 Run = Callable[..., "subprocess.CompletedProcess[str]"]
@@ -149,12 +150,12 @@ def build(repo: Path, commit: str, label: str, spec: str, cache: Path, run: Run 
     layered = dependencies(lock, pyproject) == dependencies(here, here_project)
     key = cache_key(commit, lock) + ("-layered" if layered else "")
     tree, venv = cache / "trees" / commit, cache / "venvs" / key
-    stamp = venv / STAMP
-    if stamp.is_file() and stamp.read_text() == key and tree.is_dir():
+    stamp, stamped = venv / STAMP, f"{key} {STAMP_FORMAT}"
+    if stamp.is_file() and stamp.read_text() == stamped and tree.is_dir():
         return tree, venv, layered
     _export(repo, commit, tree, label, spec, run)
     _install(tree, venv, layered, label, spec, run)
-    stamp.write_text(key)
+    stamp.write_text(stamped)
     return tree, venv, layered
 
 
@@ -216,6 +217,10 @@ def _install(tree: Path, venv: Path, layered: bool, label: str, spec: str, run: 
         if torch:  # first and alone, as noxfile.py does: the pinned CPU build, not a resolver's multi-GB CUDA one
             _pip(run, [python, "-m", "pip", "install", "-q", torch], label, spec)
     _pip(run, command, label, spec)
+    if not layered:  # as noxfile.py's install does: PyPI's torchaudio and torchcodec need repairs beside CPU torch
+        fixed = run([python, "-P", "-m", "ttsload", "doctor", "--fix"], cwd="/")
+        if fixed.returncode != 0:
+            raise SideError(f"side {label}: {spec}'s venv fails `ttsload doctor --fix`: {_last_line(fixed)}")
     if layered:
         own = run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
         # addsitedir, not a bare path: the bases' own .pth files (a layered base's layer) are read too
