@@ -27,7 +27,7 @@ MEANINGS: dict[ExitCode, str] = {
     ExitCode.OK: "done: every cell ok, no regression, nothing broken",
     ExitCode.FAILED: "what was measured or checked failed: a cell or a profiling pass (`run`, `profile`), a "
                      "regression or a broken invariant (`gate`), a broken install (`doctor`), a server error "
-                     "(`fuzz-http`), a server that does not answer (`client`)",
+                     "(`fuzz-http`), a server that does not answer (`client`) or exits by itself (`serve`)",
     ExitCode.USAGE: "bad input, said in one line on stderr: a bad flag, a missing model, a malformed results "
                     "folder or baseline, a results folder another run holds",
     ExitCode.CANNOT_WRITE: "`run` cannot write its results folder (full disk, file size limit): finished cells "

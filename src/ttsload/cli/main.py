@@ -1,5 +1,5 @@
 """`ttsload`: one entry point with subcommands (run, report, merge, profile, models, strategies, gate, noise,
-baseline, history, fuzz-http, client)."""
+baseline, history, fuzz-http, client, serve)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from ttsload.cli import client as client_command
 from ttsload.cli import doctor, fuzz_http
 from ttsload.cli import gate as gate_command
 from ttsload.cli import noise as noise_command
+from ttsload.cli import serve as serve_command
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -107,6 +108,7 @@ def parser() -> argparse.ArgumentParser:
     doctor.add_parser(sub)
     fuzz_http.add_parser(sub)
     client_command.add_parser(sub)
+    serve_command.add_parser(sub)
 
     gate_command.add_parser(sub)
     noise_command.add_parser(sub)
@@ -294,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"doctor": cmd_doctor, "run": cmd_run, "report": cmd_report, "profile": cmd_profile,
                 "models": cmd_models, "strategies": cmd_strategies, "scenarios": cmd_scenarios, "gate": cmd_gate,
                 "noise": cmd_noise, "baseline": cmd_baseline, "history": cmd_history, "fuzz-http": fuzz_http.run,
-                "merge": cmd_merge, "client": client_command.run}
+                "merge": cmd_merge, "client": client_command.run,
+                "serve": serve_command.run}
     try:
         return handlers[args.command](args)
     except UsageError as exc:
