@@ -115,3 +115,38 @@ def test_the_cell_times_each_request_s_stream_with_the_shared_metric(tiny):
     whole, one = timed_stream(serve_stream(plain, TEXT, 5), monotonic())
     assert (one["stream_kind"], one["chunks"], one["streaming"]) == ("none", 1, False)
     assert np.array_equal(whole.wav, plain.synthesize(TEXT, 5).wav)
+
+
+@pytest.mark.parametrize("name", ["tacotron2-hifigan-tiny"])
+def test_a_family_whose_front_end_splits_sentences_streams_each_sentence_s_own_audio(ttsload_home, name):
+    """Families beside VITS (#24): the stream is the family's sentences, each synthesized alone, bit-identical."""
+    from ttsload.bench.models import build
+    from ttsload.strategies.registry import make_loader
+
+    files = build(name)
+    model = make_loader("eager", files.family).load(files, null_hook)
+    stream = serve_stream(model, TEXT, 7)
+    chunks = list(stream)
+    assert (stream.kind, len(chunks)) == ("sentence", 3)
+    for chunk, sentence in zip(chunks, SENTENCES, strict=True):
+        assert np.array_equal(chunk.wav, model.synthesize(sentence, 7).wav)
+
+
+def test_kokoro_streams_kpipeline_s_segments_each_synthesized_alone(ttsload_home):
+    """Kokoro (#24): a line break starts a segment, and a segment over the model's limit is cut at its last
+    sentence end (KPipeline's waterfall); each chunk is that segment's own audio, bit-identical."""
+    from ttsload.bench.models import build
+    from ttsload.strategies.families.kokoro.model import MAX_PHONEMES, segments
+    from ttsload.strategies.registry import make_loader
+
+    text = f"{TEXT} {SENTENCES[0]}\nA new line."  # its first line is over MAX_PHONEMES (80): cut once
+    files = build("kokoro-tiny")
+    model = make_loader("eager", files.family).load(files, null_hook)
+    expected = segments(text, model.vocab)
+    assert len(expected) == 3 and all(len(s) <= MAX_PHONEMES for s in expected)
+    assert expected[0].endswith(".") and expected[1:] == segments(f"{SENTENCES[0]}\nA new line.", model.vocab)
+    stream = serve_stream(model, text, 7)
+    chunks = list(stream)
+    assert (stream.kind, len(chunks)) == ("sentence", 3)
+    for chunk, segment in zip(chunks, expected, strict=True):
+        assert np.array_equal(chunk.wav, model.synthesize(segment, 7).wav)

@@ -15,6 +15,7 @@ import contextlib
 import importlib
 import importlib.util
 import json
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ttsload.strategies.audio import by_sentence
 from ttsload.strategies.base import Audio, ModelFiles, StrategyError
 
 SUBMODULES = ("bert", "bert_encoder", "predictor", "text_encoder", "decoder")
@@ -156,6 +158,30 @@ def phonemes(text: str, vocab: dict[str, int]) -> str:
     return "".join(char for char in kept if char in vocab)[:MAX_PHONEMES]
 
 
+SEGMENT_SPLIT = re.compile(r"\n+")  # KPipeline's default split_pattern: a segment per run of lines
+WATERFALL = ("!.?\u2026", ":;", ",\u2014")  # KPipeline.waterfall_last: where a too-long segment is cut, best first
+BUMPS = (")", "\u201d")  # a closing bracket or quote after the cut goes with the segment before it
+
+
+def segments(text: str, vocab: dict[str, int]) -> list[str]:
+    """The chunks kokoro's `KPipeline` makes of `text`, on this family's symbol input: one segment per run of
+    lines, and a segment longer than the model takes (MAX_PHONEMES here, 510 in KPipeline) cut at its last
+    sentence end within the limit, else its last `:;`, else its last `,—` (KPipeline's waterfall), else at
+    the limit. KPipeline's own code cuts misaki tokens, which this family does not make (no G2P)."""
+    out = []
+    for line in SEGMENT_SPLIT.split(text.strip()):
+        rest = "".join(LETTER_FOR.get(char, char) for char in line.lower() if LETTER_FOR.get(char, char) in vocab)
+        while len(rest.strip()) > MAX_PHONEMES:
+            window = rest[:MAX_PHONEMES]
+            cut = next((max(window.rfind(c) for c in marks) + 1 for marks in WATERFALL
+                        if max(window.rfind(c) for c in marks) >= 0), MAX_PHONEMES)
+            cut += 1 if cut < MAX_PHONEMES and rest[cut:cut + 1] in BUMPS else 0
+            out.append(rest[:cut].strip())
+            rest = rest[cut:].lstrip()
+        out.append(rest.strip())
+    return [segment for segment in out if segment]
+
+
 @dataclass
 class KokoroModel:
     """A KModel ready for inference, its voice pack, and what the loader did (a base.LoadedModel)."""
@@ -182,6 +208,12 @@ class KokoroModel:
         with torch.inference_mode(), torch.autocast("cpu", dtype=self.autocast, enabled=self.autocast is not None):
             wav = self.model(symbols, style)
         return Audio(np.ascontiguousarray(wav.float().numpy(), dtype=np.float32).reshape(-1), SAMPLE_RATE)
+
+    stream_kind = "sentence"
+
+    def synthesize_stream(self, text: str, seed: int) -> Iterator[Audio]:
+        """Segment by segment, as kokoro's `KPipeline` yields them (`segments`), each with its own style row."""
+        return by_sentence(self.synthesize, segments(text, self.vocab), seed)
 
     @property
     def dtype(self) -> Any:

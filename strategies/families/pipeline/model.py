@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ttsload.strategies.audio import by_sentence
 from ttsload.strategies.base import Audio, ModelFiles, StrategyError
 from ttsload.strategies.families.coqui import model as coqui
 
@@ -195,3 +196,9 @@ class PipelineModel:
             dtype = next(self.vocoder.parameters()).dtype
             wav = self.vocoder.inference(vocoder_input.to(dtype))
         return Audio(np.ascontiguousarray(wav.float().numpy(), dtype=np.float32).reshape(-1), self.sample_rate)
+
+    stream_kind = "sentence"
+
+    def synthesize_stream(self, text: str, seed: int) -> Iterator[Audio]:
+        """Sentence by sentence, split as Coqui's `Synthesizer` splits for this pipeline (as for VITS)."""
+        return by_sentence(self.synthesize, coqui.coqui_sentences(text, self.acoustic), seed)
