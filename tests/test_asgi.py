@@ -189,4 +189,4 @@ def test_clients_that_drop_mid_stream_cancel_their_synthesis_and_the_server_stay
     assert set(statuses) <= {200, 503} and 200 in statuses  # never a 500
     assert counts["cancelled"] >= 1 and counts["running"] == 0 and counts["failed"] == 0
     assert status == 200 and len(audio) > 44 and alive
-    assert after <= before * 1.1 + 20, f"server tree anonymous PSS {before:.0f} MB before the drops, {after:.0f} MB after"
+    assert after <= before * 1.1 + 20, f"tree anonymous PSS {before:.0f} MB before the drops, {after:.0f} MB after"
