@@ -24,6 +24,7 @@ nox.options.reuse_venv = "yes"
 nox.options.sessions = ["tests"]
 
 TORCH = "torch==2.13.0"
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # torch's default compute threads in each process
 ROOT = Path(__file__).parent
 LOCK = ROOT / "constraints.txt"
 
@@ -57,16 +58,20 @@ def install(session: nox.Session, extras: str, locked: bool = True) -> None:
 def tests(session: nox.Session) -> None:
     """The test suite on real tiny Coqui models (no mocks): both tiers, unit and integration.
 
-    Most tests wait on child processes for much of their time (one core busy on average), so they run in
-    two pytest-xdist workers, a module to a worker (its module fixtures are built once); the tests marked
-    `alone` judge timings and run afterwards with nothing beside them. Arguments replace both runs with one.
+    Most tests wait on child processes for much of their time, so they run in two pytest-xdist workers, a
+    module to a worker (its module fixtures are built once), with one compute thread per process: two
+    workers' cells, each with torch's default of a thread per core, oversubscribe the cores, and the spinning
+    thread teams cost more than they compute (test_pipeline + test_limits: 130 s with the default, 73 s with
+    one thread, on 2 cores). The tests marked `alone` judge timings and run afterwards with nothing beside
+    them, with the default threads. Arguments replace both runs with one.
     """
     install(session, "test")
     if session.posargs:
         session.run("pytest", *session.posargs)
         return
     # --durations: CI logs where its time goes
-    session.run("pytest", "-q", "--durations=25", "-n", "2", "--dist", "loadfile", "-m", "not alone")
+    session.run("pytest", "-q", "--durations=25", "-n", "2", "--dist", "loadfile", "-m", "not alone",
+                env=ONE_THREAD)
     session.run("pytest", "-q", "--durations=10", "-m", "alone")
 
 

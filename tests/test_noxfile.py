@@ -206,9 +206,10 @@ def test_unit_runs_the_fast_tier_with_its_guard_on_and_tests_runs_both_tiers(nox
     assert fast.environments[index] == {"TTSLOAD_UNIT_TIER": "1"}  # tests/conftest.py's guard
     both = Recorder([], tmp_path)
     noxfile.tests(both)
-    parallel, alone = [c for c in both.commands if c[0] == "pytest"]
+    (p, parallel), (a, alone) = [(i, c) for i, c in enumerate(both.commands) if c[0] == "pytest"]
     assert "not integration" not in parallel + alone  # both tiers
     assert parallel[parallel.index("-m") + 1] == "not alone" and alone[alone.index("-m") + 1] == "alone"
+    assert both.environments[p]["OMP_NUM_THREADS"] == "1" and not both.environments[a]  # timings judged: defaults
     assert "unit" not in noxfile.nox.options.sessions  # `nox` alone still runs both tiers
 
 
