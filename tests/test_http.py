@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import socket
 import subprocess
 import sys
@@ -19,6 +20,8 @@ from ttsload.bench.plan import Plan
 from ttsload.bench.scenario import corpus
 from ttsload.bench.scenario import loading as scenarios
 from ttsload.bench.scenario.schema import ScenarioError
+from ttsload.strategies.base import request_seed
+from ttsload.strategies.registry import resolve
 
 pytestmark = pytest.mark.integration  # every test here builds a model or starts a ttsload child
 
@@ -115,15 +118,18 @@ def test_server_listens_on_loopback_only_and_is_gone_afterwards(runs, kind):
     assert not [pid for pid in seen["pids"] if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
 
 
-def test_same_audio_with_and_without_preload_and_as_the_single_scenario(runs, tiny, tmp_path):
+def test_same_audio_with_and_without_preload_and_as_in_process(runs, tiny):
+    """The Flask app answers each request with the whole clip: the in-process non-streamed synthesis (the single
+    scenario streams a sentence at a time, whose joined clips differ from one pass over a multi-sentence text)."""
     by_text = {}
     for kind in ("plain", "preload"):
         for event in requests(runs[kind][0]):
             by_text.setdefault(TEXTS[event["index"] % len(TEXTS)], set()).add(event["audio_sha256"])
     assert all(len(digests) == 1 for digests in by_text.values()), by_text
-    single = run_cell(Cell("singleton", tiny, 0), CellOptions(texts=TEXTS, threads=1), tmp_path / "single.log")
-    assert single.status == "ok", single.reason
-    assert {TEXTS[e["index"]]: {e["audio_sha256"]} for e in requests(single)} == by_text
+    with resolve("singleton").build(tiny, lambda *a, **k: None, 1) as topology:
+        whole = {text: {hashlib.sha256(topology.synthesize(text, request_seed(text)).wav.tobytes()).hexdigest()}
+                 for text in TEXTS}
+    assert by_text == whole
 
 
 def test_preloaded_workers_share_the_masters_pages(runs):

@@ -1,6 +1,8 @@
-"""A fixed, seeded corpus of texts of varied length (20-400 characters).
+"""A fixed, seeded corpus of texts of varied length (20-400 characters), in sentences as people write them.
 
-Varied shapes are what trigger allocator growth and per-shape caches; one fixed sentence hides them.
+Varied shapes are what trigger allocator growth and per-shape caches; one fixed sentence hides them. A long
+text is several sentences of 8-16 words (about 50-100 characters), as in what users send a speech server:
+the families' front ends split there, so streaming can deliver the first sentence before the last is done.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ _WORDS = (
 
 
 def texts(count: int, seed: int = 0, min_chars: int = MIN_CHARS, max_chars: int = MAX_CHARS) -> list[str]:
-    """`count` sentences whose lengths are spread evenly over [min_chars, max_chars], shuffled by seed.
+    """`count` texts whose lengths are spread evenly over [min_chars, max_chars], shuffled by seed.
 
-    The shortest comes first: cold start ends at the first audio, and a long first sentence would
-    make it measure that sentence's synthesis instead of how fast the server becomes useful.
+    The shortest comes first: cold start ends at the first audio, and a long first text would
+    make it measure that text's synthesis instead of how fast the server becomes useful.
     """
     rng = random.Random(seed)
     if count <= 0:
@@ -31,14 +33,30 @@ def texts(count: int, seed: int = 0, min_chars: int = MIN_CHARS, max_chars: int 
     span = max_chars - min_chars
     rest = [min_chars + (span * i) // max(1, count - 1) for i in range(1, count)]
     rng.shuffle(rest)
-    return [_sentence(rng, target) for target in [min_chars, *rest]]
+    return [_passage(rng, target) for target in [min_chars, *rest]]
 
 
-def _sentence(rng: random.Random, target: int) -> str:
+SENTENCE_WORDS = (8, 16)  # words in one sentence, drawn uniformly
+SHORTEST_TAIL = 12  # characters of the last sentence, at least, where the cut falls
+
+
+def _passage(rng: random.Random, target: int) -> str:
+    """Sentences of SENTENCE_WORDS words (a comma every 9th word) until `target` characters, cut to exactly that."""
     words: list[str] = []
+    left = rng.randint(*SENTENCE_WORDS)
     while len(" ".join(words)) < target - 1:
-        words.append(rng.choice(_WORDS))
-        if len(words) % 9 == 0:
+        word = rng.choice(_WORDS)
+        words.append(word.capitalize() if not words or words[-1].endswith(".") else word)
+        left -= 1
+        if left == 0:
+            words[-1] += "."
+            left = rng.randint(*SENTENCE_WORDS)
+        elif len(words) % 9 == 0:
             words[-1] += ","
-    text = " ".join(words).rstrip(",")[: target - 1].rstrip(" ,")
-    return text[0].upper() + text[1:] + "."
+    text = " ".join(words)[: target - 1].rstrip(" ,.")
+    while len(text) < target - 1:  # the cut fell on a space or a mark: fill with letters, so lengths stay exact
+        text += rng.choice(_WORDS)[: target - 1 - len(text)]
+    end = text.rfind(". ")
+    if 0 <= end and len(text) - end - 2 < SHORTEST_TAIL:  # the cut left a stub sentence: join it to the one before
+        text = f"{text[:end]}, {text[end + 2].lower()}{text[end + 3:]}"
+    return text + "."
