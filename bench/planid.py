@@ -13,10 +13,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-# Not part of the plan: where it runs and where it writes (these differ between the shards of one plan).
+# Not part of the plan: where it runs and where it writes (these differ between the shards of one plan), and,
+# for `ttsload client`, which server it measures (its address, pid and label differ between the servers
+# compared under one workload).
 LOCAL_OPTIONS = frozenset({"out", "resume", "shard", "shard_by", "machine", "history", "no_history", "profile",
                            "list_cells", "command", "model", "scenario", "plan_hash", "shard_basis",
-                           "shard_cells"})
+                           "shard_cells", "url", "server_pid", "config"})
 
 
 def plan_hash(options: dict[str, Any]) -> str:

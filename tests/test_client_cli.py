@@ -34,6 +34,19 @@ def test_a_sweep_writes_requests_steps_and_a_summary_with_capacity(tmp_path, cap
     assert "capacity at ttfa_p95<=60s at least 4 req/s" in said and "generator CPU" in said
 
 
+def test_clients_of_two_servers_under_one_workload_merge_and_another_workload_does_not(tmp_path):
+    with streaming_server() as url:
+        for name, path in (("streamed", ""), ("whole", "/whole")):
+            assert main(["client", url + path, "--requests", "2", "--config", name,
+                         "--out", str(tmp_path / name)]) == 0
+        assert main(["client", url, "--requests", "3", "--config", "more", "--out", str(tmp_path / "more")]) == 0
+    folders = [str(tmp_path / name) for name in ("streamed", "whole")]
+    assert main(["merge", *folders, "--out", str(tmp_path / "both")]) == 0
+    summaries = [r for r in _records(tmp_path / "both") if r["type"] == "serving_summary"]
+    assert sorted(s["config"] for s in summaries) == ["streamed", "whole"]
+    assert main(["merge", folders[0], str(tmp_path / "more"), "--out", str(tmp_path / "mixed")]) == 2
+
+
 def test_a_closed_step_against_a_server_that_does_not_stream_says_so(tmp_path, capsys):
     with streaming_server() as url:
         assert main(["client", url + "/whole", "--concurrency", "2", "--requests", "3",

@@ -6,9 +6,12 @@
 #   gunicorn-preload-mmap: gunicorn --preload + 2 uvicorn workers, weights mmap'ed in the master, shared
 #   loop-prefork-trim:    one event loop feeding 2 prefork workers over mmap'ed weights, malloc_trim per request
 # Usage: docs/examples/capacity-sweep.sh [OUT]   (MODEL, SWEEP, TARGET, REQUESTS override the defaults)
+# The default sweep starts low: on 2 cores a full-size vits request takes seconds, so 2 workers serve a
+# fraction of a request per second. Start below the capacity you expect; a sweep whose first step already
+# misses the target finds no capacity.
 set -euo pipefail
 model=${MODEL:-vits}
-sweep=${SWEEP:-0.5:1.5:16}
+sweep=${SWEEP:-0.05:1.5:2}
 target=${TARGET:-ttfa_p95=2s}
 requests=${REQUESTS:-20}
 out=${1:-results/capacity-$(date +%Y%m%d-%H%M%S)}
@@ -38,5 +41,6 @@ measure() {
 measure uvicorn-eager --stack uvicorn --strategy singleton
 measure gunicorn-preload-mmap --stack gunicorn-uvicorn --preload --strategy mmap
 measure loop-prefork-trim --stack loop-workers --strategy "prefork+mmap:trim=1"
+# One workload, so the three client folders share a plan hash and merge into one folder, one report.
 ttsload merge "$out/uvicorn-eager" "$out/gunicorn-preload-mmap" "$out/loop-prefork-trim" --out "$out/all"
 ttsload report "$out/all"

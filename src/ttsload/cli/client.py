@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from ttsload.bench.loadgen.audio import PcmFormat
     from ttsload.bench.loadgen.measure import GENERATOR_CPU_GOAL, ClientPlan, ProbeFailed, measure
     from ttsload.bench.loadgen.sweep import Target
+    from ttsload.bench.planid import plan_hash
     from ttsload.bench.results import ResultStore, new_run_id
     from ttsload.bench.scenario import corpus
     from ttsload.cli import console as ui
@@ -96,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path("results") / f"client-{run_id}"
     store = ResultStore(out)
     options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    # The workload's hash: clients of several servers under one workload merge into one folder to compare.
+    options["plan_hash"] = plan_hash(options)
     store.write_run(run_id, where, {**options, "command": "client", "config": config})
     steps = len(rates) if rates else 1
     ui.console.print(f"ttsload client {run_id}: {endpoint} ({args.api}), {steps} step(s) of {args.requests} "
