@@ -47,3 +47,12 @@ def test_serve_answers_the_client_and_stops_its_whole_tree_on_sigterm(tiny, tmp_
 def test_a_stack_that_cannot_serve_the_strategy_is_one_line(tiny):
     done = ttsload("serve", "--stack", "loop-workers", "--strategy", "singleton", "--model", "vits-tiny")
     assert done.returncode == 2 and "loop-workers" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.integration
+def test_a_server_that_fails_while_starting_is_one_line(tiny_copy):
+    checkpoint = tiny_copy / "model_file.pth"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:-100])  # the workers refuse it: sha256 mismatch
+    done = ttsload("serve", "--stack", "uvicorn", "--model", str(tiny_copy), "--workers", "1", timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "server did not start" in done.stderr and "sha256" in done.stderr

@@ -66,14 +66,20 @@ def run(args: argparse.Namespace) -> int:
     server = serving(args)  # a stack that cannot serve the strategy is refused here, before anything starts
     print(f"serve: starting {args.stack} with {args.strategy} on {args.model}, {args.workers} worker(s)",
           file=sys.stderr, flush=True)
-    with server as live:
-        api = "ttsload" if args.stack == "flask" else "openai"
-        print(json.dumps({"url": f"http://127.0.0.1:{live.port}", "api": api, "pid": live.pid,
-                          "worker_pids": live.worker_pids, "stack": args.stack, "strategy": args.strategy,
-                          "model": args.model, "workers": args.workers, "preload": args.preload}), flush=True)
-        while not stop.wait(1.0) and live.process.poll() is None:
-            pass
-        code = live.process.poll()
+    from ttsload.strategies.base import StrategyError
+
+    try:
+        with server as live:
+            api = "ttsload" if args.stack == "flask" else "openai"
+            print(json.dumps({"url": f"http://127.0.0.1:{live.port}", "api": api, "pid": live.pid,
+                              "worker_pids": live.worker_pids, "stack": args.stack, "strategy": args.strategy,
+                              "model": args.model, "workers": args.workers, "preload": args.preload}), flush=True)
+            while not stop.wait(1.0) and live.process.poll() is None:
+                pass
+            code = live.process.poll()
+    except StrategyError as exc:  # the server tree failed while starting (a worker's load, the deadline)
+        print(f"ttsload: error: serve: the {args.stack} server did not start: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
     if code is not None and not stop.is_set():
         print(f"serve: the server exited by itself (exit code {code})", file=sys.stderr)
         return ExitCode.FAILED
