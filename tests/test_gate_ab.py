@@ -30,8 +30,18 @@ A = [1.00, 1.30, 0.90, 1.10, 0.95, 1.20, 1.05, 1.00]  # a host whose speed moves
 def test_schedule_alternates_the_order_of_consecutive_pairs():
     steps = ab.schedule(cells=2, pairs=3)
     assert [(p, c) for p, c, _ in steps] == [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)]
-    assert [order for _, _, order in steps] == ["AB", "BA", "AB", "BA", "AB", "BA"]
+    assert [order for _, _, order in steps] == ["AB", "BA", "BA", "AB", "AB", "BA"]
     assert [order for *_, order in ab.schedule(cells=1, pairs=4)] == ["AB", "BA", "AB", "BA"]
+
+
+@pytest.mark.parametrize("cells", [1, 2, 3, 4])
+def test_every_cell_runs_as_often_first_as_second(cells):
+    """A cell with one fixed order confounds the side with whatever ran just before (a false alarm seen in CI:
+    2 cells, mmap always B first, cold-start CPU +11 % on identical code)."""
+    steps = ab.schedule(cells=cells, pairs=6)
+    for cell in range(cells):
+        orders = [order for _, c, order in steps if c == cell]
+        assert orders == ["AB", "BA"] * 3 or orders == ["BA", "AB"] * 3
 
 
 def test_a_regression_is_flagged_when_the_whole_interval_is_above_the_threshold():
@@ -224,7 +234,7 @@ def test_cells_that_give_nothing_are_recorded_as_failed_pairs_and_the_run_goes_o
     plan = ab.AbPlan([("naive", "vits"), ("mmap", "vits")], pairs=2)
     found = ab.run(side, sides.Side("B", "x", "model", Path(sys.executable), tmp_path, model=tmp_path / "m"),
                    plan, tmp_path / "out", launch=launch)
-    assert [label for label, _ in launched] == ["A", "B", "B", "A", "A", "B", "B", "A"]
+    assert [label for label, _ in launched] == ["A", "B", "B", "A", "B", "A", "A", "B"]
     b_command = launched[1][1]
     assert b_command[b_command.index("--model") + 1] == str(tmp_path / "m") and "--no-history" in b_command
     assert all(set(p.failed) == {"A", "B"} for p in found)

@@ -56,13 +56,11 @@ class Pair:
 
 
 def schedule(cells: int, pairs: int) -> list[tuple[int, int, str]]:
-    """(pair index, cell index, order) in run order: pairs outermost, and the order alternates from one
-    pair of cells to the next over the whole run (A B, B A, A B, ...), so a linear drift cancels."""
-    steps = []
-    for index in range(pairs):
-        for cell in range(cells):
-            steps.append((index, cell, "AB" if (index * cells + cell) % 2 == 0 else "BA"))
-    return steps
+    """(pair index, cell index, order) in run order: pairs outermost. Each cell's order alternates from one
+    of its pairs to the next, and neighbouring cells start opposite (A B, B A, then B A, A B, ...): every cell
+    runs as often first as second, so neither a linear drift nor the cell that ran before can favour a side.
+    (Alternating over the whole run instead gives each cell one fixed order whenever the cell count is even.)"""
+    return [(index, cell, "AB" if (index + cell) % 2 == 0 else "BA") for index in range(pairs) for cell in range(cells)]
 
 
 def cell_command(side: Side, strategy: str, model: str, out: Path, plan: AbPlan) -> list[str]:
