@@ -150,3 +150,5 @@ def test_kokoro_streams_kpipeline_s_segments_each_synthesized_alone(ttsload_home
     assert (stream.kind, len(chunks)) == ("sentence", 3)
     for chunk, segment in zip(chunks, expected, strict=True):
         assert np.array_equal(chunk.wav, model.synthesize(segment, 7).wav)
+    # The whole clip is every segment joined, so a text past the model's limit is spoken to its end.
+    assert np.array_equal(model.synthesize(text, 7).wav, np.concatenate([chunk.wav for chunk in chunks]))

@@ -3,7 +3,8 @@ strict loading, request input and synthesis.
 
 Requests are phoneme strings in the model's own vocabulary, so no G2P model is needed: a request's
 text is lower-cased and every character that is a symbol of the vocabulary is kept (Latin letters,
-punctuation and space are; `g` is written `ɡ` there), at most MAX_PHONEMES of them. Leaving G2P out
+punctuation and space are; `g` is written `ɡ` there), cut into KPipeline's segments of at most
+MAX_PHONEMES; the whole clip is the segments joined. Leaving G2P out
 is deliberate: misaki's English G2P would download a spaCy model, and its cost is the same for
 every loading strategy. Fixtures bake a fixed duration into the weights (every phoneme lasts the
 same number of frames), since random weights predict arbitrary durations.
@@ -24,12 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from ttsload.strategies.audio import by_sentence
+from ttsload.strategies.audio import by_sentence, concatenate
 from ttsload.strategies.base import Audio, ModelFiles, StrategyError
 
 SUBMODULES = ("bert", "bert_encoder", "predictor", "text_encoder", "decoder")
 SAMPLE_RATE = 24000
-MAX_PHONEMES = 80  # with one 25 ms frame per phoneme, a request is at most ~2 s of audio
+MAX_PHONEMES = 80  # symbols per segment: with one 25 ms frame per phoneme, at most ~2 s of audio
 REPO_ID = "hexgrad/Kokoro-82M"  # only names the model to KModel: config and weights are given, nothing is fetched
 LETTER_FOR = {"g": "\u0261"}  # Latin letters written differently in Kokoro's vocabulary
 
@@ -197,7 +198,15 @@ class KokoroModel:
         return SAMPLE_RATE
 
     def synthesize(self, text: str, seed: int) -> Audio:
-        """kokoro's forward with a fixed seed (its source module draws noise inside forward)."""
+        """The whole clip: every KPipeline segment synthesized and joined, as kokoro's users join its generator
+        (one pass would drop the text past the model's MAX_PHONEMES)."""
+        parts = segments(text, self.vocab)
+        if len(parts) <= 1:
+            return self.synthesize_segment(text, seed)
+        return concatenate(self.synthesize_stream(text, seed))
+
+    def synthesize_segment(self, text: str, seed: int) -> Audio:
+        """kokoro's forward on one segment with a fixed seed (its source module draws noise inside forward)."""
         import torch
 
         symbols = phonemes(text, self.vocab)
@@ -213,7 +222,7 @@ class KokoroModel:
 
     def synthesize_stream(self, text: str, seed: int) -> Iterator[Audio]:
         """Segment by segment, as kokoro's `KPipeline` yields them (`segments`), each with its own style row."""
-        return by_sentence(self.synthesize, segments(text, self.vocab), seed)
+        return by_sentence(self.synthesize_segment, segments(text, self.vocab), seed)
 
     @property
     def dtype(self) -> Any:
