@@ -15,7 +15,7 @@ def test_seeded_varied_and_shortest_first():
 def test_long_texts_are_several_sentences_with_no_stub():
     """Streaming splits at sentences: a long text must have several, and the cut must not leave a stub."""
     for text in texts(30, seed=1):
-        sentences = [s for s in text.split(". ")]
+        sentences = text.split(". ")
         assert len(text) < 150 or len(sentences) >= 2, text
         assert len(sentences) == 1 or min(len(s) for s in sentences) >= SHORTEST_TAIL, text
         assert text.endswith(".") and text[0].isupper()

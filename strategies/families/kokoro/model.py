@@ -203,7 +203,7 @@ class KokoroModel:
         parts = segments(text, self.vocab)
         if len(parts) <= 1:
             return self.synthesize_segment(text, seed)
-        return concatenate(self.synthesize_stream(text, seed))
+        return concatenate(by_sentence(self.synthesize_segment, parts, seed))
 
     def synthesize_segment(self, text: str, seed: int) -> Audio:
         """kokoro's forward on one segment with a fixed seed (its source module draws noise inside forward)."""
