@@ -2,9 +2,11 @@
 
 Shared by tests/test_http_fuzz.py (which asserts inside `check`, so hypothesis reports the failing
 request) and `ttsload fuzz-http` (which prints the tally). Bounded twice: hypothesis' max_examples
-and a wall-time budget past which the remaining examples are drawn but not sent. Server memory (PSS
-and RSS summed over the gunicorn tree, bench.harness.probes.read_tree) is read after a warm-up of
-real syntheses and again after the campaign.
+and a wall-time budget past which the remaining examples are drawn but not sent. Server memory (anonymous
+PSS, PSS and RSS summed over the gunicorn tree, bench.harness.probes.read_tree) is read after a warm-up
+of real syntheses and again after the campaign. Anonymous PSS is the figure to judge a leak by: the
+tree's share of file pages (libtorch and the rest) moves whenever another process maps or unmaps the
+same libraries, which says nothing about the server.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ttsload.bench.scenario import corpus
 NO_RESPONSE = "no response"
 CLIENT_TIMEOUT_S = 60.0
 TRACE_EVERY = 100
+MEMORY_NAMES = {"pss_anon": "anonymous PSS", "pss": "PSS", "rss": "RSS"}
 
 
 @dataclass
@@ -40,7 +43,7 @@ class Tally:
     by_kind: dict[str, Counter] = field(default_factory=dict)
     memory_before: dict[str, int] = field(default_factory=dict)
     memory_after: dict[str, int] = field(default_factory=dict)
-    memory_trace: list[tuple[int, int]] = field(default_factory=list)  # (sent, PSS) every TRACE_EVERY requests
+    memory_trace: list[tuple[int, int]] = field(default_factory=list)  # (sent, anonymous PSS) every TRACE_EVERY
     alive_after: bool = False
     seconds: float = 0.0
 
@@ -52,7 +55,7 @@ class Tally:
         return {"sent": self.sent, "drawn": self.drawn, "statuses": {str(k): v for k, v in sorted(
                     self.statuses.items(), key=str)}, "500s": self.server_errors,
                 "memory_before": self.memory_before, "memory_after": self.memory_after,
-                "memory_trace": [{"sent": sent, "pss": pss} for sent, pss in self.memory_trace],
+                "memory_trace": [{"sent": sent, "pss_anon": pss} for sent, pss in self.memory_trace],
                 "alive_after": self.alive_after, "seconds": round(self.seconds, 1)}
 
 
@@ -85,7 +88,7 @@ def synthesize(port: int, text: str, seed: int = 0) -> int:
 
 def memory(root: int) -> dict[str, int]:
     total = read_tree(root).total
-    return {"pss": total["pss"], "rss": total["rss"]}
+    return {"pss_anon": total["pss_anon"], "pss": total["pss"], "rss": total["rss"]}
 
 
 def campaign(port: int, root: int, bodies: int, budget_s: float, limits: HttpLimits | None = None,
@@ -114,7 +117,7 @@ def campaign(port: int, root: int, bodies: int, budget_s: float, limits: HttpLim
         tally.statuses[status] += 1
         tally.by_kind.setdefault(request.body_kind.split()[1], Counter())[status] += 1
         if tally.sent % TRACE_EVERY == 0:
-            tally.memory_trace.append((tally.sent, memory(root)["pss"]))
+            tally.memory_trace.append((tally.sent, memory(root)["pss_anon"]))
         if check is not None:
             check(request, status)
 
@@ -140,9 +143,7 @@ def describe(tally: Tally, limits: HttpLimits) -> list[str]:
             f"statuses: {statuses}",
             f"500s: {tally.server_errors}",
             f"server alive and synthesizing after: {'yes' if tally.alive_after else 'NO'}",
-            f"server memory PSS: {before['pss'] / mib:.1f} MiB before, {after['pss'] / mib:.1f} MiB after "
-            f"({(after['pss'] - before['pss']) / mib:+.1f} MiB)",
-            f"server memory RSS: {before['rss'] / mib:.1f} MiB before, {after['rss'] / mib:.1f} MiB after "
-            f"({(after['rss'] - before['rss']) / mib:+.1f} MiB)",
-            "server PSS along the way (requests sent: MiB): " + ", ".join(
+            *(f"server memory {name}: {before[key] / mib:.1f} MiB before, {after[key] / mib:.1f} MiB after "
+              f"({(after[key] - before[key]) / mib:+.1f} MiB)" for key, name in MEMORY_NAMES.items()),
+            "server anonymous PSS along the way (requests sent: MiB): " + ", ".join(
                 f"{sent}: {pss / mib:.1f}" for sent, pss in tally.memory_trace[::step] + tally.memory_trace[-1:])]
