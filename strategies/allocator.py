@@ -80,8 +80,11 @@ def environment(options: dict[str, Any]) -> dict[str, str]:
 
 
 def process_environment(options: dict[str, Any], base: dict[str, str] | None = None) -> dict[str, str] | None:
-    """`base` (os.environ) plus the options' variables, or None when the options set none (inherit as is)."""
-    extra = environment(options)
+    """`base` (os.environ) plus the options' variables (these and `stream=`), or None when the options set none
+    (inherit as is)."""
+    from ttsload.strategies import stream_choice
+
+    extra = {**environment(options), **stream_choice.environment(options)}
     return {**(os.environ if base is None else base), **extra} if extra else None
 
 

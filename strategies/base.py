@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
+from ttsload.strategies import stream_choice
+
 # Defined in audio.py (no torch, no contracts), re-exported here beside the contracts that use them.
 from ttsload.strategies.audio import STREAM_KINDS as STREAM_KINDS
 from ttsload.strategies.audio import Audio as Audio
@@ -174,8 +176,18 @@ def stream_request(model: LoadedModel, text: str, seed: int, kind: str) -> Itera
 
 
 def model_stream_kind(model: LoadedModel) -> str:
-    """How serve_stream chunks this model: its own `stream_kind` where it streams, else "none"."""
-    return getattr(model, "stream_kind", "none") if hasattr(model, "synthesize_stream") else "none"
+    """How serve_stream chunks this model: "none" when the `stream=none` option asks for whole clips, else its
+    own `stream_kind` where it streams (which may follow `stream=`), else "none". A kind asked for that the
+    model cannot give is a StrategyError naming both."""
+    asked = stream_choice.chosen()
+    own = getattr(model, "stream_kind", "none") if hasattr(model, "synthesize_stream") else "none"
+    if asked is None or asked == "none":
+        return asked or own
+    if asked != own:
+        name = type(model).__name__
+        raise StrategyError(f"strategy option stream={asked}: {name} streams {own!r} (it offers "
+                            f"{', '.join(getattr(model, 'stream_kinds', (own,)))}, or none)")
+    return own
 
 
 TRIM_EVERY = "TTSLOAD_TRIM_EVERY"  # the `trim=N` option (strategies/allocator.py), inherited by every worker

@@ -67,11 +67,11 @@ def _register_builtin() -> None:
 
     They are declared there as data, not registered on import, so no module imports this one back (a cycle).
     """
-    from ttsload.strategies import allocator, idle, reliability
+    from ttsload.strategies import allocator, idle, reliability, stream_choice
 
     for key, help, parse in allocator.OPTIONS:  # arena, trim, alloc, onednn_cache
         OPTIONS.setdefault(key, Option(key, help, parse))
     for key, (help, parse) in reliability.OPTIONS.items():  # retry, backoff, fallback, liveness
         OPTIONS.setdefault(key, Option(key, help, parse))
-    for key, (help, parse) in idle.OPTIONS.items():  # idle_unload
+    for key, (help, parse) in {**idle.OPTIONS, **stream_choice.OPTIONS}.items():  # idle_unload, stream
         OPTIONS.setdefault(key, Option(key, help, parse))

@@ -40,6 +40,12 @@ def test_the_cell_environment_carries_every_option():
     assert env[allocator.TRIM_EVERY] == "3" and str(allocator.jemalloc_path()) in env["LD_PRELOAD"].split()
 
 
+def test_the_stream_option_is_checked_and_travels_in_the_cell_environment():
+    with pytest.raises(UnknownStrategy, match="stream='whole': expected one of native, sentence, none"):
+        resolve("singleton:stream=whole")
+    assert _cell_environment(resolve("singleton:stream=none"))["TTSLOAD_STREAM"] == "none"
+
+
 def test_trim_every_n_requests_in_the_serving_process(monkeypatch):
     calls = []
     monkeypatch.setattr(base, "malloc_trim", lambda: calls.append(1) or True)

@@ -22,18 +22,21 @@ def _records(folder) -> list[dict]:
 @pytest.mark.integration
 def test_serve_answers_the_client_and_stops_its_whole_tree_on_sigterm(tiny, tmp_path):
     server = subprocess.Popen([sys.executable, "-m", "ttsload", "serve", "--stack", "uvicorn", "--strategy",
-                               "singleton", "--model", "vits-tiny", "--workers", "2"],
+                               "singleton:trim=2:stream=none", "--model", "vits-tiny", "--workers", "2"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     try:
         started = json.loads(server.stdout.readline())
         assert started["api"] == "openai" and len(started["worker_pids"]) == 2
         tree = [started["pid"], *started["worker_pids"]]
         assert all(psutil.pid_exists(pid) for pid in tree)
+        # the strategy's options reach every worker, as they do a cell's: trim=2 and stream=none
+        assert all(psutil.Process(pid).environ().get("TTSLOAD_TRIM_EVERY") == "2" for pid in started["worker_pids"])
         done = ttsload("client", started["url"], "--requests", "3", "--server-pid", str(started["pid"]),
                        "--config", "uvicorn-singleton", "--out", str(tmp_path / "out"))
         assert done.returncode == 0, done.stderr[-2000:]
         summary = _records(tmp_path / "out")[-1]
         assert summary["requests_ok"] == 3 and summary["requests_failed"] == 0 and summary["ttfa_p50_s"] > 0
+        assert summary["streaming"] is False  # stream=none: each request's audio came whole
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) == 0
         assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE

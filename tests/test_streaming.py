@@ -1,4 +1,4 @@
-"""Streaming in the loaded-model contract: chunks, their kind, and cancel, on the tiny real VITS.
+"""Streaming in the loaded-model contract: chunks, their kind, and cancel, on the tiny real VITS and each family.
 
 Forking topologies run in a fresh process, as in a real cell: a process that already ran torch (this one)
 cannot fork safely.
@@ -152,3 +152,38 @@ def test_kokoro_streams_kpipeline_s_segments_each_synthesized_alone(ttsload_home
         assert np.array_equal(chunk.wav, model.synthesize(segment, 7).wav)
     # The whole clip is every segment joined, so a text past the model's limit is spoken to its end.
     assert np.array_equal(model.synthesize(text, 7).wav, np.concatenate([chunk.wav for chunk in chunks]))
+
+
+def test_xtts_streams_natively_by_codes_and_by_its_own_pieces_when_asked(ttsload_home, monkeypatch):
+    """XTTS (#24): Coqui's inference_stream, a chunk every `stream_chunk_tokens` codes (xtts-small: 4 of its
+    8 per piece), as long as the whole clip; `stream=sentence` gives XTTS's pieces, which join to the whole
+    clip bit for bit; `stream=none` gives the whole clip."""
+    from ttsload.bench.models import build
+    from ttsload.strategies.registry import make_loader
+
+    files = build("xtts-small")
+    model = make_loader("eager", files.family).load(files, null_hook)
+    text = " ".join(SENTENCES * 5)  # 395 characters, over XTTS's 250 per piece: two pieces
+    assert len(model.pieces(text)) == 2
+    whole = model.synthesize(text, 7)
+    native = serve_stream(model, text, 7)
+    chunks = list(native)
+    assert (native.kind, len(chunks)) == ("native", 2 * 3)  # per piece: 2 decodes, then the cross-fade's tail
+    assert sum(len(chunk.wav) for chunk in chunks) == len(whole.wav)
+    monkeypatch.setenv("TTSLOAD_STREAM", "sentence")
+    by_piece = serve_stream(model, text, 7)
+    pieces = list(by_piece)
+    assert (by_piece.kind, len(pieces)) == ("sentence", 2)
+    assert np.array_equal(concatenate(pieces).wav, whole.wav)
+    monkeypatch.setenv("TTSLOAD_STREAM", "none")
+    assert [len(chunk.wav) for chunk in serve_stream(model, text, 7)] == [len(whole.wav)]
+
+
+def test_a_stream_kind_the_model_cannot_give_is_one_line(tiny, monkeypatch):
+    from ttsload.strategies.base import StrategyError
+    from ttsload.strategies.registry import make_loader
+
+    model = make_loader("eager", "coqui").load(tiny, null_hook)
+    monkeypatch.setenv("TTSLOAD_STREAM", "native")
+    with pytest.raises(StrategyError, match="stream=native: .* streams 'sentence'"):
+        serve_stream(model, TEXT, 1)

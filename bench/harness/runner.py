@@ -228,7 +228,7 @@ def _tail(path: Path, lines: int = 20) -> str:
 
 
 def _cell_environment(strategy: StrategySpec) -> dict[str, str] | None:
-    """The environment of the cell process when its strategy's options need one (allocator, oneDNN):
+    """The environment of the cell process when its strategy's options need one (allocator, oneDNN, stream):
     set before the process starts, as the C libraries read it then; every worker inherits it."""
     from ttsload.strategies.allocator import process_environment
 

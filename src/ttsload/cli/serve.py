@@ -41,6 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def serving(args: argparse.Namespace) -> AbstractContextManager[Any]:
     from ttsload.bench import models
     from ttsload.bench.serving import server, stacks
+    from ttsload.strategies.allocator import process_environment
     from ttsload.strategies.base import StrategyError
     from ttsload.strategies.registry import resolve
 
@@ -49,6 +50,8 @@ def serving(args: argparse.Namespace) -> AbstractContextManager[Any]:
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     try:
         strategy = resolve(args.strategy)
+        # what `ttsload run` gives a cell process (allocator, stream=): the server tree inherits it from here
+        os.environ.update(process_environment(strategy.option_map) or {})
         if args.stack == "flask":
             return server.serving(strategy, models.resolve(args.model), args.workers, threads=threads,
                                   preload=args.preload)

@@ -61,6 +61,7 @@ FAMILY = Family(
                 "~1.8 GB model.pth); requests capped at 64 audio codes (~2.97 s)", {"max_new_tokens": 64},
                 family="xtts"),
         Fixture("xtts-small", "xtts-small", "XTTS with a 2-layer 256-channel GPT (~33 M params), for tests; "
-                "requests capped at 8 audio codes", {"max_new_tokens": 8}, family="xtts"),
+                "requests capped at 8 audio codes, streamed natively 4 at a time",
+                {"max_new_tokens": 8, "stream_chunk_tokens": 4}, family="xtts"),
     ),
 )

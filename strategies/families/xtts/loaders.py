@@ -36,7 +36,8 @@ class XttsLoader(PhasedLoader):
         return xtts.import_runtime(threads)
 
     def construct(self, files: ModelFiles) -> Any:
-        self.facts = {"max_new_tokens": xtts.max_new_tokens(files)}
+        self.facts = {"max_new_tokens": xtts.max_new_tokens(files),
+                      "stream_chunk_tokens": xtts.stream_chunk_tokens(files)}
         return self.build(files)
 
     def build(self, files: ModelFiles) -> Any:
@@ -59,12 +60,14 @@ class XttsLoader(PhasedLoader):
         return xtts.finish_for_inference(model, files)
 
     def convert_phase(self, model: Any) -> dict[str, Any]:
-        """The GPT's cap is part of every result (weights_done), next to what a conversion reports."""
+        """The GPT's cap and native chunk are part of every result (weights_done), next to what a conversion
+        reports."""
         return {**self.facts, **super().convert_phase(model)}
 
     def ready(self, model: Any, files: ModelFiles, info: dict[str, Any]) -> xtts.XttsModel:
         xtts.match_speakers_dtype(model)
-        return xtts.XttsModel(model, int(self.facts["max_new_tokens"]), info)
+        facts = self.facts
+        return xtts.XttsModel(model, int(facts["max_new_tokens"]), int(facts["stream_chunk_tokens"]), info)
 
 
 class XttsEagerLoader(XttsLoader):

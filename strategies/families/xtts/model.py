@@ -5,8 +5,8 @@ HiFi-GAN decoder that turns its latents into 24 kHz audio): imports, constructio
 Loaders that bypass `load_checkpoint` repeat everything it does (tokenizer and the text-token ids
 derived from it, state-dict key fixups, the GPT's inference wrapper, eval of the submodules), so
 their audio is bit-identical to Coqui's path. Random weights never sample the stop token, so the
-GPT loop is bounded: every request generates exactly `max_new_tokens` audio codes (HF generate's
-min = max), a fixed workload that every result records.
+GPT loop is bounded: every piece of a request (XTTS's own text split) generates exactly
+`max_new_tokens` audio codes (HF generate's min = max), a fixed workload that every result records.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ttsload.strategies import stream_choice
+from ttsload.strategies.audio import by_sentence, concatenate
 from ttsload.strategies.base import Audio, ModelFiles, StrategyError
 from ttsload.strategies.families.coqui import model as coqui
 
@@ -28,8 +30,9 @@ RUNTIME_MODULES = ("torch", "TTS.config", "TTS.tts.models.xtts", "TTS.tts.layers
                    "TTS.tts.layers.xtts.xtts_manager", "trainer.io", "torch._dynamo", "accelerate",
                    "transformers.initialization")
 LANGUAGE = "en"
-MAX_TEXT_CHARS = 250  # XTTS's own per-sentence limit for English (VoiceBpeTokenizer.char_limits["en"])
+MAX_TEXT_CHARS = 250  # XTTS's own per-piece limit for English (VoiceBpeTokenizer.char_limits["en"])
 DEFAULT_MAX_NEW_TOKENS = 64  # ~2.97 s of audio; a model folder without a manifest gets this cap
+STREAM_CHUNK_TOKENS = 20  # codes per native chunk: inference_stream's default, which Coqui's streaming server uses
 # Files besides config and checkpoint, by role: (file name, what it is for) for one-line errors.
 SIDE_FILES = {
     "vocab": ("vocab.json", "XTTS's BPE text tokenizer, which encodes every request and sets the GPT's text-token ids"),
@@ -165,6 +168,12 @@ def max_new_tokens(files: ModelFiles) -> int:
     return int(files.meta.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS)
 
 
+def stream_chunk_tokens(files: ModelFiles) -> int:
+    """Codes per native chunk: the fixture's (manifest; xtts-small's cap of 8 is under the default), else
+    STREAM_CHUNK_TOKENS."""
+    return int(files.meta.get("stream_chunk_tokens") or STREAM_CHUNK_TOKENS)
+
+
 def request_text(text: str) -> str:
     return text[:MAX_TEXT_CHARS]
 
@@ -212,11 +221,20 @@ def bf16_boundaries(model: Any) -> dict[str, Any]:
 
 @dataclass
 class XttsModel:
-    """An Xtts ready for inference, the speaker it speaks with, its cap, and what the loader did."""
+    """An Xtts ready for inference, the speaker it speaks with, its cap, and what the loader did.
+
+    A request's text is cut into pieces by XTTS's own splitter (sentences merged up to its 250-character
+    limit, as `inference(enable_text_splitting=True)` and `inference_stream` do), and every piece gets
+    exactly `max_new_tokens` codes. The whole clip is the pieces synthesized one by one and joined, so a
+    "sentence" stream concatenates to it bit for bit; the "native" stream is Coqui's `inference_stream`,
+    which decodes every `stream_chunk_tokens` codes and cross-fades the joins (same length, other samples).
+    """
 
     model: Any
     max_new_tokens: int
+    stream_chunk_tokens: int
     info: dict[str, Any] = field(default_factory=dict)
+    stream_kinds: tuple[str, ...] = ("native", "sentence")
 
     @property
     def sample_rate(self) -> int:
@@ -226,13 +244,56 @@ class XttsModel:
     def speaker(self) -> str:
         return next(iter(self.model.speaker_manager.speakers))
 
+    @property
+    def stream_kind(self) -> str:
+        """Native, unless the `stream=sentence` option asks for XTTS's pieces one by one."""
+        return "sentence" if stream_choice.chosen() == "sentence" else "native"
+
+    def pieces(self, text: str) -> list[str]:
+        from TTS.tts.layers.xtts.tokenizer import split_sentence
+
+        limit = self.model.tokenizer.char_limits[LANGUAGE]
+        return [piece for piece in split_sentence(text, LANGUAGE, limit) if piece.strip()]
+
     def synthesize(self, text: str, seed: int) -> Audio:
+        return concatenate(by_sentence(self.synthesize_piece, self.pieces(text), seed))
+
+    def synthesize_piece(self, text: str, seed: int) -> Audio:
         """Coqui's `Xtts.synthesize` with a stored speaker, a fixed seed and exactly max_new_tokens codes."""
         import torch
 
         torch.manual_seed(seed)
         with torch.inference_mode():
             out = self.model.synthesize(request_text(text), speaker=self.speaker, language=LANGUAGE,
-                                        max_new_tokens=self.max_new_tokens, min_new_tokens=self.max_new_tokens)
+                                        **self._cap())
         wav = np.asarray(out["wav"], dtype=np.float32).reshape(-1)
         return Audio(np.ascontiguousarray(wav), self.sample_rate)
+
+    def synthesize_stream(self, text: str, seed: int) -> Iterator[Audio]:
+        if self.stream_kind == "sentence":
+            return by_sentence(self.synthesize_piece, self.pieces(text), seed)
+        return self._native(text, seed)
+
+    def _native(self, text: str, seed: int) -> Iterator[Audio]:
+        """`Xtts.inference_stream` piece by piece, each seeded as synthesize_piece is. Every step runs in
+        inference mode on its own: a server may pull the chunks from different threads."""
+        import torch
+
+        latent, embedding = self.model.speaker_manager.speakers[self.speaker].values()
+        config = self.model.config
+        sampling = {key: getattr(config, key) for key in ("temperature", "length_penalty", "repetition_penalty",
+                                                           "top_k", "top_p")}
+        for piece in self.pieces(text):
+            torch.manual_seed(seed)
+            chunks = self.model.inference_stream(request_text(piece), LANGUAGE, latent, embedding,
+                                                 stream_chunk_size=self.stream_chunk_tokens, **sampling, **self._cap())
+            while True:
+                with torch.inference_mode():
+                    chunk = next(chunks, None)
+                if chunk is None:
+                    break
+                wav = chunk.detach().to(torch.float32).reshape(-1).numpy()
+                yield Audio(np.ascontiguousarray(wav), self.sample_rate)
+
+    def _cap(self) -> dict[str, int]:
+        return {"max_new_tokens": self.max_new_tokens, "min_new_tokens": self.max_new_tokens}
