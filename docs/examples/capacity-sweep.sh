@@ -5,7 +5,8 @@
 #   uvicorn-eager:        uvicorn --workers 2, each worker loads its own copy (the baseline users run)
 #   gunicorn-preload-mmap: gunicorn --preload + 2 uvicorn workers, weights mmap'ed in the master, shared
 #   loop-prefork-trim:    one event loop feeding 2 prefork workers over mmap'ed weights, malloc_trim per request
-# Usage: docs/examples/capacity-sweep.sh [OUT]   (MODEL, SWEEP, TARGET, REQUESTS override the defaults)
+# Usage: docs/examples/capacity-sweep.sh [OUT]   (MODEL, SWEEP, TARGET, REQUESTS override the defaults;
+#        CLIENT_ARGS adds client options, e.g. --allow-underruns)
 # The default sweep starts low: on 2 cores a full-size vits request takes seconds, so 2 workers serve a
 # fraction of a request per second. Start below the capacity you expect; a sweep whose first step already
 # misses the target finds no capacity.
@@ -14,6 +15,7 @@ model=${MODEL:-vits}
 sweep=${SWEEP:-0.05:1.5:2}
 target=${TARGET:-ttfa_p95=2s}
 requests=${REQUESTS:-20}
+read -r -a client_args <<< "${CLIENT_ARGS:-}"
 out=${1:-results/capacity-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$out"
 
@@ -33,7 +35,7 @@ measure() {
     read -r url pid < <(python -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d["url"], d["pid"])' \
                             "$out/$name.server.json")
     ttsload client "$url" --sweep "$sweep" --target "$target" --requests "$requests" --server-pid "$pid" \
-        --config "$name" --out "$out/$name" || echo "capacity-sweep: $name: the client failed (kept)" >&2
+        --config "$name" --out "$out/$name" "${client_args[@]}" || echo "capacity-sweep: $name: the client failed (kept)" >&2
     kill -TERM "$server"
     wait "$server" || true
 }
