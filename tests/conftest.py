@@ -85,6 +85,7 @@ def ttsload_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("ttsload-home")
     os.environ["TTSLOAD_HOME"] = str(home)  # inherited by the cell processes the runner starts
     os.environ.setdefault("TTSLOAD_MEMCPY_MIB", "32")  # every test cell runs the limit probe: a smaller copy
+    os.environ.setdefault("TTSLOAD_WARMUP", "0")  # a warm-up process per `ttsload run` (test_run checks it) is minutes
     return home
 
 

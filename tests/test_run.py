@@ -31,7 +31,7 @@ def records(out: Path) -> list[dict]:
 def preset_run(tiny, tmp_path_factory) -> tuple[Path, object]:
     out = tmp_path_factory.mktemp("run") / "presets"
     done = ttsload("run", "--strategy", PRESETS, "--model", "vits-tiny", "--requests", str(REQUESTS),
-                   "--repeat", "1", "--out", str(out))
+                   "--repeat", "1", "--out", str(out), env={"TTSLOAD_WARMUP": "1"})  # as a user runs it
     return out, done
 
 
@@ -80,7 +80,7 @@ def test_worker_tree_is_measured_as_a_tree(preset_run):
     assert int(by_strategy["singleton"]["processes"]) == 1
 
 
-def test_results_jsonl_has_every_record_type(preset_run):
+def test_results_jsonl_has_every_record_type(preset_run, tiny):
     out, _ = preset_run
     recs = records(out)
     kinds = {r["type"] for r in recs}
@@ -89,6 +89,12 @@ def test_results_jsonl_has_every_record_type(preset_run):
     assert run["schema"] == 1 and run["environment"]["packages"]["coqui-tts"] == "0.28.0"
     assert sum(1 for r in recs if r["type"] == "request") == REQUESTS * len(PRESETS.split(","))
     assert any(r.get("steady") for r in recs if r["type"] == "sample")
+    # the warm-up ran first, unmeasured: every loader's runtime imported, every model file read once
+    (warmup,) = [r for r in recs if r["type"] == "warmup"]
+    assert warmup["status"] == "ok" and warmup["models"] == ["vits-tiny"] and warmup["seconds"] > 0
+    assert {"eager", "mmap"} <= set(warmup["loaders"])
+    assert warmup["read_bytes"] >= tiny.checkpoint.stat().st_size + tiny.config.stat().st_size
+    assert recs.index(warmup) < min(i for i, r in enumerate(recs) if r["type"] == "cell")
 
 
 def test_a_broken_model_fails_its_cells_and_the_others_still_run(tiny, tiny_copy, tmp_path):
@@ -96,8 +102,9 @@ def test_a_broken_model_fails_its_cells_and_the_others_still_run(tiny, tiny_copy
     checkpoint.write_bytes(checkpoint.read_bytes()[:-100])
     out = tmp_path / "mixed"
     done = ttsload("run", "--strategy", "singleton,mmap", "--model", f"{tiny_copy},vits-tiny",
-                   "--requests", "1", "--repeat", "1", "--out", str(out))
+                   "--requests", "1", "--repeat", "1", "--out", str(out), "--no-warmup", env={"TTSLOAD_WARMUP": "1"})
     assert done.returncode == 1
+    assert not [r for r in records(out) if r["type"] == "warmup"]  # --no-warmup
     table = rows(out)
     broken = [r for r in table if r["model"] != "vits-tiny"]
     assert len(broken) == 2 and all(r["status"] == "failed" for r in broken)

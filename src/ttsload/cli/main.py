@@ -61,6 +61,9 @@ def parser() -> argparse.ArgumentParser:
                           "or the faults scenario's for its oom drill)")
     run.add_argument("--history", type=Path, help="history store to append to (default $TTSLOAD_HOME/history.jsonl)")
     run.add_argument("--no-history", action="store_true", help="do not append this run to the history store")
+    run.add_argument("--no-warmup", action="store_true",
+                     help="skip the warm-up process (imports and model files read once, never measured) that runs "
+                          "before the first cell")
     run.add_argument("--shard", metavar="I/N", help="run only shard I of N (0-based I: 0/3 1/3 2/3; env/N reads "
                                                    "$JOB_COMPLETION_INDEX), balanced by the history's durations")
     run.add_argument("--shard-by", choices=("config", "cell"), default="config",

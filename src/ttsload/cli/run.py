@@ -8,6 +8,7 @@ finished ok there, so an interrupted hour-long soak does not start again from ze
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -203,6 +204,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     ui.console.print(f"ttsload run {run_id}: {todo} cells -> {out}"
                      + (f" (shard {shard} of a {planned}-cell plan {options['plan_hash']})" if shard else "")
                      + (f" (resumed: {len(finished)} of {planned} finished before)" if args.resume else ""))
+    if todo and not args.no_warmup and os.environ.get(WARMUP_ENV) != "0":
+        _warm_up([c for b in batches for c in b.cells], args.threads, store, run_id)
     rows: list[dict[str, Any]] = []
     with ui.progress() as bar:
         task = bar.add_task("cells", total=todo, detail="")
@@ -243,6 +246,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         ui.console.print(f"history: appended to {history.append(out, args.history)}")
     return ExitCode.FAILED if any(r["status"] != "ok" for r in rows) else ExitCode.OK
+
+
+WARMUP_ENV = "TTSLOAD_WARMUP"  # 0: no warm-up, as --no-warmup (the test suite's default: one per run is minutes)
+
+
+def _warm_up(cells: list[Cell], threads: int | None, store: ResultStore, run_id: str) -> None:
+    """The warm-up process (bench/harness/warmup.py), recorded in the results; a failed one is said and skipped."""
+    from ttsload.bench.harness import warmup
+
+    with ui.console.status("warm-up: importing the runtimes and reading the model files (not measured)"):
+        record = warmup.run(cells, threads)
+    store.append([{**record, "run_id": run_id}])
+    if record["status"] == "ok":
+        ui.console.print(f"warm-up: {record['read_bytes'] / 2**20:.0f} MiB of model files read and "
+                         f"{', '.join(record['loaders'])} imported in {record['seconds']:.1f} s (not measured)")
+    else:
+        ui.console.print(f"warm-up failed ({record['reason']}); the run goes on without it")
 
 
 def _default_history() -> Path:
