@@ -3,6 +3,7 @@ with no traceback and nothing written; cells start whatever their spec's size an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -197,6 +198,28 @@ def _survivors(processes: list[psutil.Process], within_s: float) -> list[psutil.
         alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
         time.sleep(0.2)
     return alive
+
+
+@pytest.mark.integration
+def test_killing_the_owner_of_an_asgi_server_ends_its_whole_tree(tiny):
+    """`ttsload serve --stack uvicorn --workers 2` killed: uvicorn's supervisor, which never imports the app, and
+    its workers go with it."""
+    owner = subprocess.Popen([sys.executable, "-P", "-m", "ttsload", "serve", "--stack", "uvicorn", "--strategy",
+                              "singleton", "--model", "vits-tiny", "--workers", "2"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+    try:
+        started = json.loads(owner.stdout.readline())
+        server = [psutil.Process(started["pid"]), *_descendants(started["pid"])]
+        assert len(server) >= 3  # the supervisor and its two workers
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+        assert _survivors(server, within_s=30) == []
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+        for process in locals().get("server", []):  # a failed check leaves no server behind
+            with contextlib.suppress(psutil.Error):
+                process.kill()
 
 
 @pytest.mark.integration

@@ -67,6 +67,9 @@ def ready_count(stack: str, workers: int) -> int:
     return 1 if stack in ("loop-threads", "loop-workers") else workers
 
 
+LAUNCHER = "ttsload.bench.serving.launch"
+
+
 def command(stack: str, workers: int, limits: HttpLimits, listen_fd: int, preload: bool) -> list[str]:
     factory = f"{APP}:create_app"
     if stack == "gunicorn-uvicorn":
@@ -92,8 +95,14 @@ def start(stack: str, config: dict[str, Any], workers: int, limits: HttpLimits, 
     env = {k: v for k, v in os.environ.items() if k not in dropped}
     env["TTSLOAD_ASGI"] = json.dumps(config)
     fds = (config["events_fd"], config["status_fd"], listen_fd)
-    return subprocess.Popen(command(stack, workers, limits, listen_fd, bool(config.get("preload"))), pass_fds=fds,
-                            env=env, stdin=subprocess.DEVNULL)
+    program = launched(command(stack, workers, limits, listen_fd, bool(config.get("preload"))))
+    return subprocess.Popen(program, pass_fds=fds, env=env, stdin=subprocess.DEVNULL)
+
+
+def launched(program: list[str]) -> list[str]:
+    """`python -m MODULE ARGS` as `python -m LAUNCHER OWNER_PID MODULE ARGS`: the server ends with this process."""
+    at = program.index("-m")
+    return [*program[:at], "-m", LAUNCHER, str(os.getpid()), *program[at + 1:]]
 
 
 @contextmanager
