@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import statistics
+import time
 
 import pytest
 
@@ -143,6 +144,15 @@ def test_open_loop_step_records_send_error_and_generator_cpu():
     assert len(run.records) == 6 and all(r["ok"] for r in run.records)
     assert all(r["send_error_s"] >= 0 for r in run.records)
     assert run.cpu_s > 0 and run.wall_s > 0
+
+
+def test_an_arrival_is_never_sent_before_it_is_due():
+    from ttsload.bench.loadgen.sender import WAKE_EARLY_S, until
+
+    for ahead in (0.0, 0.0005, WAKE_EARLY_S / 2, WAKE_EARLY_S * 3):  # past, inside the 1 ms steps, both sleeps
+        due = time.monotonic() + ahead
+        asyncio.run(until(due))
+        assert time.monotonic() >= due
 
 
 def test_broken_servers_are_recorded_as_failed_with_kind_and_reason():
