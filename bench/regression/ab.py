@@ -75,7 +75,9 @@ Launch = Callable[[Side, list[str], int | None], "subprocess.Popen[bytes]"]
 
 
 def _launch(side: Side, command: list[str], core: int | None) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **side.env}
+    # No warm-up process per cell (a run's first-cell fix): both sides' cells follow each other in one run, so
+    # after the first pair every cell starts from the same warm page cache, and a ratio is a median over pairs.
+    env = {**os.environ, "TTSLOAD_WARMUP": "0", **side.env}
     env.pop("PYTHONPATH", None)  # the side's interpreter imports its own ttsload, nothing this process points at
     pin = (lambda: os.sched_setaffinity(0, {core})) if core is not None else None
     return subprocess.Popen(command, cwd=side.cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
