@@ -200,6 +200,13 @@ def _survivors(processes: list[psutil.Process], within_s: float) -> list[psutil.
     return alive
 
 
+def _survivors_of_killed_owner(owner: subprocess.Popen, server: list[psutil.Process]) -> list[psutil.Process]:
+    """SIGKILL the process that started a server; what of the server is still running 30 s later."""
+    owner.send_signal(signal.SIGKILL)
+    owner.wait()
+    return _survivors(server, within_s=30)
+
+
 @pytest.mark.integration
 def test_killing_the_owner_of_an_asgi_server_ends_its_whole_tree(tiny):
     """`ttsload serve --stack uvicorn --workers 2` killed: uvicorn's supervisor, which never imports the app, and
@@ -207,17 +214,16 @@ def test_killing_the_owner_of_an_asgi_server_ends_its_whole_tree(tiny):
     owner = subprocess.Popen([sys.executable, "-P", "-m", "ttsload", "serve", "--stack", "uvicorn", "--strategy",
                               "singleton", "--model", "vits-tiny", "--workers", "2"], stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL, text=True)
+    server: list[psutil.Process] = []
     try:
         started = json.loads(owner.stdout.readline())
         server = [psutil.Process(started["pid"]), *_descendants(started["pid"])]
         assert len(server) >= 3  # the supervisor and its two workers
-        owner.send_signal(signal.SIGKILL)
-        owner.wait()
-        assert _survivors(server, within_s=30) == []
+        assert _survivors_of_killed_owner(owner, server) == []
     finally:
         if owner.poll() is None:
             owner.kill()
-        for process in locals().get("server", []):  # a failed check leaves no server behind
+        for process in server:  # a failed check leaves no server behind
             with contextlib.suppress(psutil.Error):
                 process.kill()
 
@@ -263,9 +269,7 @@ def test_killing_the_owner_of_a_standalone_server_ends_the_server(tiny, tmp_path
         master = int(owner.stdout.readline())
         server = [psutil.Process(master), *_descendants(master)]
         assert len(server) >= 2  # the master and its worker
-        owner.send_signal(signal.SIGKILL)
-        owner.wait()
-        assert _survivors(server, within_s=30) == []
+        assert _survivors_of_killed_owner(owner, server) == []
     finally:
         if owner.poll() is None:
             owner.kill()
